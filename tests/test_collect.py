@@ -1,0 +1,83 @@
+"""`worldgame collect` end to end through the real command line."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worldgame.data.episode import list_episodes, read_episode
+from worldgame.games.bouncer import ACTIONS
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_collect_writes_episodes(tmp_path, run_cli):
+    out = tmp_path / "data"
+    r = run_cli("collect", "episodes=2", "steps=30", f"out={out}", "progress=false")
+    assert r.returncode == 0, r.stderr
+    files = list_episodes(out)
+    assert [f.name for f in files] == ["ep_000000.wgep", "ep_000001.wgep"]
+    seeds = set()
+    for f in files:
+        ep = read_episode(f)
+        assert ep.complete
+        assert 1 < len(ep) <= 31
+        assert ep.frames.shape[1:] == (64, 64, 3) and ep.frames.dtype == np.uint8
+        assert ep.metadata["game"] == "bouncer"
+        assert ep.metadata["policy"] == "scripted"
+        assert ep.metadata["frame_size"] == 64
+        assert ep.metadata["action_names"] == list(ACTIONS)
+        assert ep.actions[0] == 0 and ep.actions.min() >= 0 and ep.actions.max() < len(ACTIONS)
+        seeds.add(ep.metadata["seed"])
+    assert len(seeds) == 2  # each episode is its own game
+    assert "wrote" in r.stdout
+
+
+def test_collect_random_policy(tmp_path, run_cli):
+    r = run_cli("collect", "policy=random", "episodes=1", "steps=20", f"out={tmp_path}", "progress=false")
+    assert r.returncode == 0, r.stderr
+    (f,) = list_episodes(tmp_path)
+    ep = read_episode(f)
+    assert ep.metadata["policy"] == "random"
+    assert len(ep) <= 21 and len(set(ep.actions[1:].tolist())) > 1
+
+
+def test_bad_override_is_one_line(tmp_path, run_cli):
+    r = run_cli("collect", "stepz=3", f"out={tmp_path}", "progress=false")
+    assert r.returncode == 2
+    lines = _lines(r.stderr)
+    assert len(lines) == 1, r.stderr
+    assert "stepz" in lines[0]
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_game_is_one_line(tmp_path, run_cli):
+    r = run_cli("collect", "game=nope", f"out={tmp_path}", "progress=false")
+    assert r.returncode != 0
+    lines = _lines(r.stderr)
+    assert len(lines) == 1, r.stderr
+    assert "nope" in lines[0]
+
+
+def test_collect_appends_never_overwrites(tmp_path, run_cli):
+    args = ("collect", "episodes=2", "steps=10", f"out={tmp_path}", "progress=false")
+    assert run_cli(*args).returncode == 0
+    before = {f.name: f.read_bytes() for f in list_episodes(tmp_path)}
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    files = list_episodes(tmp_path)
+    assert len(files) == 4
+    for name, data in before.items():
+        assert (tmp_path / name).read_bytes() == data
+    seeds = [read_episode(f).metadata["seed"] for f in files]
+    assert len(set(seeds)) == 4  # the new episodes are new games, not repeats
+
+
+def test_collect_after_a_deleted_episode(tmp_path, run_cli):
+    args = ("collect", "episodes=2", "steps=5", f"out={tmp_path}", "progress=false")
+    assert run_cli(*args).returncode == 0
+    (tmp_path / "ep_000000.wgep").unlink()
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert [f.name for f in list_episodes(tmp_path)] == ["ep_000001.wgep", "ep_000002.wgep", "ep_000003.wgep"]

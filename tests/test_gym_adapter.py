@@ -1,0 +1,95 @@
+"""GymGame: any gymnasium env with discrete actions, seen as a worldgame Game."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worldgame.data.episode import list_episodes, read_episode
+from worldgame.errors import WorldgameError
+from worldgame.games.gym_adapter import GymGame
+
+pytest.importorskip("gymnasium")
+
+
+def test_cartpole_frames_and_steps():
+    game = GymGame("CartPole-v1")
+    assert game.name == "gym:CartPole-v1"
+    assert len(game.action_names) == 2
+    frame = game.reset(0)
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    assert frame.std() > 0  # a picture, not a blank
+    out = game.step(1)
+    assert isinstance(out, tuple) and len(out) == 4
+    frame, reward, done, info = out
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    assert isinstance(reward, float) and isinstance(done, bool) and isinstance(info, dict)
+
+
+def test_cartpole_frame_size_and_seed():
+    a, b = GymGame("CartPole-v1", frame_size=32), GymGame("CartPole-v1", frame_size=32)
+    fa, fb = a.reset(5), b.reset(5)
+    assert fa.shape == (32, 32, 3)
+    assert np.array_equal(fa, fb)
+    for _ in range(5):
+        assert np.array_equal(a.step(0)[0], b.step(0)[0])
+
+
+def test_breakout_actions_and_keys():
+    pytest.importorskip("ale_py")
+    game = GymGame("ALE/Breakout-v5")
+    assert list(game.action_names) == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    assert game.key_bindings["FIRE"] == ["space"]
+    assert game.key_bindings["RIGHT"] == ["right"]
+    assert game.key_bindings["LEFT"] == ["left"]
+    assert "NOOP" not in game.key_bindings
+    frame = game.reset(0)
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    frame, reward, done, _ = game.step(1)
+    assert frame.shape == (64, 64, 3) and isinstance(reward, float) and isinstance(done, bool)
+
+
+def test_collect_gym_via_cli(tmp_path, run_cli):
+    r = run_cli(
+        "collect",
+        "game=gym",
+        "game.id=CartPole-v1",
+        "policy=random",
+        "episodes=1",
+        "steps=20",
+        f"out={tmp_path}",
+        "progress=false",
+    )
+    assert r.returncode == 0, r.stderr
+    (f,) = list_episodes(tmp_path)
+    ep = read_episode(f)
+    assert ep.metadata["game"] == "gym:CartPole-v1"
+    assert ep.metadata["action_names"] == list(GymGame("CartPole-v1").action_names)
+    assert 1 < len(ep) <= 21
+    assert ep.frames.shape[1:] == (64, 64, 3)
+
+
+def test_scripted_policy_refuses_gym_game(tmp_path, run_cli):
+    r = run_cli(
+        "collect",
+        "game=gym",
+        "game.id=CartPole-v1",
+        "policy=scripted",
+        "episodes=1",
+        "steps=5",
+        f"out={tmp_path}",
+        "progress=false",
+    )
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "policy=random" in lines[0], r.stderr
+
+
+def test_continuous_env_refused():
+    with pytest.raises(WorldgameError, match="Discrete"):
+        GymGame("Pendulum-v1")
+
+
+def test_unknown_env_refused():
+    with pytest.raises(WorldgameError, match="NoSuchEnv"):
+        GymGame("NoSuchEnv-v0")

@@ -1,0 +1,98 @@
+"""`worldgame <command> [key=value ...]`: one hydra app per command, configs in conf/<command>.yaml."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from worldgame.errors import WorldgameError
+
+COMMANDS = {
+    "play": ("worldgame.runtime.play", "open the game window (neural by default, engine=real for the real game)"),
+    "collect": ("worldgame.data.collect", "write episodes of a game played by a policy"),
+    "train": ("worldgame.train.loop", "train stage=vae|teacher|distill|all on collected episodes"),
+    "eval": ("worldgame.eval.evaluate", "measure a checkpoint's quality; prints one JSON line"),
+    "bench": ("worldgame.runtime.bench", "measure play speed headless; prints one JSON line"),
+    "replay": ("worldgame.runtime.replay", "play back or export an episode or session"),
+}
+USAGE = "usage: worldgame <command> [key=value ...] [-m]\n\ncommands:\n" + "\n".join(
+    f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()
+) + "\n\nShow a command's settings: worldgame <command> --cfg job"
+
+
+def config_dir() -> Path:
+    """conf/ beside the package in a source checkout, or the copy inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "conf", here / "_conf"):
+        if candidate.is_dir():
+            return candidate
+    raise WorldgameError("the conf/ folder is missing; reinstall worldgame")
+
+
+def _one_line(e: BaseException) -> str:
+    parts = []
+    while e is not None and len(parts) < 3:
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        text = text.split(" Config search path")[0].split(" full_key:")[0]
+        if text and text not in parts:
+            parts.append(text)
+        e = e.__cause__
+    return ": ".join(parts) or type(e).__name__
+
+
+def _check_overrides(command: str, overrides: list[str]) -> None:
+    """Compose once before hydra runs so a typo is one line, not hydra's multi-line report."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        compose(config_name=command, overrides=overrides, return_hydra_config=True)
+
+
+def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def task(cfg: Any) -> Any:
+        try:
+            return fn(cfg)
+        except WorldgameError as e:
+            print(f"worldgame {command}: error: {e}", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            print(f"worldgame {command}: interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return task
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        sys.exit(0 if argv else 2)
+    command, overrides = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"worldgame: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from checkpoints/, never a hub
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    plain = [o for o in overrides if not o.startswith("-")]
+    if len(plain) == len(overrides):  # -m sweeps and --cfg/--help are checked by hydra itself
+        try:
+            _check_overrides(command, plain)
+        except Exception as e:
+            print(f"worldgame {command}: bad setting: {_one_line(e)}", file=sys.stderr)
+            sys.exit(2)
+    import hydra
+
+    module = importlib.import_module(COMMANDS[command][0])
+    app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(
+        _task(command, module.run)
+    )
+    sys.argv = [f"worldgame {command}", *overrides]
+    app()
+
+
+if __name__ == "__main__":
+    main()

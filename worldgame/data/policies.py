@@ -1,0 +1,116 @@
+"""Policies that drive a game while collecting data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worldgame.errors import WorldgameError
+from worldgame.games.bouncer import Bouncer
+from worldgame.games.protocol import Game
+
+
+class RandomPolicy:
+    """Uniform random actions, each repeated with probability ``sticky`` (Atari-style sticky actions)."""
+
+    name = "random"
+
+    def __init__(self, game: Game, sticky: float = 0.8, seed: int = 0) -> None:
+        self.n = len(game.action_names)
+        self.sticky = sticky
+        self.rng = np.random.default_rng(seed)
+        self.action = 0
+
+    def __call__(self) -> int:
+        if self.rng.random() >= self.sticky:
+            self.action = int(self.rng.integers(self.n))
+        return self.action
+
+
+class ScriptedPolicy:
+    """Covers Bouncer's state space: walks to targets spread over a 4x4 grid of regions, presses
+    into walls, chases coins, fires, idles, and takes random actions now and then; orbs do the dying."""
+
+    name = "scripted"
+
+    def __init__(self, game: Game, sticky: float = 0.8, seed: int = 0) -> None:
+        if not isinstance(game, Bouncer):
+            raise WorldgameError("policy=scripted knows only the built-in game; use policy=random for other games")
+        self.game = game
+        self.rng = np.random.default_rng(seed)
+        self.random = RandomPolicy(game, sticky, seed + 1)
+        self.region = int(self.rng.integers(16))
+        self.target: tuple[int, int] | None = None
+        self.hold = 0  # steps left of the current wall push / idle / random burst
+        self.mode = "walk"
+
+    def _new_target(self) -> None:
+        g, r = self.game, self.rng
+        u = r.random()
+        if u < 0.15:  # press into a wall for a while
+            self.mode, self.hold = "wall", int(r.integers(5, 25))
+            self.wall_action = int(r.integers(1, 5))
+        elif u < 0.3:
+            self.mode, self.hold = "idle", int(r.integers(3, 20))
+        elif u < 0.45:
+            self.mode, self.hold = "random", int(r.integers(10, 40))
+        else:
+            self.mode = "walk"
+            if g.coin is not None and r.random() < 0.4:
+                self.target = (g.coin[0], g.coin[1])
+            else:
+                self.region = (self.region + int(r.integers(1, 16))) % 16
+                w = (g.hi - g.lo) / 4
+                x = g.lo + (self.region % 4 + r.random()) * w
+                y = g.lo + (self.region // 4 + r.random()) * w
+                self.target = (int(x), int(y))
+
+    def __call__(self) -> int:
+        if self.mode != "walk":
+            self.hold -= 1
+            if self.hold <= 0:
+                self._new_target()
+            if self.mode == "wall":
+                return self.wall_action
+            if self.mode == "idle":
+                return 0
+            return self.random()
+        if self.target is None:
+            self._new_target()
+            return 0
+        dodge = self._dodge()
+        if dodge:
+            return dodge
+        if self.rng.random() < 0.08:
+            return 5
+        if self.rng.random() < 0.05:
+            return int(self.rng.integers(6))
+        px, py = self.game.player
+        dx, dy = self.target[0] - px, self.target[1] - py
+        if abs(dx) <= self.game.speed and abs(dy) <= self.game.speed:
+            self._new_target()
+            return 0
+        if abs(dx) > abs(dy) or (abs(dx) > self.game.speed and self.rng.random() < 0.3):
+            return 4 if dx > 0 else 3
+        return 2 if dy > 0 else 1
+
+
+    def _dodge(self) -> int:
+        """Step away from an orb that is close, most of the time (a human would)."""
+        g = self.game
+        px, py = g.player
+        for ox, oy, _, _ in g.orbs:
+            dx, dy = px - ox, py - oy
+            if abs(dx) < 3 * g.player_size and abs(dy) < 3 * g.player_size and self.rng.random() < 0.7:
+                if abs(dx) > abs(dy):
+                    return 4 if dx > 0 else 3
+                return 2 if dy > 0 else 1
+        return 0
+
+
+POLICIES = {"random": RandomPolicy, "scripted": ScriptedPolicy}
+
+
+def make_policy(name: str, game: Game, sticky: float, seed: int) -> RandomPolicy | ScriptedPolicy:
+    if name not in POLICIES:
+        raise WorldgameError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    return POLICIES[name](game, sticky=sticky, seed=seed)

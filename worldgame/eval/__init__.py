@@ -1,0 +1,1 @@
+"""Evaluation: metrics, teacher-forced and closed-loop rollouts, reports."""

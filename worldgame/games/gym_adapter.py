@@ -1,0 +1,78 @@
+"""Runs any gymnasium env with a discrete action space and RGB frames as a worldgame Game."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from worldgame.errors import WorldgameError
+
+# ALE action meanings are made of these words; each maps to a key
+_WORD_KEYS = {"UP": "up", "DOWN": "down", "LEFT": "left", "RIGHT": "right", "FIRE": "space"}
+
+
+class GymGame:
+    """A gymnasium env seen through the Game protocol, frames resized to ``frame_size``.
+
+    Args:
+        id: gymnasium env id, e.g. ``ALE/Breakout-v5`` (needs the ``atari`` extra) or ``CartPole-v1``.
+        frame_size: side of the square frames handed out (area-resampled from the env's frames).
+        kwargs: extra keyword arguments for ``gymnasium.make``.
+    """
+
+    def __init__(self, id: str, frame_size: int = 64, kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            import gymnasium as gym
+        except ImportError as e:
+            raise WorldgameError("gymnasium is not installed; run `pip install -e '.[atari]'`") from e
+        if id.startswith("ALE/"):
+            try:
+                import ale_py
+
+                gym.register_envs(ale_py)
+            except ImportError as e:
+                raise WorldgameError(f"{id} needs ale-py; run `pip install -e '.[atari]'`") from e
+        try:
+            self.env = gym.make(id, render_mode="rgb_array", **(kwargs or {}))
+        except Exception as e:
+            raise WorldgameError(f"gymnasium could not make {id!r}: {e}") from e
+        if not isinstance(self.env.action_space, gym.spaces.Discrete):
+            raise WorldgameError(f"{id} has a {type(self.env.action_space).__name__} action space; only Discrete is supported")
+        self.name = f"gym:{id}"
+        self.frame_size = frame_size
+        meanings = getattr(self.env.unwrapped, "get_action_meanings", None)
+        n = int(self.env.action_space.n)
+        self.action_names = tuple(meanings()) if meanings else tuple(f"A{i}" for i in range(n))
+        self.key_bindings = _bindings(self.action_names)
+
+    def _frame(self, obs: Any) -> np.ndarray:
+        img = obs if isinstance(obs, np.ndarray) and obs.ndim == 3 and obs.shape[-1] == 3 else self.env.render()
+        if img is None:
+            raise WorldgameError(f"{self.name} renders no RGB frames")
+        return np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((self.frame_size,) * 2, Image.BOX))
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        return self._frame(obs)
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._frame(obs), float(reward), bool(terminated or truncated), dict(info)
+
+
+def _bindings(action_names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Key combos for ALE-style names (``UPFIRE`` -> ``up+space``); digits for anything else."""
+    bindings: dict[str, list[str]] = {}
+    for i, name in enumerate(action_names):
+        rest, keys = name, []
+        for word, key in _WORD_KEYS.items():
+            if word in rest:
+                keys.append(key)
+                rest = rest.replace(word, "")
+        if keys and not rest:
+            bindings[name] = ["+".join(keys)]
+        elif name != "NOOP" and i < 10:
+            bindings[name] = [str(i)]
+    return bindings

@@ -1,0 +1,85 @@
+"""The action-conditioned denoiser: a diffusers UNet2DModel on K past latents + the noisy target.
+
+Conditioning, as in GameNGen/DIAMOND: the K past latents are concatenated with the noisy target on
+channels (``in_channels = C * (K + 1)``); the K past actions are embedded, flattened and projected,
+the context-noise level is embedded too, and both are added to the UNet's timestep embedding via
+its ``class_embed_type="identity"`` slot.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+
+class ActionDenoiser(ModelMixin, ConfigMixin):
+    """Predicts the clean next latent (or v / epsilon, per the scheduler) from noisy target + context.
+
+    Args:
+        num_actions: size of the game's discrete action set.
+        context_length: K, the number of past latents and actions seen.
+        latent_channels: C, channels of one latent.
+        latent_size: side of the latent grid (16 for 64x64 frames).
+        block_out_channels: UNet widths per resolution level.
+        layers_per_block: resnets per UNet level.
+        action_dim: size of one action embedding before flattening.
+        norm_num_groups: GroupNorm groups inside the UNet.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_actions: int,
+        context_length: int = 4,
+        latent_channels: int = 4,
+        latent_size: int = 16,
+        block_out_channels: tuple[int, ...] = (48, 96, 96),
+        layers_per_block: int = 1,
+        action_dim: int = 32,
+        norm_num_groups: int = 16,
+    ) -> None:
+        super().__init__()
+        levels = len(block_out_channels)
+        emb_dim = 4 * block_out_channels[0]
+        self.unet = UNet2DModel(
+            sample_size=latent_size,
+            in_channels=latent_channels * (context_length + 1),
+            out_channels=latent_channels,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            down_block_types=("DownBlock2D",) * levels,
+            up_block_types=("UpBlock2D",) * levels,
+            norm_num_groups=norm_num_groups,
+            class_embed_type="identity",
+            add_attention=False,  # attention at 4x4 costs more than it brings here
+        )
+        self.action_embedding = nn.Embedding(num_actions, action_dim)
+        self.noise_level_proj = Timesteps(block_out_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.cond_proj = nn.Sequential(
+            nn.Linear(context_length * action_dim + block_out_channels[0], emb_dim),
+            nn.SiLU(),
+            nn.Linear(emb_dim, emb_dim),
+        )
+
+    def condition(self, actions: torch.Tensor, context_noise: torch.Tensor) -> torch.Tensor:
+        """(B, K) actions + (B,) context-noise levels in [0, 1] -> (B, emb_dim) added to the time embedding."""
+        a = self.action_embedding(actions).flatten(1)
+        n = self.noise_level_proj(context_noise * 1000).to(a.dtype)
+        return self.cond_proj(torch.cat([a, n], dim=1))
+
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        actions: torch.Tensor,
+        context_noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """noisy (B, C, h, w), timesteps (B,), context (B, K, C, h, w), actions (B, K) long,
+        context_noise (B,) -> model output (B, C, h, w)."""
+        x = torch.cat([context.flatten(1, 2), noisy], dim=1)
+        return self.unet(x, timesteps, class_labels=self.condition(actions, context_noise), return_dict=False)[0]

@@ -1,0 +1,26 @@
+"""The noise schedules: one set of betas for training (DDPM), the teacher's sampler (DDIM) and LCM."""
+
+from __future__ import annotations
+
+from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
+
+# Stable-Diffusion betas, the ones LCMScheduler assumes; 50 = LCM's original_inference_steps (k = 20)
+SCHEDULE = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
+)
+ORIGINAL_INFERENCE_STEPS = 50
+
+
+def train_scheduler(prediction_type: str) -> DDPMScheduler:
+    """The forward process used to noise latents in training."""
+    return DDPMScheduler(**SCHEDULE, prediction_type=prediction_type)
+
+
+def lcm_scheduler(prediction_type: str) -> LCMScheduler:
+    """The few-step sampler of the distilled model (same betas as training)."""
+    return LCMScheduler(**SCHEDULE, prediction_type=prediction_type, original_inference_steps=ORIGINAL_INFERENCE_STEPS)
+
+
+def teacher_scheduler(config: dict) -> DDIMScheduler:
+    """The teacher's many-step sampler, built from the LCM scheduler's config so the betas match."""
+    return DDIMScheduler.from_config(config, set_alpha_to_one=True, timestep_spacing="leading")

@@ -1,0 +1,205 @@
+"""WorldModel: load a checkpoint folder, encode frames, predict the next latent in 1-8 LCM steps, decode.
+
+Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
+
+    vae/        TinyAutoencoder      (config.json + diffusion_pytorch_model.safetensors)
+    denoiser/   ActionDenoiser, LCM-distilled student (what play uses)
+    teacher/    ActionDenoiser before distillation (optional; eval compares against it)
+    scheduler/  LCMScheduler config (the betas the teacher was trained with)
+    worldgame.json  game, frame size, action names and key bindings, K, play-time context noise,
+                    and where the weights came from (data, training time, eval figures)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from worldgame.errors import WorldgameError
+from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler
+
+METADATA = "worldgame.json"
+
+
+def default_checkpoint(game: str = "bouncer") -> Path:
+    """The checkpoint shipped for ``game`` (checkpoints/<game> in a checkout, or inside the wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    for candidate in (root.parent / "checkpoints" / game, root / "_checkpoints" / game):
+        if candidate.is_dir():
+            return candidate
+    return root.parent / "checkpoints" / game
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise WorldgameError(f"device={device!r} is not a torch device (try auto, cpu or cuda)") from e
+
+
+def _load(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
+    if not (folder / "config.json").is_file():
+        raise WorldgameError(f"checkpoint part {folder} is missing; the checkpoint is incomplete")
+    try:
+        return cls.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(dtype).eval()
+    except Exception as e:
+        raise WorldgameError(f"checkpoint part {folder} is damaged ({str(e).splitlines()[0][:120]})") from e
+
+
+class WorldModel:
+    """The neural game engine's model: frames <-> latents, and latents + actions -> next latent."""
+
+    def __init__(
+        self,
+        vae: TinyAutoencoder,
+        denoiser: ActionDenoiser,
+        metadata: dict[str, Any],
+        teacher: ActionDenoiser | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.vae = vae.to(self.device, dtype).eval().requires_grad_(False)
+        self.denoiser = denoiser.to(self.device, dtype).eval().requires_grad_(False)
+        self.teacher = teacher.to(self.device, dtype).eval().requires_grad_(False) if teacher is not None else None
+        self.metadata = metadata
+        self.prediction_type = metadata.get("prediction_type", "sample")
+        self.scheduler = lcm_scheduler(self.prediction_type)
+        self.context_length: int = denoiser.config.context_length
+        self.context_noise: float = float(metadata.get("context_noise", 0.0))
+        self.action_names: list[str] = list(metadata["action_names"])
+        self.frame_size: int = int(metadata["frame_size"])
+        self._denoise: Callable[..., torch.Tensor] = self.denoiser
+        self._traced_batch = 0
+
+    # --- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "auto", half: bool | None = None, teacher: bool = False) -> WorldModel:
+        """Load a checkpoint folder offline. ``half`` defaults to True on CUDA, False on CPU."""
+        path = Path(path)
+        if not path.is_dir():
+            raise WorldgameError(f"checkpoint {path}: no such folder (train one with `worldgame train`, or omit checkpoint= for the shipped one)")
+        meta_file = path / METADATA
+        if not meta_file.is_file():
+            raise WorldgameError(f"checkpoint {path}: no {METADATA}; this is not a worldgame checkpoint folder")
+        try:
+            metadata = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as e:
+            raise WorldgameError(f"checkpoint {meta_file} is damaged (invalid JSON: {e})") from e
+        dev = pick_device(device)
+        dtype = torch.float16 if (half if half is not None else dev.type == "cuda") else torch.float32
+        vae = _load(TinyAutoencoder, path / "vae", dtype)
+        denoiser = _load(ActionDenoiser, path / "denoiser", dtype)
+        teach = _load(ActionDenoiser, path / "teacher", dtype) if teacher and (path / "teacher").is_dir() else None
+        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype)
+        model.path = path
+        return model
+
+    def save_pretrained(self, path: str | Path, half: bool = True) -> None:
+        """Write the checkpoint folder (weights in fp16 when ``half``; loading casts them back)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher}
+        for name, module in parts.items():
+            if module is not None:
+                module.to(torch.float16 if half else torch.float32).save_pretrained(path / name, safe_serialization=True)
+                module.to(self.dtype)
+        self.scheduler.save_pretrained(path / "scheduler")
+        (path / METADATA).write_text(json.dumps(self.metadata, indent=2))
+
+    def check_game(self, game: str, frame_size: int) -> None:
+        """Raise a clear error when this checkpoint was trained on another game or frame size."""
+        if self.metadata.get("game") != game or self.frame_size != frame_size:
+            raise WorldgameError(
+                f"checkpoint {getattr(self, 'path', '')} is for {self.metadata.get('game')} at {self.frame_size}px, "
+                f"not {game} at {frame_size}px; pass a checkpoint trained on this game"
+            )
+
+    def optimize(self, batch_size: int = 1) -> None:
+        """Trace the denoiser for one batch size (CPU: ~1.5x faster per step); other sizes stay eager."""
+        k, c, s = self.context_length, self.denoiser.config.latent_channels, self.denoiser.config.latent_size
+        d = dict(device=self.device, dtype=self.dtype)
+        example = (
+            torch.zeros(batch_size, c, s, s, **d),
+            torch.zeros(batch_size, dtype=torch.long, device=self.device),
+            torch.zeros(batch_size, k, c, s, s, **d),
+            torch.zeros(batch_size, k, dtype=torch.long, device=self.device),
+            torch.zeros(batch_size, **d),
+        )
+        with torch.inference_mode(False), torch.no_grad():
+            traced = torch.jit.trace(self.denoiser, example, check_trace=False)
+            self._denoise = torch.jit.freeze(traced.eval()) if self.device.type == "cpu" else traced
+        self._traced_batch = batch_size
+
+    # --- the three operations ------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, H, W, 3) -> latents (B, C, h, w) on the model's device."""
+        x = torch.as_tensor(frames, device=self.device).permute(0, 3, 1, 2).to(self.dtype)
+        return self.vae.encode(x / 127.5 - 1)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (B, C, h, w) -> uint8 frames (B, H, W, 3) on the model's device."""
+        x = self.vae.decode(latents.to(self.dtype))
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+    @torch.inference_mode()
+    def step(
+        self,
+        context: torch.Tensor,
+        actions: torch.Tensor,
+        steps: int = 4,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Predict the next latent with ``steps`` LCM steps.
+
+        Args:
+            context: (B, K, C, h, w) the last K latents, oldest first.
+            actions: (B, K) long, the actions that produced context frames 2..K and, last, the
+                action being taken now (the one the predicted frame answers).
+            steps: LCM sampling steps (1, 2, 4 or 8).
+            generator: torch generator for the sampling noise (same seed -> same frames).
+            on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
+        Returns:
+            (B, C, h, w) predicted latent.
+        """
+        return self._sample(self.denoiser, self.scheduler, context, actions, steps, generator, on_step)
+
+    @torch.inference_mode()
+    def step_teacher(
+        self, context: torch.Tensor, actions: torch.Tensor, steps: int = 50, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The undistilled teacher with its many-step DDIM sampler (for evaluation)."""
+        if self.teacher is None:
+            raise WorldgameError("this checkpoint has no teacher/ folder; load it with teacher=True after training one")
+        sched = teacher_scheduler(self.scheduler.config)
+        return self._sample(self.teacher, sched, context, actions, steps, generator, None)
+
+    def _sample(self, net, scheduler, context, actions, steps, generator, on_step) -> torch.Tensor:
+        b = context.shape[0]
+        scheduler.set_timesteps(steps, device=self.device)
+        shape = (b, *context.shape[2:])
+        noise_level = torch.full((b,), self.context_noise, device=self.device, dtype=self.dtype)
+        if self.context_noise > 0:
+            context = context + self.context_noise * torch.randn(context.shape, generator=generator, device=self.device, dtype=self.dtype)
+        fn = self._denoise if (net is self.denoiser and b == self._traced_batch) else net
+        latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        denoised = latents
+        for i, t in enumerate(scheduler.timesteps):
+            out = fn(latents, t.expand(b), context, actions, noise_level)
+            result = scheduler.step(out, t, latents, generator=generator, return_dict=False)
+            latents, denoised = result[0], (result[1] if len(result) > 1 else result[0])
+            if on_step is not None:
+                on_step(i, denoised)
+        return denoised if len(scheduler.timesteps) else latents

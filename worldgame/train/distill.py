@@ -1,0 +1,90 @@
+"""Stage 3: latent consistency distillation (LCM) of the teacher into a 1-4 step student.
+
+Per batch: a point z_t on the teacher's ODE at LCM grid time t; one teacher DDIM step gives z_t'
+at t' = t - k; the online student's boundary-scaled estimate at (z_t, t) is pulled, with a
+pseudo-Huber loss, towards the EMA target network's estimate at (z_t', t'). The boundary
+scalings come from LCMScheduler itself, so training and sampling agree.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from omegaconf import DictConfig
+
+from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.schedulers import ORIGINAL_INFERENCE_STEPS, lcm_scheduler, train_scheduler
+from worldgame.train.latents import LatentBatches, teacher_forced_psnr
+from worldgame.train.sampling import sample
+
+
+class DistillObjective:
+    def __init__(self, cfg: DictConfig, batches: LatentBatches, val: LatentBatches, vae, teacher: ActionDenoiser,
+                 device: torch.device) -> None:
+        self.cfg, self.batches, self.vae = cfg.train.distill, batches, vae
+        self.teacher = teacher.to(device).eval().requires_grad_(False)
+        self.model = copy.deepcopy(self.teacher).train().requires_grad_(True)
+        self.target = copy.deepcopy(self.teacher)
+        self.noise = train_scheduler(cfg.model.prediction_type)
+        self.lcm = lcm_scheduler(cfg.model.prediction_type)
+        self.skip = self.noise.config.num_train_timesteps // ORIGINAL_INFERENCE_STEPS
+        self.alphas = self.noise.alphas_cumprod.to(device)
+        self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def _x0(self, out: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.alphas[t].view(-1, 1, 1, 1)
+        kind = self.noise.config.prediction_type
+        if kind == "sample":
+            return out
+        if kind == "v_prediction":
+            return a.sqrt() * z - (1 - a).sqrt() * out
+        return (z - (1 - a).sqrt() * out) / a.sqrt()
+
+    def _consistency(self, net, z: torch.Tensor, t: torch.Tensor, cond: tuple) -> torch.Tensor:
+        c_skip, c_out = self.lcm.get_scalings_for_boundary_condition_discrete(t.float())
+        x0 = self._x0(net(z, t, *cond), z, t)
+        return c_skip.view(-1, 1, 1, 1) * z + c_out.view(-1, 1, 1, 1) * x0
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        b = self.batches.sample(self.cfg.batch_size, gen)
+        z0, cond = b["target"], (b["context"], b["actions"], b["context_noise"])
+        dev = z0.device
+        i = torch.randint(0, ORIGINAL_INFERENCE_STEPS, (len(z0),), generator=gen).to(dev)
+        t = (i + 1) * self.skip - 1
+        t_prev = (t - self.skip).clamp_min(0)
+        eps = torch.randn(z0.shape, generator=gen).to(dev)
+        zt = self.noise.add_noise(z0, eps, t)
+        online = self._consistency(self.model, zt, t, cond)
+        with torch.no_grad():
+            x0 = self._x0(self.teacher(zt, t, *cond), zt, t)  # one teacher DDIM step t -> t'
+            a_t, a_p = self.alphas[t].view(-1, 1, 1, 1), self.alphas[t_prev].view(-1, 1, 1, 1)
+            eps_hat = (zt - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+            z_prev = a_p.sqrt() * x0 + (1 - a_p).sqrt() * eps_hat
+            target = self._consistency(self.target, z_prev, t_prev, cond)
+        c = self.cfg.huber_c
+        return ((online - target).square() + c * c).sqrt().mean() - c
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for p_t, p in zip(self.target.parameters(), self.model.parameters()):
+            p_t.lerp_(p, 1 - self.cfg.target_ema)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        vb = self.val_batch
+        m = {f"psnr{s}": teacher_forced_psnr(lambda c, a: sample(self.model, self.lcm, c, a, s), self.vae, vb)
+             for s in (1, 2, 4)}
+        self.model.train()
+        m["score"] = (m["psnr1"] + m["psnr4"]) / 2
+        return m
+
+    def export(self) -> ActionDenoiser:
+        return self.model
+
+    def restore(self) -> None:
+        pass

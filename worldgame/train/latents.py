@@ -1,0 +1,64 @@
+"""What the teacher and distillation stages share: latents of every frame (encoded once) and
+(context, actions, target) batches drawn from them, with context-noise augmentation."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from worldgame.eval.metrics import psnr
+from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.train.data import FrameData, to_unit, windows
+
+
+@torch.no_grad()
+def encode_all(vae: TinyAutoencoder, frames: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
+    vae.eval()
+    out = [vae.encode(to_unit(frames[i : i + batch]).to(device)).cpu() for i in tqdm(
+        range(0, len(frames), batch), desc="encode frames", unit="batch", leave=False)]
+    return torch.cat(out)
+
+
+class LatentBatches:
+    """Draws training batches of latent windows.
+
+    Args:
+        data: frames, actions and valid window ends.
+        latents: (N, C, h, w) latents of ``data.frames``.
+        context_length: K.
+        max_context_noise: context noise level per sample ~ U(0, max) (0 disables augmentation).
+    """
+
+    def __init__(self, data: FrameData, latents: torch.Tensor, context_length: int, max_context_noise: float,
+                 device: torch.device) -> None:
+        self.data, self.latents, self.k = data, latents, context_length
+        self.max_context_noise, self.device = max_context_noise, device
+
+    def sample(self, batch_size: int, gen: torch.Generator, noisy_context: bool = True) -> dict[str, torch.Tensor]:
+        ends = self.data.ends[torch.randint(len(self.data.ends), (batch_size,), generator=gen)]
+        return self.at(ends, gen if noisy_context else None)
+
+    def at(self, ends: torch.Tensor, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
+        ctx_idx, act_idx = windows(ends, self.k)
+        context = self.latents[ctx_idx].float()
+        level = torch.zeros(len(ends))
+        if gen is not None and self.max_context_noise > 0:
+            level = torch.rand(len(ends), generator=gen) * self.max_context_noise
+            context = context + level[:, None, None, None, None] * torch.randn(context.shape, generator=gen)
+        d = self.device
+        return {
+            "context": context.to(d),
+            "actions": self.data.actions[act_idx].to(d),
+            "target": self.latents[ends].float().to(d),
+            "context_noise": level.to(d),
+            "frames": self.data.frames[ends],
+        }
+
+
+@torch.no_grad()
+def teacher_forced_psnr(sample_fn, vae: TinyAutoencoder, batch: dict[str, torch.Tensor]) -> float:
+    """Mean PSNR (dB) of decoded predictions against the real frames of ``batch``."""
+    pred = sample_fn(batch["context"], batch["actions"])
+    img = ((vae.decode(pred).clamp(-1, 1) + 1) / 2).cpu()
+    real = batch["frames"].permute(0, 3, 1, 2).float() / 255
+    return psnr(img, real).mean().item()

@@ -1,0 +1,198 @@
+"""`worldgame train stage=vae|teacher|distill|all data=DIR out=DIR`: one loop, three losses.
+
+Read top to bottom: load episodes -> for each stage build its objective (train/vae.py,
+train/teacher.py, train/distill.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
+periodic validation that keeps the best weights, resumable state every ``save_every`` steps and
+on Ctrl-C) -> the out folder is a checkpoint folder after every stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from worldgame.errors import WorldgameError
+from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.world_model import METADATA, WorldModel, pick_device
+from worldgame.train.data import load_frame_data
+from worldgame.train.distill import DistillObjective
+from worldgame.train.latents import LatentBatches, encode_all
+from worldgame.train.teacher import TeacherObjective
+from worldgame.train.vae import VaeObjective
+
+STAGES = ("vae", "teacher", "distill")
+
+
+def run(cfg: DictConfig) -> dict:
+    stages = STAGES if cfg.stage == "all" else (cfg.stage,)
+    if any(s not in STAGES for s in stages):
+        raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill or all")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, val = load_frame_data(cfg.data, cfg.model.denoiser.context_length, cfg.val_fraction)
+    print(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
+    report = {}
+    for stage in stages:
+        report[stage] = train_stage(stage, cfg, train, val, out, device)
+    return report
+
+
+def build(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.device):
+    if stage == "vae":
+        return VaeObjective(cfg, train, val, device)
+    vae = _require(TinyAutoencoder, out / "vae", "vae").to(device)
+    lat_train, lat_val = _latents(vae, train, val, out, device)
+    k, noise = cfg.model.denoiser.context_length, cfg.train.teacher.max_context_noise
+    batches = LatentBatches(train, lat_train, k, noise, device)
+    val_batches = LatentBatches(val, lat_val, k, noise, device)
+    num_actions = len(train.metadata["action_names"])
+    if stage == "teacher":
+        return TeacherObjective(cfg, batches, val_batches, vae, num_actions, device)
+    teacher = _require(ActionDenoiser, out / "teacher", "teacher")
+    return DistillObjective(cfg, batches, val_batches, vae, teacher, device)
+
+
+def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.device) -> dict:
+    scfg = cfg.train[stage]
+    objective = build(stage, cfg, train, val, out, device)
+    model = objective.trainable()
+    opt = torch.optim.AdamW(model.parameters(), lr=scfg.lr, weight_decay=scfg.weight_decay)
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, scfg.warmup_steps)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    state_file = out / f"state_{stage}.pt"
+    step, elapsed, best, history = 0, 0.0, float("-inf"), []
+    if cfg.resume and state_file.is_file():
+        try:
+            state = torch.load(state_file, map_location=device, weights_only=False)
+        except Exception as e:
+            raise WorldgameError(f"{state_file} is damaged ({e}); delete it to start {stage} afresh") from e
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        warmup.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        if "extra" in state:
+            objective.load_extra(state["extra"])
+        step, elapsed, best, history = state["step"], state["elapsed"], state["best"], state["history"]
+        print(f"{stage}: resuming at step {step} ({elapsed / 60:.1f} min done, best {best:.2f})")
+
+    def save_state() -> None:
+        extra = objective.extra_state() if hasattr(objective, "extra_state") else None
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": warmup.state_dict(),
+                 "gen": gen.get_state(), "step": step, "elapsed": elapsed, "best": best, "history": history}
+        if extra is not None:
+            state["extra"] = extra
+        torch.save(state, state_file.with_suffix(".tmp"))
+        state_file.with_suffix(".tmp").replace(state_file)  # atomic: a crash never leaves half a state
+
+    def validate() -> None:
+        nonlocal best
+        metrics = objective.validate()
+        history.append({"step": step, "minutes": round(elapsed / 60, 2), **{k: round(v, 3) for k, v in metrics.items()}})
+        bar.write(f"{stage} step {step}: " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
+        if metrics["score"] > best:
+            best = metrics["score"]
+            save_weights(stage, objective, cfg, out, train.metadata, history)
+
+    budget = scfg.max_minutes * 60
+    bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True, disable=not cfg.progress)
+    model.train()
+    try:
+        while step < scfg.steps and elapsed < budget:
+            t0 = time.perf_counter()
+            loss = objective.loss(gen)
+            if not torch.isfinite(loss):
+                raise WorldgameError(f"{stage}: loss became {loss.item()} at step {step}; lower {stage}.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            warmup.step()
+            objective.after_step()
+            step += 1
+            elapsed += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", min=f"{elapsed / 60:.1f}")
+            if step % scfg.val_every == 0:
+                validate()
+            if step % cfg.save_every == 0:
+                save_state()
+    except KeyboardInterrupt:
+        save_state()
+        bar.close()
+        raise
+    if not history or history[-1]["step"] != step:
+        validate()
+    save_state()
+    bar.close()
+    print(f"{stage}: {step} steps in {elapsed / 60:.1f} min; best score {best:.2f}; weights in {out}")
+    return {"steps": step, "minutes": round(elapsed / 60, 2), "best": round(best, 3), "history": history}
+
+
+def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: dict, history: list) -> None:
+    """Write the stage's best weights and keep ``out`` a loadable checkpoint folder."""
+    if stage == "vae":
+        objective.finish()
+        objective.model.save_pretrained(out / "vae")
+    else:
+        net = objective.export()
+        net.save_pretrained(out / stage if stage == "teacher" else out / "denoiser")
+        if stage == "teacher" and not (out / "state_distill.pt").exists():
+            net.save_pretrained(out / "denoiser")  # playable before distillation (as a 1-4 step x0 sampler)
+        objective.restore()
+    meta_file = out / METADATA
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    game_cfg = data_meta.get("game_config", {})
+    meta.update({
+        "format": 1,
+        "game": data_meta.get("game"),
+        "game_config": game_cfg,
+        "frame_size": data_meta.get("frame_size"),
+        "action_names": data_meta.get("action_names"),
+        "key_bindings": _key_bindings(game_cfg),
+        "prediction_type": cfg.model.prediction_type,
+        "context_noise": cfg.model.play_context_noise,
+        "context_length": cfg.model.denoiser.context_length,
+    })
+    meta.setdefault("training", {})[stage] = {"data": str(cfg.data), "config": OmegaConf.to_container(cfg.train[stage]),
+                                              "model": OmegaConf.to_container(cfg.model, resolve=True), "history": history[-1:]}
+    meta_file.write_text(json.dumps(meta, indent=2))
+    if (out / "vae").is_dir() and not (out / "scheduler").is_dir() and (out / "denoiser").is_dir():
+        WorldModel.from_pretrained(out, device="cpu").scheduler.save_pretrained(out / "scheduler")
+
+
+def _key_bindings(game_cfg: dict) -> dict:
+    if not game_cfg:
+        return {}
+    from worldgame.games import make_game
+
+    return dict(make_game(game_cfg).key_bindings)
+
+
+def _require(cls, folder: Path, stage: str):
+    if not (folder / "config.json").is_file():
+        raise WorldgameError(f"{folder} is missing; run `worldgame train stage={stage}` first (or stage=all)")
+    return cls.from_pretrained(folder, local_files_only=True)
+
+
+def _latents(vae: TinyAutoencoder, train, val, out: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode every frame once per VAE; cached beside the weights."""
+    cache = out / "latents.pt"
+    stamp = (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    if cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        if saved.get("stamp") == stamp and len(saved["train"]) == len(train.frames) and len(saved["val"]) == len(val.frames):
+            return saved["train"].float(), saved["val"].float()
+    lat = {"train": encode_all(vae, train.frames, device).half(), "val": encode_all(vae, val.frames, device).half(),
+           "stamp": stamp}
+    torch.save(lat, cache)
+    return lat["train"].float(), lat["val"].float()

@@ -1,0 +1,69 @@
+"""Stage 2: the teacher, a DDPM-family denoiser (sample- or v-prediction) with noise-augmented context.
+
+Loss: MSE between the network output and the scheduler's target at a uniform random timestep."""
+
+from __future__ import annotations
+
+import torch
+from diffusers.training_utils import EMAModel
+from omegaconf import DictConfig, OmegaConf
+
+from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
+from worldgame.train.latents import LatentBatches, teacher_forced_psnr
+from worldgame.train.sampling import sample
+
+
+class TeacherObjective:
+    def __init__(self, cfg: DictConfig, batches: LatentBatches, val: LatentBatches, vae, num_actions: int,
+                 device: torch.device) -> None:
+        self.cfg, self.batches, self.vae = cfg.train.teacher, batches, vae
+        self.model = ActionDenoiser(num_actions=num_actions, **OmegaConf.to_container(cfg.model.denoiser, resolve=True)).to(device)
+        self.ema = EMAModel(self.model.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
+        self.noise = train_scheduler(cfg.model.prediction_type)
+        self.lcm = lcm_scheduler(cfg.model.prediction_type)
+        self.ddim = teacher_scheduler(self.lcm.config)
+        self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        b = self.batches.sample(self.cfg.batch_size, gen)
+        z0 = b["target"]
+        eps = torch.randn(z0.shape, generator=gen).to(z0.device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (len(z0),), generator=gen).to(z0.device)
+        zt = self.noise.add_noise(z0, eps, t)
+        out = self.model(zt, t, b["context"], b["actions"], b["context_noise"])
+        if self.noise.config.prediction_type == "sample":
+            target = z0
+        elif self.noise.config.prediction_type == "v_prediction":
+            target = self.noise.get_velocity(z0, eps, t)
+        else:
+            target = eps
+        return (out - target).square().mean()
+
+    def after_step(self) -> None:
+        self.ema.step(self.model.parameters())
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.ema.store(self.model.parameters())
+        self.ema.copy_to(self.model.parameters())
+        self.model.eval()
+        vb = self.val_batch
+        m = {f"psnr{s}": teacher_forced_psnr(lambda c, a: sample(self.model, self.ddim, c, a, s), self.vae, vb)
+             for s in (1, 4)}
+        self.model.train()
+        self.ema.restore(self.model.parameters())
+        m["score"] = m["psnr4"]
+        return m
+
+    def export(self) -> ActionDenoiser:
+        """The EMA weights, which are what validation measured."""
+        self.ema.store(self.model.parameters())
+        self.ema.copy_to(self.model.parameters())
+        return self.model
+
+    def restore(self) -> None:
+        self.ema.restore(self.model.parameters())
