@@ -13,6 +13,7 @@ Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -135,7 +136,8 @@ class WorldModel:
             torch.zeros(batch_size, k, dtype=torch.long, device=self.device),
             torch.zeros(batch_size, **d),
         )
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside diffusers blocks
             traced = torch.jit.trace(self.denoiser, example, check_trace=False)
             self._denoise = torch.jit.freeze(traced.eval()) if self.device.type == "cpu" else traced
         self._traced_batch = batch_size

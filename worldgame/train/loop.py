@@ -71,6 +71,7 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
     gen = torch.Generator().manual_seed(cfg.seed)
     state_file = out / f"state_{stage}.pt"
     step, elapsed, best, history = 0, 0.0, float("-inf"), []
+    losses: list[float] = []
     if cfg.resume and state_file.is_file():
         try:
             state = torch.load(state_file, map_location=device, weights_only=False)
@@ -120,6 +121,7 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
             objective.after_step()
             step += 1
             elapsed += time.perf_counter() - t0
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", min=f"{elapsed / 60:.1f}")
             if step % scfg.val_every == 0:
@@ -135,7 +137,11 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
     save_state()
     bar.close()
     print(f"{stage}: {step} steps in {elapsed / 60:.1f} min; best score {best:.2f}; weights in {out}")
-    return {"steps": step, "minutes": round(elapsed / 60, 2), "best": round(best, 3), "history": history}
+    n = max(1, len(losses) // 5)  # mean loss over the first and last fifth of this run's steps
+    loss_start = sum(losses[:n]) / n if losses else float("nan")
+    loss_end = sum(losses[-n:]) / n if losses else float("nan")
+    return {"steps": step, "minutes": round(elapsed / 60, 2), "best": round(best, 3), "history": history,
+            "loss_start": loss_start, "loss_end": loss_end}
 
 
 def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: dict, history: list) -> None:

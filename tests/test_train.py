@@ -1,0 +1,126 @@
+"""Training: every stage of a tiny config runs and learns; checkpoints round-trip; LCM step counts run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from worldgame.cli import config_dir
+from worldgame.data import EpisodeWriter
+from worldgame.data.policies import ScriptedPolicy
+from worldgame.errors import WorldgameError
+from worldgame.games.bouncer import Bouncer
+from worldgame.models import WorldModel
+from worldgame.train import loop
+
+
+def _episodes(folder: Path, n: int = 3, steps: int = 120) -> None:
+    game = Bouncer(lives=100)
+    for e in range(n):
+        meta = {"game": game.name, "game_config": {"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64},
+                "seed": e, "frame_size": 64, "action_names": list(game.action_names), "policy": "scripted"}
+        policy = ScriptedPolicy(game, seed=e)
+        with EpisodeWriter(folder / f"ep_{e:06d}.wgep", meta) as w:
+            w.add(game.reset(e), 0)
+            for _ in range(steps):
+                a = policy()
+                frame, r, d, _ = game.step(a)
+                w.add(frame, a, r, d)
+
+
+def _cfg(data: Path, out: Path, *extra: str):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"data={data}", f"out={out}", "train=tiny", "model=tiny",
+                                                       "progress=false", "threads=1", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("train")
+    _episodes(root / "data")
+    report = loop.run(_cfg(root / "data", root / "run", "train.vae.steps=60", "train.teacher.steps=60",
+                           "train.distill.steps=30", "train.distill.val_every=10"))
+    return root, report
+
+
+def test_every_stage_learns(trained: tuple[Path, dict]) -> None:
+    _, report = trained
+    for stage in ("vae", "teacher"):
+        assert report[stage]["loss_end"] < report[stage]["loss_start"], stage
+    assert report["distill"]["steps"] == 30 and report["distill"]["loss_end"] == report["distill"]["loss_end"]
+
+
+def test_out_folder_is_a_checkpoint(trained: tuple[Path, dict]) -> None:
+    root, _ = trained
+    out = root / "run"
+    meta = json.loads((out / "worldgame.json").read_text())
+    assert meta["game"] == "bouncer" and meta["frame_size"] == 64 and len(meta["action_names"]) == 6
+    assert meta["key_bindings"]["LEFT"] == ["left", "a"]
+    for part in ("vae", "denoiser", "teacher", "scheduler"):
+        assert (out / part).is_dir(), part
+    assert list((out / "denoiser").glob("*.safetensors"))
+
+
+def test_save_load_gives_identical_outputs(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    root, _ = trained
+    model = WorldModel.from_pretrained(root / "run", device="cpu")
+    model.save_pretrained(tmp_path / "copy", half=False)
+    again = WorldModel.from_pretrained(tmp_path / "copy", device="cpu")
+    frames = Bouncer().reset(3)[None].repeat(2, 0)
+    z = model.encode(frames)
+    assert torch.equal(z, again.encode(frames))
+    ctx = z[:, None].repeat(1, model.context_length, 1, 1, 1)
+    acts = torch.zeros(2, model.context_length, dtype=torch.long)
+    a = model.step(ctx, acts, 4, torch.Generator().manual_seed(1))
+    b = again.step(ctx, acts, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert torch.equal(model.decode(a), again.decode(b))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_lcm_step_counts_run(trained: tuple[Path, dict], steps: int) -> None:
+    root, _ = trained
+    model = WorldModel.from_pretrained(root / "run", device="cpu")
+    seen: list[int] = []
+    ctx = torch.zeros(1, model.context_length, 4, 16, 16)
+    out = model.step(ctx, torch.zeros(1, model.context_length, dtype=torch.long), steps, on_step=lambda i, _: seen.append(i))
+    assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
+    assert seen == list(range(steps))
+
+
+def test_training_resumes(trained: tuple[Path, dict]) -> None:
+    root, _ = trained
+    report = loop.run(_cfg(root / "data", root / "run", "stage=vae", "train.vae.steps=70"))
+    assert report["vae"]["steps"] == 70  # continued from 60, did not start over
+
+
+def test_missing_stage_input_is_one_clear_error(tmp_path: Path) -> None:
+    _episodes(tmp_path / "data", n=2, steps=20)
+    with pytest.raises(WorldgameError, match="stage=vae"):
+        loop.run(_cfg(tmp_path / "data", tmp_path / "run", "stage=teacher"))
+
+
+def test_empty_data_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WorldgameError, match="no .wgep episodes"):
+        loop.run(_cfg(tmp_path / "empty", tmp_path / "run"))
+
+
+def test_damaged_checkpoint_is_one_clear_error(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    import shutil
+
+    root, _ = trained
+    shutil.copytree(root / "run", tmp_path / "ck", ignore=shutil.ignore_patterns("*.pt"))
+    weights = next((tmp_path / "ck" / "denoiser").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(WorldgameError, match="damaged"):
+        WorldModel.from_pretrained(tmp_path / "ck", device="cpu")
+    with pytest.raises(WorldgameError, match="no such folder"):
+        WorldModel.from_pretrained(tmp_path / "nope", device="cpu")
+    model = WorldModel.from_pretrained(root / "run", device="cpu")
+    with pytest.raises(WorldgameError, match="not gym:x"):
+        model.check_game("gym:x", 64)

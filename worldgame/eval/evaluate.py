@@ -1,0 +1,128 @@
+"""`worldgame eval checkpoint=DIR`: the quality of a checkpoint on held-out play of its game.
+
+Prints a one-line JSON (contract in DESIGN.md) last, and writes eval.json, report.md and a PNG
+strip (real vs generated at several horizons) into ``out`` (default: <checkpoint>/eval).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+
+from worldgame.eval.metrics import frames_to_unit, psnr, ssim
+from worldgame.eval.report import write_report
+from worldgame.eval.rollout import closed_loop, held_out_episode
+from worldgame.games import find_player
+from worldgame.models.world_model import WorldModel, default_checkpoint
+
+
+def run(cfg: DictConfig) -> dict:
+    t0 = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    path = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
+    model = WorldModel.from_pretrained(path, device=cfg.device, teacher=True)
+    game_cfg, k = model.metadata["game_config"], model.context_length
+    episodes = [held_out_episode(game_cfg, cfg.seed + i, cfg.episode_frames) for i in range(cfg.episodes)]
+    long_frames, long_actions = held_out_episode(game_cfg, cfg.seed + 1000, cfg.rollout_frames + k)
+    gen = np.random.default_rng(cfg.seed)
+
+    # teacher-forced: real context, one predicted frame
+    picks = [(e, int(gen.integers(k, len(episodes[e][0])))) for e in gen.integers(len(episodes), size=cfg.samples)]
+    ctx_frames = np.stack([episodes[e][0][t - k : t] for e, t in picks])
+    ctx_actions = np.stack([episodes[e][1][t - k + 1 : t + 1] for e, t in picks])
+    real = torch.from_numpy(np.stack([episodes[e][0][t] for e, t in picks]))
+    context = model.encode(ctx_frames.reshape(-1, *ctx_frames.shape[2:])).view(len(picks), k, *model.encode(real[:1].numpy()).shape[1:])
+    actions = torch.as_tensor(ctx_actions, device=model.device)
+    real_u = frames_to_unit(real)
+    vae_psnr = psnr(frames_to_unit(model.decode(model.encode(real.numpy())).cpu()), real_u).mean().item()
+    tf_psnr, tf_ssim, samplers = {}, {}, {str(s): s for s in cfg.steps}
+    for name, s in [*samplers.items(), ("teacher", cfg.teacher_steps)]:
+        g = torch.Generator(device=model.device).manual_seed(cfg.seed)
+        if name == "teacher":
+            if model.teacher is None:
+                continue
+            latent = model.step_teacher(context, actions, steps=s, generator=g)
+        else:
+            latent = model.step(context, actions, steps=s, generator=g)
+        pred = frames_to_unit(model.decode(latent).cpu())
+        tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
+
+    # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
+    if model.device.type == "cpu":
+        model.optimize(1)
+    long_gen = closed_loop(model, long_frames, long_actions, [k], cfg.rollout_frames, cfg.rollout_steps, cfg.seed)[0]
+    long_real = long_frames[k : k + cfg.rollout_frames]
+    errors, lost = [], 0
+    for fake, true in zip(long_gen.numpy(), long_real):
+        p, q = find_player(fake), find_player(true)
+        if p is None:
+            lost += 1
+        elif q is not None:
+            errors.append(float(np.hypot(p[0] - q[0], p[1] - q[1])))
+    ep_frames, ep_actions = episodes[0]
+    horizons = [h for h in cfg.horizons if h + k <= len(ep_frames)]
+    max_h = max(horizons)
+    starts = sorted(int(s) for s in gen.integers(k, len(ep_frames) - max_h + 1, size=cfg.horizon_rollouts))
+    short = closed_loop(model, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed)
+    by_h = {}
+    for h in horizons:
+        truth = torch.from_numpy(np.stack([ep_frames[s + h - 1] for s in starts]))
+        by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), frames_to_unit(truth)).mean().item()
+    tail = long_gen[-10:].numpy()
+    health = _health(tail)
+
+    result = {
+        "frames": int(len(picks) + cfg.rollout_frames + len(starts) * max_h),
+        "vae_psnr": round(vae_psnr, 2),
+        "teacher_forced": {"psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4)},
+        "rollout": {
+            "frames": int(cfg.rollout_frames),
+            "steps": int(cfg.rollout_steps),
+            "player_err_px": round(float(np.mean(errors)), 2) if errors else None,  # None: player never found
+            "player_lost_frac": round(lost / len(long_gen), 4),
+            "psnr_by_horizon": _r(by_h),
+            "collapsed": not health["ok"],
+        },
+        "checkpoint": str(path),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out = Path(cfg.out) if cfg.out else path / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    strip_at = [h for h in (1, 10, 100, 300, 1000) if h <= cfg.rollout_frames]
+    _strip(long_real, long_gen.numpy(), strip_at, out / "strip.png")
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    write_report(result, health, out / "report.md")
+    print(f"wrote {out / 'report.md'}, {out / 'strip.png'}")
+    print(json.dumps(result))
+    return result
+
+
+def _health(frames: np.ndarray) -> dict:
+    """Do the last generated frames still show the background, the player and the orbs?"""
+    from worldgame.games.bouncer import BACKGROUND, ORB
+
+    def share(colour: tuple[int, int, int]) -> float:
+        return float((np.abs(frames.astype(int) - colour).max(-1) < 40).mean())
+
+    bg, orbs = share(BACKGROUND), share(ORB)
+    player = sum(find_player(f) is not None for f in frames) / len(frames)
+    return {"background": round(bg, 3), "orbs": round(orbs, 4), "player": round(player, 2),
+            "ok": bg > 0.5 and orbs > 0.001 and player >= 0.5}
+
+
+def _strip(real: np.ndarray, fake: np.ndarray, at: list[int], path: Path, scale: int = 3) -> None:
+    top = np.concatenate([real[h - 1] for h in at], axis=1)
+    bottom = np.concatenate([fake[h - 1] for h in at], axis=1)
+    img = np.concatenate([top, np.full((2, top.shape[1], 3), 255, np.uint8), bottom], axis=0)
+    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def _r(d: dict, n: int = 2) -> dict:
+    return {key: round(v, n) for key, v in d.items()}
