@@ -42,3 +42,58 @@ def run_cli():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained tiny world-model checkpoint for the built-in game (loads and runs in
+    milliseconds; its frames are noise, so tests check plumbing, not quality)."""
+    import torch
+
+    from worldgame.games.bouncer import ACTIONS, KEY_BINDINGS
+    from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(
+        TinyAutoencoder(width=16, encoder_blocks=1, decoder_blocks=1),
+        ActionDenoiser(num_actions=len(ACTIONS), context_length=2, block_out_channels=(16, 16), norm_num_groups=8),
+        metadata={
+            "game": "bouncer",
+            "game_config": {"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64},
+            "frame_size": 64,
+            "action_names": list(ACTIONS),
+            "key_bindings": KEY_BINDINGS,
+            "context_noise": 0.05,
+            "prediction_type": "sample",
+            "context_length": 2,
+        },
+    )
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def play_config():
+    """Compose ``conf/play.yaml`` with overrides, as ``worldgame play k=v ...`` would."""
+    from hydra import compose, initialize_config_dir
+
+    from worldgame.cli import config_dir
+
+    def make(*overrides: str):
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="play"):
+            return compose(config_name="play", overrides=list(overrides))
+
+    return make
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread, as play and bench use on a CPU (two OpenMP threads stall badly when
+    anything else wants a core); the previous count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,6 +28,8 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     path = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
     model = WorldModel.from_pretrained(path, device=cfg.device, teacher=True)
+    if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
+        model.context_noise = float(cfg.context_noise)
     game_cfg, k = model.metadata["game_config"], model.context_length
     episodes = [held_out_episode(game_cfg, cfg.seed + i, cfg.episode_frames) for i in range(cfg.episodes)]
     long_frames, long_actions = held_out_episode(game_cfg, cfg.seed + 1000, cfg.rollout_frames + k)
@@ -38,7 +40,8 @@ def run(cfg: DictConfig) -> dict:
     ctx_frames = np.stack([episodes[e][0][t - k : t] for e, t in picks])
     ctx_actions = np.stack([episodes[e][1][t - k + 1 : t + 1] for e, t in picks])
     real = torch.from_numpy(np.stack([episodes[e][0][t] for e, t in picks]))
-    context = model.encode(ctx_frames.reshape(-1, *ctx_frames.shape[2:])).view(len(picks), k, *model.encode(real[:1].numpy()).shape[1:])
+    flat = model.encode(ctx_frames.reshape(-1, *ctx_frames.shape[2:]))
+    context = flat.view(len(picks), k, *flat.shape[1:])
     actions = torch.as_tensor(ctx_actions, device=model.device)
     real_u = frames_to_unit(real)
     vae_psnr = psnr(frames_to_unit(model.decode(model.encode(real.numpy())).cpu()), real_u).mean().item()
@@ -85,6 +88,7 @@ def run(cfg: DictConfig) -> dict:
         "rollout": {
             "frames": int(cfg.rollout_frames),
             "steps": int(cfg.rollout_steps),
+            "context_noise": model.context_noise,
             "player_err_px": round(float(np.mean(errors)), 2) if errors else None,  # None: player never found
             "player_lost_frac": round(lost / len(long_gen), 4),
             "psnr_by_horizon": _r(by_h),

@@ -13,10 +13,10 @@ from worldgame.models.world_model import WorldModel
 def held_out_episode(game_config: dict, seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Play the game with the scripted policy at an unseen seed; returns frames (T,H,W,3), actions (T,).
 
-    The built-in game is given lives enough not to end, so one episode spans ``frames`` frames;
-    deaths still happen and reset the player as in the training data.
+    The built-in game runs with infinite lives, so one episode spans ``frames`` frames; hits still
+    send the player back to the middle as in the training data.
     """
-    overrides = {"lives": 10_000} if game_config.get("_target_", "").endswith("Bouncer") else {}
+    overrides = {"infinite_lives": True} if game_config.get("_target_", "").endswith("Bouncer") else {}
     game = make_game(game_config, **overrides)
     policy = make_policy("scripted" if overrides else "random", game, 0.8, seed)
     out_frames, actions = [game.reset(seed)], [0]

@@ -43,6 +43,8 @@ class Bouncer:
         lives: lives at the start of an episode; the episode ends when they run out.
         coin_chance: probability per step that a coin appears when none is on the field.
         max_steps: episode length limit (0 = none).
+        infinite_lives: practice mode: a hit still sends the player back to the middle, but no
+            life is lost and the episode never ends (evaluation uses it for long rollouts).
     """
 
     name = "bouncer"
@@ -56,6 +58,7 @@ class Bouncer:
         lives: int = 5,
         coin_chance: float = 0.05,
         max_steps: int = 0,
+        infinite_lives: bool = False,
     ) -> None:
         if frame_size < 32:
             raise ValueError(f"bouncer needs frame_size >= 32, got {frame_size}")
@@ -64,6 +67,7 @@ class Bouncer:
         self.start_lives = lives
         self.coin_chance = coin_chance
         self.max_steps = max_steps
+        self.infinite_lives = infinite_lives
         u = frame_size / 64
         self.hud = max(3, round(4 * u))  # top strip height
         self.player_size = max(2, round(6 * u))
@@ -143,7 +147,7 @@ class Bouncer:
             reward += 1.0
 
         if any(_overlap(self.player, ps, orb, self.orb_size) for orb in self.orbs):
-            self.lives -= 1
+            self.lives -= 0 if self.infinite_lives else 1
             reward -= 1.0
             self.player = self._centre()
             # orbs near the respawn point move away so one touch costs one life
@@ -183,10 +187,10 @@ class Bouncer:
         f[self.hud :, 0] = WALL
         f[self.hud :, n - 1] = WALL
         pip = max(1, self.hud - 2)
-        for i in range(min(self.score, 12)):
+        for i in range(min(self.score, 12)):  # the score bar stays full after 12
             x = 1 + i * (pip + 1)
             f[1 : 1 + pip, x : x + pip] = COIN
-        for i in range(max(self.lives, 0)):
+        for i in range(min(max(self.lives, 0), 12)):  # the strip holds a dozen pips
             x = n - 1 - (i + 1) * (pip + 1)
             f[1 : 1 + pip, x : x + pip] = LIFE
         if self.coin is not None:

@@ -50,14 +50,17 @@ class Window:
         self.line_h = self.font.get_linesize()
         self.hud_lines = hud_lines
         self.panels = 0
+        self._hud_cache: dict[int, tuple[str, tuple[int, int, int], pygame.Surface]] = {}
         self.resize(panels)
         pygame.display.set_caption(title)
 
-    def resize(self, panels: int) -> None:
-        """Change the number of side-by-side frame panels (reallocates only when it changes)."""
-        if panels == self.panels:
+    def resize(self, panels: int, scale: int | None = None) -> None:
+        """Change the number of side-by-side frame panels and, optionally, their zoom
+        (reallocates only when something changes)."""
+        scale = self.scale if scale is None else max(1, int(scale))
+        if panels == self.panels and scale == self.scale:
             return
-        self.panels = panels
+        self.panels, self.scale = panels, scale
         side = self.frame_size * self.scale
         self.screen = pygame.display.set_mode((side * panels, side + self.line_h * self.hud_lines + 8))
         self._frame_surface = pygame.Surface((self.frame_size, self.frame_size))
@@ -79,7 +82,11 @@ class Window:
         self.screen.fill(HUD_BG, (0, top, self.screen.get_width(), self.screen.get_height() - top))
         for i, line in enumerate(lines[: self.hud_lines]):
             colour = HUD_WARN if warn and i in warn else HUD_FG
-            self.screen.blit(self.font.render(line, True, colour), (6, top + 4 + i * self.line_h))
+            cached = self._hud_cache.get(i)
+            if cached is None or cached[0] != line or cached[1] != colour:  # render text only when it changes
+                cached = (line, colour, self.font.render(line, True, colour))
+                self._hud_cache[i] = cached
+            self.screen.blit(cached[2], (6, top + 4 + i * self.line_h))
 
     def draw_overlay(self, lines: list[str]) -> None:
         """A translucent box of text over the frames (the H help overlay)."""

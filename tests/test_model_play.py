@@ -1,0 +1,116 @@
+"""`worldgame play` with the world model, headless: live switches, side by side, sessions that regenerate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from worldgame.errors import WorldgameError
+from worldgame.games.bouncer import find_player
+from worldgame.models.world_model import default_checkpoint
+from worldgame.runtime.controls import tap
+from worldgame.runtime.play import play
+from worldgame.runtime.session import EVENT_RESET, EVENT_RESYNC, regenerate
+from worldgame.runtime.views import View
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_views_fusion_and_steps_switch_mid_run(tiny_checkpoint, play_config):
+    cfg = play_config(f"checkpoint={tiny_checkpoint}", "engine=side_by_side", "fps=0", "seed=0", "steps=4")
+    hold = [{"right"}]
+    script = (
+        hold * 2
+        + [tap("m")] + hold * 2  # Stream
+        + [tap("m")] + hold * 2  # LCM Steps at 4 steps
+        + [tap("2")] + hold * 2  # ... at 2
+        + [tap("8")] + [tap("1")] + hold  # ... at 8, then 1
+        + [tap("m"), tap("4")] + hold * 2  # Temporal
+        + [tap("f")] + hold * 2  # pixel fusion
+        + [tap("f")] + hold * 2  # off
+        + [tap("f")] + hold * 2  # latent again
+        + [tap("tab")] + hold * 2  # World Model
+        + [tap("y")] + hold  # re-sync to the real game
+        + [tap("h"), tap("p"), tap("."), tap("p"), tap("backspace")] + hold
+    )
+    seen = []
+    summary = play(cfg, script=script, on_frame=seen.append)
+    assert summary.frames == len(script) - 1  # the tick that paused shows no new frame
+    assert summary.nonfinite == 0
+    views = [f.view for f in seen]
+    assert set(views) == set(View) and views[0] is View.WORLD_MODEL
+    for f in seen:
+        r = f.result
+        assert r.frame.shape == (64, 64, 3) and r.frame.dtype == np.uint8
+        if f.view is View.WORLD_MODEL:
+            assert f.panels == 2 and r.real is not None and r.real.shape == (64, 64, 3)
+        if f.view is View.LCM_STEPS and f.event == 0:
+            assert r.step_frames is not None and f.panels == len(r.step_frames) == len(r.step_timesteps)
+        if f.view is View.TEMPORAL and f.event == 0:
+            assert f.panels == 2 and r.unfused is not None
+        if f.view is View.STREAM:
+            assert f.panels == 1
+    assert {len(f.result.step_frames) for f in seen if f.result.step_frames is not None} == {1, 2, 4, 8}
+    assert [f.event for f in seen].count(EVENT_RESYNC) == 1 and seen[-2].event == EVENT_RESET
+    assert all(set(f.stages_ms) >= {"input", "denoise", "fusion", "decode", "present"} for f in seen if f.event == 0)
+
+
+def test_record_then_regenerate_is_identical(tiny_checkpoint, play_config, tmp_path):
+    cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=11", "record=true", f"sessions={tmp_path}", "steps=2")
+    moves = [{"right"}] * 3 + [{"up", "space"}] * 2 + [{"left"}] * 3
+    script = (
+        moves
+        + [tap("1")] + moves  # steps change
+        + [tap("f")] + moves  # pixel fusion
+        + [tap("m"), tap("m"), tap("y")] + moves  # Temporal view, re-sync
+        + [tap("backspace")] + moves  # reset: seed + n
+        + [tap("r")] + moves  # stop
+        + [tap("r"), tap("4"), tap("f")] + moves + moves  # a second session started mid-run
+    )
+    summary = play(cfg, script=script)
+    assert len(summary.sessions) == 2
+    for path in summary.sessions:
+        report = regenerate(path, device="cpu")
+        from worldgame.data.episode import read_episode
+
+        ep = read_episode(path)
+        assert report == {"frames": len(ep), "identical": True, "psnr": float("inf"), "max_abs_diff": 0}
+    first = read_episode(summary.sessions[0])
+    events = list(first.timings_ms["event"])
+    assert EVENT_RESET in events and EVENT_RESYNC in events
+    assert set(first.timings_ms["lcm_steps"]) == {1.0, 2.0} and set(first.timings_ms["fusion_mode"]) == {1.0, 2.0}
+    meta = first.metadata
+    assert meta["engine"] == "model" and len(meta["checkpoint_id"]) == 16 and meta["seed"] == 11
+    assert {"denoise", "fusion", "decode", "present", "latency"} <= set(first.timings_ms)
+
+
+def test_regenerate_refuses_a_real_session(tmp_path, play_config):
+    summary = play(play_config("engine=real", "fps=0", "record=true", f"sessions={tmp_path}"), script=[{"up"}] * 3)
+    with pytest.raises(WorldgameError, match="not a model session"):
+        regenerate(summary.sessions[0])
+
+
+def test_checkpoint_for_another_game_and_bad_settings(tiny_checkpoint, play_config, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_checkpoint, other)
+    meta = json.loads((other / "worldgame.json").read_text())
+    (other / "worldgame.json").write_text(json.dumps({**meta, "game": "pong"}))
+    with pytest.raises(WorldgameError, match="pong"):
+        play(play_config(f"checkpoint={other}", "frames=1"))
+    with pytest.raises(WorldgameError, match="view"):
+        play(play_config(f"checkpoint={tiny_checkpoint}", "view=sideways"))
+    with pytest.raises(WorldgameError, match="steps"):
+        play(play_config(f"checkpoint={tiny_checkpoint}", "steps=3"))
+
+
+@pytest.mark.skipif(not (default_checkpoint("bouncer") / "denoiser").is_dir(), reason="no shipped checkpoint yet")
+def test_shipped_model_moves_player_as_pressed(play_config):
+    cfg = play_config("fps=0", "seed=2", "fusion=off")
+    xs = []
+    play(cfg, script=[()] * 2 + [{"right"}] * 10 + [{"left"}] * 10, on_frame=lambda f: xs.append(find_player(f.result.frame)))
+    assert None not in xs[1:12] and None not in xs[12:]
+    assert xs[11][0] - xs[1][0] >= 8  # 2 px per frame in the real game
+    assert xs[11][0] - xs[21][0] >= 8

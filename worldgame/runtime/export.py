@@ -1,0 +1,164 @@
+"""Write an episode or session to a video file, headless (no window, no display needed).
+
+Frames are upscaled by an integer factor with nearest-neighbour sampling, so pixels stay sharp.
+``.mp4`` is H.264 (libx264, yuv420p) through imageio-ffmpeg; ``.gif`` goes through Pillow with one
+shared frame delay (GIF stores delays in hundredths of a second, so e.g. 30 fps plays at ~33 fps).
+The video is written to a ``.partial`` file first and renamed when complete, so an interrupted
+export never leaves a truncated file under the requested name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from worldgame.data.episode import Episode
+from worldgame.errors import WorldgameError
+
+SUFFIXES = (".mp4", ".gif")
+
+
+def check_export_path(path: str | Path) -> Path:
+    """Refuse any suffix but .mp4 / .gif with one line; return the path as a Path."""
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise WorldgameError(f"export={path}: unsupported video type {path.suffix or '(none)'!r}; use a .mp4 or .gif name")
+    if path.is_dir():
+        raise WorldgameError(f"export={path} is a folder; name a .mp4 or .gif file")
+    return path
+
+
+def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour zoom of an (H, W, 3) frame by an integer factor."""
+    if scale == 1:
+        return frame
+    return np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+
+
+def hud_strip(width: int, text: str, height: int) -> np.ndarray:
+    """A dark (height, width, 3) strip with ``text`` drawn in light grey (Pillow's built-in font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("RGB", (width, height), (12, 12, 18))
+    try:
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=max(8, height - 6))
+    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    ImageDraw.Draw(strip).text((4, 2), text, fill=(220, 220, 230), font=font)
+    return np.asarray(strip)
+
+
+def episode_frames(episode: Episode, scale: int, hud: bool = False) -> Iterator[np.ndarray]:
+    """Yield the episode's frames upscaled, each with a HUD strip underneath when ``hud``."""
+    names = list(episode.metadata.get("action_names") or [])
+    returns = np.cumsum(episode.rewards, dtype=np.float64)
+    last = len(episode) - 1
+    for t, frame in enumerate(episode.frames):
+        big = upscale(frame, scale)
+        if hud:
+            a = int(episode.actions[t])
+            action = "reset" if t == 0 else (names[a] if 0 <= a < len(names) else str(a))
+            text = f"frame {t}/{last}  {action}  return {returns[t]:g}" + ("  done" if episode.dones[t] else "")
+            big = np.concatenate([big, hud_strip(big.shape[1], text, _even(max(14, 2 * scale + 6)))])
+        yield big
+
+
+def export_episode(
+    episode: Episode,
+    out: str | Path,
+    fps: float = 30,
+    scale: int = 8,
+    hud: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write ``episode`` to ``out`` (.mp4 or .gif) at ``fps``, zoomed by ``scale``; returns ``out``.
+
+    The size is exactly (H·scale, W·scale) plus the HUD strip, except that an .mp4 gets one black
+    row/column added where a side is odd (H.264 in yuv420p needs even sizes).
+    """
+    out = check_export_path(out)
+    if not fps > 0:
+        raise WorldgameError(f"fps={fps}: must be a positive number")
+    if not (isinstance(scale, int) and scale >= 1):
+        raise WorldgameError(f"scale={scale}: must be a whole number >= 1")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f"{out.stem}.partial{out.suffix}")
+    frames = tqdm(
+        episode_frames(episode, scale, hud),
+        total=len(episode),
+        unit="frame",
+        desc=f"export {out.name}",
+        disable=not progress,
+    )
+    try:
+        if out.suffix.lower() == ".mp4":
+            _write_mp4(partial, frames, fps)
+        else:
+            _write_gif(partial, frames, fps, scale)
+    except (OSError, RuntimeError) as e:
+        partial.unlink(missing_ok=True)
+        raise WorldgameError(f"export={out}: could not write the video ({e})") from e
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(out)
+    return out
+
+
+def _even(n: int) -> int:
+    return n + (n % 2)
+
+
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+
+
+def _write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
+    """H.264 via imageio-ffmpeg. macro_block_size=1 keeps the exact size (no resampling, which
+    would blur the sharp pixels); frames are padded to even sides instead, which yuv420p needs."""
+    import imageio.v2 as imageio
+
+    writer = imageio.get_writer(
+        path,
+        format="FFMPEG",
+        mode="I",
+        fps=fps,
+        codec="libx264",
+        pixelformat="yuv420p",
+        quality=8,  # imageio maps this to -crf 10: near-lossless for flat pixel art
+        macro_block_size=1,
+        ffmpeg_log_level="error",
+    )
+    try:
+        for frame in frames:
+            writer.append_data(_pad_even(frame))
+    finally:
+        writer.close()
+
+
+def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float, scale: int) -> None:
+    """GIF via Pillow, one palette per frame (exact for frames of up to 256 colours).
+
+    The palette is built from every ``scale``-th pixel, which for a nearest upscale is the whole
+    original frame, then the big frame is mapped onto it: ~5x faster than quantising the big
+    frame. Frames are streamed into Pillow as palette images (1 byte per pixel). Pillow merges a
+    frame identical to the one before it into that frame's delay, so such a GIF holds fewer
+    frames (its play time is unchanged).
+    """
+    from PIL import Image
+
+    def palettised() -> Iterator[Image.Image]:
+        for frame in frames:
+            small = np.ascontiguousarray(frame[::scale, ::scale])
+            palette = Image.fromarray(small).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            yield Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+
+    images = palettised()
+    first = next(images)
+    first.save(path, format="GIF", save_all=True, append_images=images, duration=1000 / fps, loop=0, optimize=False)

@@ -1,0 +1,137 @@
+"""φ-decay temporal fusion: the display path's smoothing of the predicted stream.
+
+    y_t = Σ_{i=0..N} b^{-i} x_{t-i} / Σ_{i=0..N} b^{-i}        (b = φ ≈ 1.618 by default)
+
+i = 0 is the newest frame. Until N + 1 frames have been seen the sum runs over the frames there
+are (and is normalised over them), so the first fused frame is the first frame itself.
+
+The fusion only ever changes what is shown: callers hand it a copy of their frame or latent and
+must never feed its output back into the world model's context (ModelEngine keeps the two apart).
+Works on any fixed-shape torch tensor: latents (``latent`` mode, as in the source pipeline) or
+decoded frames as float (``pixel`` mode). Buffers are allocated once, on the first frame.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+import torch
+
+PHI = (1 + math.sqrt(5)) / 2
+
+
+class FusionMode(str, Enum):
+    """Where fusion is applied: not at all, on latents before decoding, or on decoded pixels."""
+
+    OFF = "off"
+    LATENT = "latent"
+    PIXEL = "pixel"
+
+    @property
+    def label(self) -> str:
+        """Short name for the HUD."""
+        return {"off": "off", "latent": "φ latent", "pixel": "φ pixel"}[self.value]
+
+    def next(self) -> FusionMode:
+        """The next mode in the F-key cycle: off → φ latent → φ pixel → off."""
+        modes = list(FusionMode)
+        return modes[(modes.index(self) + 1) % len(modes)]
+
+    @property
+    def code(self) -> int:
+        """Stable integer code stored per frame in sessions (0 off, 1 latent, 2 pixel)."""
+        return list(FusionMode).index(self)
+
+    @classmethod
+    def parse(cls, value: str | int | FusionMode) -> FusionMode:
+        """From a config string, a session code or a mode."""
+        if isinstance(value, FusionMode):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return list(cls)[int(value)]
+        return cls(str(value).lower())
+
+
+def decay_weights(window: int, base: float = PHI, available: int | None = None) -> list[float]:
+    """Normalised weights ``w_i ∝ base^{-i}`` for i = 0 (newest) .. min(window, available - 1)."""
+    if window < 0:
+        raise ValueError(f"fusion window must be >= 0, got {window}")
+    if base <= 0:
+        raise ValueError(f"fusion base must be > 0, got {base}")
+    n = window + 1 if available is None else max(1, min(window + 1, available))
+    raw = [base ** (-i) for i in range(n)]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+class TemporalFusion:
+    """A ring of the last ``window + 1`` inputs and their φ-decay weighted mean.
+
+    Args:
+        window: N, how many past frames join the current one (0 = identity).
+        base: decay base b; the weight of the frame i steps back is b^{-i} before normalising.
+    """
+
+    def __init__(self, window: int = 4, base: float = PHI) -> None:
+        decay_weights(window, base)  # validates
+        self.window = window
+        self.base = base
+        self._ring: torch.Tensor | None = None
+        self._out: torch.Tensor | None = None
+        self._head = -1  # slot of the newest input
+        self._count = 0  # inputs seen since reset (capped at window + 1)
+        self._weights = [decay_weights(window, base, k) for k in range(1, window + 2)]
+
+    @property
+    def weights(self) -> list[float]:
+        """The weights the last output used, newest first (all N + 1 once the ring is full)."""
+        return self._weights[max(self._count, 1) - 1]
+
+    @property
+    def count(self) -> int:
+        """How many inputs the ring holds (0 after reset, at most window + 1)."""
+        return self._count
+
+    def reset(self) -> None:
+        """Forget the history (a reset, a re-sync or a mode switch); buffers are kept."""
+        self._head, self._count = -1, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Push ``x`` and return the fused tensor.
+
+        The result lives in a buffer this object reuses: it is valid until the next call and must
+        not be written to. ``x`` itself is copied, never modified.
+        """
+        size = self.window + 1
+        if self._ring is None or self._ring.shape[1:] != x.shape or self._ring.dtype != x.dtype or self._ring.device != x.device:
+            self._ring = torch.empty((size, *x.shape), dtype=x.dtype, device=x.device)
+            self._out = torch.empty_like(x)
+            self.reset()
+        self._head = (self._head + 1) % size
+        self._ring[self._head].copy_(x)
+        self._count = min(self._count + 1, size)
+        out = self._out
+        assert out is not None
+        weights = self._weights[self._count - 1]
+        out.copy_(self._ring[self._head]).mul_(weights[0])
+        for i in range(1, self._count):
+            out.add_(self._ring[(self._head - i) % size], alpha=weights[i])
+        return out
+
+    def state(self) -> dict[str, torch.Tensor | int]:
+        """Everything needed to continue the same stream elsewhere (sessions snapshot it)."""
+        ring = self._ring if self._ring is not None else torch.empty(0)
+        return {"ring": ring.detach().cpu().clone(), "head": self._head, "count": self._count}
+
+    def load_state(self, state: dict[str, torch.Tensor | int], device: torch.device | str, dtype: torch.dtype) -> None:
+        """Restore what :meth:`state` returned."""
+        ring = state["ring"]
+        assert isinstance(ring, torch.Tensor)
+        if ring.numel() == 0:
+            self._ring, self._out = None, None
+            self.reset()
+            return
+        self._ring = ring.to(device=device, dtype=dtype).clone()
+        self._out = torch.empty_like(self._ring[0])
+        self._head, self._count = int(state["head"]), int(state["count"])

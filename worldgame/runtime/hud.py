@@ -1,0 +1,60 @@
+"""The HUD: the text lines drawn under the frames (timings, settings, action, score, notices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worldgame.runtime.stats import FrameStats
+
+HUD_LINES = 5
+SLOW_MARGIN = 0.95  # warn when the measured rate falls below this share of the tick rate
+
+
+@dataclass
+class HudState:
+    """What the HUD shows besides the timings."""
+
+    engine: str
+    target_fps: float
+    action: str
+    score: str
+    frame_index: int
+    steps: int | None = None
+    fusion: str | None = None
+    view: str | None = None
+    recording: bool = False
+    paused: bool = False
+    detail: str = ""  # view-specific line (fusion weights, timesteps) or a transient notice
+    nonfinite: int = 0
+
+
+def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
+    """The HUD's text lines and the indices to draw in the warning colour."""
+    warn: set[int] = set()
+    fps = stats.fps()
+    p95 = stats.p95_latency()
+    if state.target_fps > 0 and stats.frames >= 10 and fps < SLOW_MARGIN * state.target_fps:
+        first = f"{state.engine} slower than {state.target_fps:g} Hz: {fps:.0f} FPS | p95 latency {p95:.1f} ms"
+        warn.add(0)
+    else:
+        first = f"FPS {fps:.1f} | frame {stats.frame_ms():.1f} ms | p95 latency {p95:.1f} ms"
+    stages = "  ".join(f"{k} {v:.1f}" for k, v in stats.stage_means().items()) + " ms"
+    mode = [state.engine.upper()]
+    if state.steps is not None:
+        mode.append(f"steps {state.steps}")
+    if state.fusion is not None:
+        mode.append(f"fusion {state.fusion}")
+    if state.view is not None:
+        mode.append(f"view {state.view}")
+    play = [f"action {state.action}", f"score {state.score}", f"t {state.frame_index}"]
+    if state.recording:
+        play.append("REC")
+    if state.paused:
+        play.append("PAUSED ('.' steps)")
+    detail = state.detail or "H: help"
+    if state.nonfinite:
+        detail = f"{state.nonfinite} non-finite predictions! {detail}"
+        warn.add(4)
+    if state.recording:
+        warn.add(3)
+    return [first, stages, " | ".join(mode), " | ".join(play), detail], warn

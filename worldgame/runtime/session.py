@@ -1,0 +1,207 @@
+"""Recorded play sessions (R key or ``play record=true``) and exact regeneration of model sessions.
+
+A session is a ``.wgep`` episode file (worldgame/data/episode.py) in ``sessions/``. Row i holds the
+frame shown, the action that produced it, reward/done (real game), and per-frame columns written
+as ``t_<name>``:
+
+* timings in ms: ``input``, ``game`` or ``denoise``/``fusion``/``decode``, ``present``, ``latency``;
+* model sessions also: ``lcm_steps`` (LCM steps used for the row), ``fusion_mode`` (0 off,
+  1 latent, 2 pixel), and for every session ``event`` (0 step, 1 reset, 2 re-sync then step,
+  3 the frame shown when recording started).
+
+The metadata adds engine, seed, the play config, the checkpoint path and id, device, dtype, and
+for model sessions ``snapshot``: the engine's full state when recording started (context latents,
+actions, sampler generator, fusion history, the real game's seed and actions), as a base64 npz.
+With it, :func:`regenerate` re-runs the model on the recorded actions and settings and compares
+frames; resets within the session use seed ``seed + reset_index + n`` for the n-th reset.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worldgame.data.episode import SUFFIX, Episode, EpisodeWriter, read_episode
+from worldgame.errors import WorldgameError
+from worldgame.runtime.engines import Engine, configure_threads
+
+EVENT_STEP, EVENT_RESET, EVENT_RESYNC, EVENT_START = 0, 1, 2, 3
+PER_FRAME = {
+    "event": "0 step, 1 reset, 2 re-sync to the real game then step, 3 first frame of the recording",
+    "lcm_steps": "LCM sampling steps used for this frame (model sessions)",
+    "fusion_mode": "display fusion: 0 off, 1 latent, 2 pixel (model sessions)",
+    "latency": "ms from the action being read to its frame being presented",
+}
+
+
+def checkpoint_id(path: str | Path) -> str:
+    """A short id of a checkpoint's weights: sha256 over its vae and denoiser safetensors files."""
+    h = hashlib.sha256()
+    for part in ("vae", "denoiser"):
+        for f in sorted((Path(path) / part).glob("*.safetensors")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def encode_state(state: dict[str, Any]) -> str:
+    """An engine state (numpy arrays and scalars) as base64 of an npz, for JSON metadata."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in state.items()})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_state(text: str) -> dict[str, Any]:
+    """Inverse of :func:`encode_state` (0-d arrays come back as Python scalars)."""
+    with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as npz:
+        return {k: (npz[k].item() if npz[k].ndim == 0 else npz[k]) for k in npz.files}
+
+
+class SessionRecorder:
+    """Writes the frames a play window shows into a session file, one recording at a time.
+
+    Args:
+        directory: where session files go (created on first use).
+        metadata: facts shared by every recording of this play run (game, config, checkpoint...).
+    """
+
+    def __init__(self, directory: str | Path, metadata: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.metadata = metadata
+        self.writer: EpisodeWriter | None = None
+        self.path: Path | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.writer is not None
+
+    def start(self, engine: Engine, frame: np.ndarray, action: int, seed: int, reset_index: int) -> Path:
+        """Open a new session whose first row is ``frame`` (shown now) and snapshot the engine.
+
+        Args:
+            engine: the engine as it is right after producing ``frame``.
+            frame: the frame on screen.
+            action: the action that produced it.
+            seed: the play run's seed; reset n of this recording uses ``seed + reset_index + n``.
+            reset_index: resets done before this recording started.
+        """
+        self.stop()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self.directory / f"{engine.kind}_{stamp}{SUFFIX}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.directory / f"{engine.kind}_{stamp}_{n}{SUFFIX}"
+        meta = {
+            **self.metadata,
+            "engine": engine.kind,
+            "seed": seed,
+            "reset_index": reset_index,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "per_frame": PER_FRAME,
+        }
+        extra: dict[str, float] = {}
+        if engine.kind == "model":
+            meta["snapshot"] = encode_state(engine.state())
+            extra = {"lcm_steps": engine.steps, "fusion_mode": engine.fusion_mode.code}
+        self.writer = EpisodeWriter(path, meta)
+        self.path = path
+        self.writer.add(np.array(frame, np.uint8), action, timings_ms={**extra, "event": EVENT_START})
+        return path
+
+    def add(
+        self,
+        frame: np.ndarray,
+        action: int,
+        reward: float,
+        done: bool,
+        columns: dict[str, float],
+        event: int = EVENT_STEP,
+    ) -> None:
+        """Append one row (the frame is copied: engines reuse their buffers)."""
+        if self.writer is not None:
+            self.writer.add(np.array(frame, np.uint8), action, reward, done, {**columns, "event": event})
+
+    def stop(self) -> Path | None:
+        """Close the recording (if any) and return its path."""
+        if self.writer is None:
+            return None
+        self.writer.close()
+        self.writer = None
+        return self.path
+
+
+def regenerate(path: str | Path, device: str = "auto") -> dict:
+    """Re-run the model of a recorded model session on its actions and settings; compare frames.
+
+    Returns ``{'frames', 'identical', 'psnr', 'max_abs_diff'}``: ``frames`` counts the session's
+    rows (row 0 is the state the recording started from, restored from the snapshot; every later
+    row is regenerated and compared); ``identical``
+    is True when every regenerated frame equals the recorded one bit for bit (expected on the
+    device and dtype that recorded it), and then ``psnr`` is ``inf``; ``max_abs_diff`` is the
+    largest per-pixel difference. Also ``checkpoint_changed`` when the weights' id differs.
+    """
+    import torch
+
+    from worldgame.models.world_model import WorldModel, pick_device
+
+    episode = read_episode(path)
+    meta = episode.metadata
+    if meta.get("engine") != "model" or "snapshot" not in meta:
+        raise WorldgameError(f"{path}: not a model session (engine={meta.get('engine', 'none')}); only model sessions can be regenerated")
+    dev = pick_device(device)
+    same_kind = str(meta.get("device", "cpu")).split(":")[0] == dev.type
+    half = (meta.get("dtype") == "float16") if same_kind else None
+    threads = torch.get_num_threads()
+    try:
+        model = WorldModel.from_pretrained(meta["checkpoint"], device=str(dev), half=half)
+        # the thread count the session ran with: CPU kernels may round differently with another
+        configure_threads(int(meta.get("threads", 0)) if same_kind else 0, dev)
+        return _regenerate(episode, model)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _regenerate(episode: Episode, model: Any) -> dict:
+    from worldgame.runtime.model_engine import ModelEngine
+
+    meta = episode.metadata
+    engine = ModelEngine(
+        model,
+        fusion_window=int(meta["fusion_window"]),
+        fusion_base=float(meta["fusion_base"]),
+        seed=int(meta["seed"]),
+        optimize=bool(meta.get("optimized", True)),
+    )
+    engine.load_state(decode_state(meta["snapshot"]))
+    cols = episode.timings_ms
+    events = cols.get("event", np.zeros(len(episode)))
+    next_reset = int(meta["seed"]) + int(meta.get("reset_index", 0))
+    sq_err, max_diff, identical = 0.0, 0, True
+    for i in range(1, len(episode)):
+        engine.set_steps(int(cols["lcm_steps"][i]))
+        engine.set_fusion(int(cols["fusion_mode"][i]))
+        event = int(events[i])
+        if event == EVENT_RESET:
+            frame = engine.reset(next_reset)
+            next_reset += 1
+        else:
+            if event == EVENT_RESYNC:
+                engine.resync()
+            frame = engine.step(int(episode.actions[i])).frame
+        diff = np.abs(frame.astype(np.int16) - episode.frames[i].astype(np.int16))
+        max_diff = max(max_diff, int(diff.max()))
+        identical = identical and max_diff == 0
+        sq_err += float((diff.astype(np.float64) ** 2).mean())
+    mse = sq_err / max(len(episode) - 1, 1)
+    psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    result: dict[str, Any] = {"frames": len(episode), "identical": identical, "psnr": psnr, "max_abs_diff": max_diff}
+    if meta.get("checkpoint_id") and meta["checkpoint_id"] != checkpoint_id(meta["checkpoint"]):
+        result["checkpoint_changed"] = True
+    return result
