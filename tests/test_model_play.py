@@ -10,7 +10,6 @@ import pytest
 
 from worldgame.errors import WorldgameError
 from worldgame.games.bouncer import find_player
-from worldgame.models.world_model import default_checkpoint
 from worldgame.runtime.controls import tap
 from worldgame.runtime.play import play
 from worldgame.runtime.session import EVENT_RESET, EVENT_RESYNC, regenerate
@@ -106,7 +105,6 @@ def test_checkpoint_for_another_game_and_bad_settings(tiny_checkpoint, play_conf
         play(play_config(f"checkpoint={tiny_checkpoint}", "steps=3"))
 
 
-@pytest.mark.skipif(not (default_checkpoint("bouncer") / "denoiser").is_dir(), reason="no shipped checkpoint yet")
 def test_shipped_model_moves_player_as_pressed(play_config):
     cfg = play_config("fps=0", "seed=2", "fusion=off")
     xs = []

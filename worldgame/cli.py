@@ -6,8 +6,9 @@ import importlib
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from worldgame.errors import WorldgameError
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(plain) == len(overrides):  # -m sweeps and --cfg/--help are checked by hydra itself
         try:
             _check_overrides(command, plain)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- hydra raises several types; all mean a bad setting
             print(f"worldgame {command}: bad setting: {_one_line(e)}", file=sys.stderr)
             sys.exit(2)
     import hydra

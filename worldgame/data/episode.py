@@ -62,7 +62,7 @@ class EpisodeWriter:
         self.rows = 0
         self._pending: dict[str, list[Any]] = {}
         self._last_flush = time.monotonic()
-        self._file = open(self.path, "xb")
+        self._file = open(self.path, "xb")  # noqa: SIM115 -- stays open across add() calls; close() ends it
         self._file.write(MAGIC)
         self._record(b"META", json.dumps(metadata).encode())
         self._sync()
@@ -115,7 +115,7 @@ class EpisodeWriter:
         self._sync()
         self._file.close()
 
-    def __enter__(self) -> EpisodeWriter:
+    def __enter__(self) -> EpisodeWriter:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

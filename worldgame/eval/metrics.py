@@ -18,7 +18,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float
     g = torch.exp(-(ax**2) / (2 * sigma**2))
     g = (g / g.sum()).to(pred.device)
     kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window)
-    blur = lambda x: F.conv2d(x, kernel, padding=window // 2, groups=c)  # noqa: E731
+    blur = lambda x: F.conv2d(x, kernel, padding=window // 2, groups=c)
     x, y = pred.float(), target.float()
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my

@@ -17,6 +17,7 @@ def write_report(result: dict, health: dict, path: Path) -> None:
         f"{rows}\n\n"
         f"## Closed loop ({ro['frames']} frames at {ro['steps']} steps, real actions)\n\n"
         f"* player position error: **{ro['player_err_px']} px** mean; player lost in {100 * ro['player_lost_frac']:.1f}% of frames\n"
+        f"* until the real game's first orb hit (frame {ro['first_hit_frame']}): {ro['player_err_px_until_first_hit']} px mean\n"
         f"* last frames: background {100 * health['background']:.0f}% of pixels, orbs {100 * health['orbs']:.2f}%, "
         f"player visible in {100 * health['player']:.0f}% — {'no collapse' if health['ok'] else 'COLLAPSED'}\n\n"
         f"| horizon (frames) | PSNR dB |\n|---|---|\n{horizons}\n\n"

@@ -5,9 +5,13 @@ from __future__ import annotations
 from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
 
 # Stable-Diffusion betas, the ones LCMScheduler assumes; 50 = LCM's original_inference_steps (k = 20)
-SCHEDULE = dict(
-    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
-)
+SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+}
 ORIGINAL_INFERENCE_STEPS = 50
 
 

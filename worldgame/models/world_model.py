@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,7 +129,7 @@ class WorldModel:
     def optimize(self, batch_size: int = 1) -> None:
         """Trace the denoiser for one batch size (CPU: ~1.5x faster per step); other sizes stay eager."""
         k, c, s = self.context_length, self.denoiser.config.latent_channels, self.denoiser.config.latent_size
-        d = dict(device=self.device, dtype=self.dtype)
+        d = {"device": self.device, "dtype": self.dtype}
         example = (
             torch.zeros(batch_size, c, s, s, **d),
             torch.zeros(batch_size, dtype=torch.long, device=self.device),

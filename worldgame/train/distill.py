@@ -77,7 +77,7 @@ class DistillObjective:
     def validate(self) -> dict[str, float]:
         self.model.eval()
         vb = self.val_batch
-        m = {f"psnr{s}": teacher_forced_psnr(lambda c, a: sample(self.model, self.lcm, c, a, s), self.vae, vb)
+        m = {f"psnr{s}": teacher_forced_psnr(lambda c, a, s=s: sample(self.model, self.lcm, c, a, s), self.vae, vb)
              for s in (1, 2, 4)}
         self.model.train()
         m["score"] = (m["psnr1"] + m["psnr4"]) / 2
