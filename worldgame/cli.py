@@ -45,6 +45,38 @@ def _one_line(e: BaseException) -> str:
     return ": ".join(parts) or type(e).__name__
 
 
+def _suggest(message: str, cfg_keys: list[str]) -> str:
+    """Turn hydra's 'Key 'x' is not in struct' advice (which suggests +x=...) into a did-you-mean."""
+    import difflib
+    import re
+
+    match = re.search(r"Could not override '([^']+)'", message)
+    if not match or "not in struct" not in message:
+        return message
+    key = match.group(1)
+    close = difflib.get_close_matches(key, cfg_keys, n=1)
+    hint = f"; did you mean {close[0]}?" if close else "; `worldgame <command> --cfg job` lists the settings"
+    return f"unknown setting {key!r}{hint}"
+
+
+def _keys(command: str) -> list[str]:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        cfg = OmegaConf.to_container(compose(config_name=command), resolve=False)
+    flat: list[str] = []
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            flat.append(prefix + k)
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+
+    walk(cfg, "")
+    return flat
+
+
 def _check_overrides(command: str, overrides: list[str]) -> None:
     """Compose once before hydra runs so a typo is one line, not hydra's multi-line report."""
     from hydra import compose, initialize_config_dir
@@ -83,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             _check_overrides(command, plain)
         except Exception as e:  # noqa: BLE001 -- hydra raises several types; all mean a bad setting
-            print(f"worldgame {command}: bad setting: {_one_line(e)}", file=sys.stderr)
+            print(f"worldgame {command}: bad setting: {_suggest(_one_line(e), _keys(command))}", file=sys.stderr)
             sys.exit(2)
     import hydra
 

@@ -56,7 +56,10 @@ class EpisodeWriter:
         self.path = Path(path)
         if self.path.exists():
             raise WorldgameError(f"{self.path} already exists; choose another name (nothing was overwritten)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WorldgameError(f"cannot create folder {self.path.parent} ({e.strerror}); choose another out=") from e
         self.flush_seconds = flush_seconds
         self.flush_rows = flush_rows
         self.rows = 0

@@ -1,7 +1,8 @@
 """`worldgame eval checkpoint=DIR`: the quality of a checkpoint on held-out play of its game.
 
-Prints a one-line JSON (contract in DESIGN.md) last, and writes eval.json, report.md and a PNG
-strip (real vs generated at several horizons) into ``out`` (default: <checkpoint>/eval).
+Prints a one-line JSON last (the eval contract: frames, vae_psnr, teacher_forced, rollout), and
+writes eval.json, report.md and a PNG strip (real vs generated at several horizons) into ``out``
+(default: runs/eval/<checkpoint folder name>).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from worldgame.models.world_model import WorldModel, default_checkpoint
 
 def run(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or 1)  # 0 = 1 thread: two collapse when another process takes a core
     path = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
     model = WorldModel.from_pretrained(path, device=cfg.device, teacher=True)
     if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
@@ -67,12 +67,15 @@ def run(cfg: DictConfig) -> dict:
     real_xy = [find_player(f) for f in long_real]
     # the real player jumping more than a step means an orb hit sent it back to the middle; from
     # there on each dream's own (chaotic) collisions decide where its player is
-    jumps = [i for i in range(1, len(real_xy)) if np.hypot(*np.subtract(real_xy[i], real_xy[i - 1])) > 3]
+    jumps = [i for i in range(1, len(real_xy)) if real_xy[i] is not None and real_xy[i - 1] is not None
+             and np.hypot(*np.subtract(real_xy[i], real_xy[i - 1])) > 3]
     first_hit = jumps[0] if jumps else None
     errors, before_hit, lost = [], [], 0
     for dream in dreams:
         for i, fake in enumerate(dream):
             p = find_player(fake)
+            if real_xy[i] is None:  # no player in the real frame (not the built-in game): nothing to compare
+                continue
             if p is None:
                 lost += 1
                 continue
@@ -110,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
         "checkpoint": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    out = Path(cfg.out) if cfg.out else path / "eval"
+    out = Path(cfg.out) if cfg.out else Path("runs/eval") / path.name  # never inside a (shipped) checkpoint
     out.mkdir(parents=True, exist_ok=True)
     strip_at = [h for h in (1, 10, 100, 300, 1000) if h <= cfg.rollout_frames]
     _strip(long_real, long_gen, strip_at, out / "strip.png")

@@ -23,10 +23,10 @@ def held_out_episode(game_config: dict, seed: int, frames: int) -> tuple[np.ndar
     for _ in range(frames - 1):
         a = policy()
         frame, _, done, _ = game.step(a)
+        if done:  # games that end (not Bouncer here) start again; the model sees a jump
+            frame = game.reset(seed + len(out_frames))
         out_frames.append(frame)
         actions.append(a)
-        if done:
-            break
     return np.stack(out_frames), np.asarray(actions)
 
 

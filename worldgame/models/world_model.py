@@ -42,18 +42,25 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as e:
         raise WorldgameError(f"device={device!r} is not a torch device (try auto, cpu or cuda)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise WorldgameError(f"device={device} but this torch has no usable CUDA; use device=auto or cpu")
+    return dev
 
 
 def _load(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
     if not (folder / "config.json").is_file():
         raise WorldgameError(f"checkpoint part {folder} is missing; the checkpoint is incomplete")
+    hint = f"restore it (e.g. `git checkout {folder}`) or retrain it"
     try:
-        return cls.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(dtype).eval()
+        module = cls.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(dtype).eval()
     except Exception as e:
-        raise WorldgameError(f"checkpoint part {folder} is damaged ({str(e).splitlines()[0][:120]})") from e
+        raise WorldgameError(f"checkpoint part {folder} is damaged or incomplete ({type(e).__name__}); {hint}") from e
+    if not all(torch.isfinite(p).all() for p in module.parameters()):
+        raise WorldgameError(f"checkpoint part {folder} is damaged (its weights hold NaN or inf); {hint}")
+    return module
 
 
 class WorldModel:

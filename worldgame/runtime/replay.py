@@ -122,7 +122,7 @@ def run_regenerate(path: Path, device: str) -> dict[str, Any]:
     if meta.get("policy") != "model" and "checkpoint" not in meta:
         raise WorldgameError(
             f"{path} is a {meta.get('policy', 'non-model')} episode, not a model session; "
-            "regenerate needs a session recorded by `worldgame play record=true`"
+            "regenerate needs a session recorded by `worldgame play engine=model record=true`"
         )
     from worldgame.runtime.session import regenerate  # imports torch: only when asked
     with warnings.catch_warnings():

@@ -43,7 +43,7 @@ def load_frame_data(data_dir: str | Path, context_length: int, val_fraction: flo
 
 def _load(files: list[Path], k: int) -> FrameData:
     frames, actions, ends, offset, meta = [], [], [], 0, None
-    for f in tqdm(files, desc="read episodes", unit="file", leave=False):
+    for f in tqdm(files, desc="read episodes", unit="file", leave=False, disable=None):
         ep = read_episode(f)
         if meta is None:
             meta = ep.metadata

@@ -15,7 +15,7 @@ from worldgame.train.data import FrameData, to_unit, windows
 def encode_all(vae: TinyAutoencoder, frames: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
     vae.eval()
     out = [vae.encode(to_unit(frames[i : i + batch]).to(device)).cpu() for i in tqdm(
-        range(0, len(frames), batch), desc="encode frames", unit="batch", leave=False)]
+        range(0, len(frames), batch), desc="encode frames", unit="batch", leave=False, disable=None)]
     return torch.cat(out)
 
 

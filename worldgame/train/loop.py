@@ -33,10 +33,10 @@ def run(cfg: DictConfig) -> dict:
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     if any(s not in STAGES for s in stages):
         raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill or all")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
+    # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
+    torch.set_num_threads(cfg.threads or (1 if device.type == "cpu" else torch.get_num_threads()))
+    torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train, val = load_frame_data(cfg.data, cfg.model.denoiser.context_length, cfg.val_fraction)
@@ -77,7 +77,11 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
             state = torch.load(state_file, map_location=device, weights_only=False)
         except Exception as e:
             raise WorldgameError(f"{state_file} is damaged ({e}); delete it to start {stage} afresh") from e
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise WorldgameError(f"{state_file} was saved by a different model config; use the same model= "
+                                 f"as that run, another out=, or delete the file to start {stage} afresh") from e
         opt.load_state_dict(state["opt"])
         warmup.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
