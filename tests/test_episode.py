@@ -16,7 +16,7 @@ import pytest
 from worldgame.data.episode import MAGIC, SUFFIX, EpisodeWriter, list_episodes, read_episode
 from worldgame.errors import WorldgameError
 
-META = {"game": "bouncer", "seed": 3, "frame_size": 8, "action_names": ["NOOP", "UP"], "policy": "random"}
+META = {"game": "bouncer", "seed": 3, "frame_size": 8, "action_names": ["NOOP", "UP", "DOWN", "LEFT", "RIGHT", "FIRE"], "policy": "random"}
 
 
 def _rows(n: int, seed: int = 0):
@@ -130,10 +130,11 @@ def test_truncated_file_reads_complete_chunks(tmp_path):
 
 def _chunk_offsets(data: bytes) -> list[tuple[int, int]]:
     """(payload start, payload length) of each CHNK record."""
-    header = struct.Struct("<4sII")
+    header = struct.Struct("<4sIII")  # WGEP2: kind, length, payload crc, header crc
+    assert data.startswith(b"WGEP2\n")
     pos, out = len(MAGIC), []
     while pos < len(data):
-        kind, length, _ = header.unpack_from(data, pos)
+        kind, length, _, _ = header.unpack_from(data, pos)
         if kind == b"CHNK":
             out.append((pos + header.size, length))
         pos += header.size + length

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_views_fusion_and_steps_switch_mid_run(tiny_checkpoint, play_config):
-    cfg = play_config(f"checkpoint={tiny_checkpoint}", "engine=side_by_side", "fps=0", "seed=0", "steps=4")
+    cfg = play_config(f"checkpoint={tiny_checkpoint}", "engine=side_by_side", "fps=0", "seed=0", "steps=4", "fusion=latent")
     hold = [{"right"}]
     script = (
         hold * 2
@@ -58,7 +58,8 @@ def test_views_fusion_and_steps_switch_mid_run(tiny_checkpoint, play_config):
 
 
 def test_record_then_regenerate_is_identical(tiny_checkpoint, play_config, tmp_path):
-    cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=11", "record=true", f"sessions={tmp_path}", "steps=2")
+    cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=11", "record=true", f"sessions={tmp_path}", "steps=2",
+                      "fusion=latent")
     moves = [{"right"}] * 3 + [{"up", "space"}] * 2 + [{"left"}] * 3
     script = (
         moves

@@ -43,7 +43,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("train")
     _episodes(root / "data")
     report = loop.run(_cfg(root / "data", root / "run", "train.vae.steps=60", "train.teacher.steps=60",
-                           "train.distill.steps=30", "train.distill.val_every=10"))
+                           "train.distill.steps=30", "train.distill.val_every=10",
+                           "train.rollout.steps=40", "train.rollout.lr=1e-3", "train.rollout.val_every=20"))
     return root, report
 
 
@@ -52,6 +53,40 @@ def test_every_stage_learns(trained: tuple[Path, dict]) -> None:
     for stage in ("vae", "teacher"):
         assert report[stage]["loss_end"] < report[stage]["loss_start"], stage
     assert report["distill"]["steps"] == 30 and report["distill"]["loss_end"] == report["distill"]["loss_end"]
+    # the fourth objective: the student fine-tuned on its own rollouts learns too
+    assert report["rollout"]["steps"] == 40 and report["rollout"]["loss_end"] < report["rollout"]["loss_start"]
+    assert "fg_recall" in report["rollout"]["history"][-1]  # validated on a dream's objects, not PSNR alone
+
+
+@pytest.mark.parametrize("stage", ["teacher", "distill", "rollout"])
+def test_resume_restores_ema_and_target_exactly(trained: tuple[Path, dict], tmp_path: Path, stage: str) -> None:
+    """Interrupted at step 10 and resumed to 20 == run straight to 20: weights, optimizer, the
+    teacher's EMA and the distillation target network included."""
+    import shutil
+
+    root, _ = trained
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for out in (straight, resumed):
+        shutil.copytree(root / "run", out, ignore=shutil.ignore_patterns("state_*.pt"))
+    common = (f"stage={stage}", f"train.{stage}.val_every=100", "save_every=10")
+    loop.run(_cfg(root / "data", straight, *common, f"train.{stage}.steps=20"))
+    loop.run(_cfg(root / "data", resumed, *common, f"train.{stage}.steps=10"))
+    loop.run(_cfg(root / "data", resumed, *common, f"train.{stage}.steps=20"))
+    a = torch.load(straight / f"state_{stage}.pt", weights_only=True)
+    b = torch.load(resumed / f"state_{stage}.pt", weights_only=True)
+    assert a["step"] == b["step"] == 20
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    extra_a, extra_b = a["extra"], b["extra"]
+    if stage == "teacher":
+        shadow_a, shadow_b = extra_a["ema"]["shadow_params"], extra_b["ema"]["shadow_params"]
+        assert len(shadow_a) > 0 and all(torch.equal(x, y) for x, y in zip(shadow_a, shadow_b))
+        assert extra_a["ema"]["optimization_step"] == extra_b["ema"]["optimization_step"] == 20
+    elif stage == "distill":
+        assert all(torch.equal(extra_a["target"][k], extra_b["target"][k]) for k in extra_a["target"])
+        assert not all(torch.equal(extra_a["target"][k], a["model"][k]) for k in a["model"])  # a lagging EMA copy
+    else:
+        assert extra_a == extra_b == {"steps_done": 20}
 
 
 def test_out_folder_is_a_checkpoint(trained: tuple[Path, dict]) -> None:
@@ -124,3 +159,26 @@ def test_damaged_checkpoint_is_one_clear_error(trained: tuple[Path, dict], tmp_p
     model = WorldModel.from_pretrained(root / "run", device="cpu")
     with pytest.raises(WorldgameError, match="not gym:x"):
         model.check_game("gym:x", 64)
+
+
+def test_refuses_to_train_into_another_games_checkpoint(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    import shutil
+
+    root, _ = trained
+    shutil.copytree(root / "run", tmp_path / "other", ignore=shutil.ignore_patterns("*.pt"))
+    meta_file = tmp_path / "other" / "worldgame.json"
+    meta = json.loads(meta_file.read_text())
+    meta.update(game="gym:ALE/Pong-v5", action_names=["NOOP", "FIRE"])
+    meta_file.write_text(json.dumps(meta))
+    before = {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()}
+    with pytest.raises(WorldgameError, match="holds a checkpoint of gym:ALE/Pong-v5"):
+        loop.run(_cfg(root / "data", tmp_path / "other", "stage=teacher"))
+    assert before == {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()}  # nothing touched
+
+
+def test_state_files_hold_no_pickled_objects(trained: tuple[Path, dict]) -> None:
+    """Resumable state loads with weights_only=True: tensors and plain containers, never code."""
+    root, _ = trained
+    for stage in ("teacher", "distill", "rollout"):
+        state = torch.load(root / "run" / f"state_{stage}.pt", weights_only=True)
+        assert state["step"] > 0 and "extra" in state

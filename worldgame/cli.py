@@ -77,16 +77,27 @@ def _keys(command: str) -> list[str]:
     return flat
 
 
-def _check_overrides(command: str, overrides: list[str]) -> None:
+def _compose(command: str, overrides: list[str]) -> Any:
     """Compose once before hydra runs so a typo is one line, not hydra's multi-line report."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-        compose(config_name=command, overrides=overrides, return_hydra_config=True)
+        return compose(config_name=command, overrides=overrides, return_hydra_config=True)
+
+
+def _bad_setting(command: str, message: str) -> None:
+    print(f"worldgame {command}: bad setting: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    from worldgame.settings import validate
+
     def task(cfg: Any) -> Any:
+        try:
+            validate(command, cfg)  # again here: each job of a -m sweep has its own settings
+        except WorldgameError as e:
+            _bad_setting(command, str(e))
         try:
             return fn(cfg)
         except WorldgameError as e:
@@ -113,10 +124,15 @@ def main(argv: list[str] | None = None) -> None:
     plain = [o for o in overrides if not o.startswith("-")]
     if len(plain) == len(overrides):  # -m sweeps and --cfg/--help are checked by hydra itself
         try:
-            _check_overrides(command, plain)
+            cfg = _compose(command, plain)
         except Exception as e:  # noqa: BLE001 -- hydra raises several types; all mean a bad setting
-            print(f"worldgame {command}: bad setting: {_suggest(_one_line(e), _keys(command))}", file=sys.stderr)
-            sys.exit(2)
+            _bad_setting(command, _suggest(_one_line(e), _keys(command)))
+        from worldgame.settings import validate
+
+        try:
+            validate(command, cfg)  # types, ranges and choices, before any work or heavy import
+        except WorldgameError as e:
+            _bad_setting(command, str(e))
     import hydra
 
     module = importlib.import_module(COMMANDS[command][0])

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from worldgame.data.episode import SUFFIX, EpisodeWriter
 from worldgame.data.policies import make_policy
+from worldgame.errors import WorldgameError
 from worldgame.games import make_game
 
 
@@ -33,16 +34,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 "action_names": list(game.action_names),
                 "policy": cfg.policy,
             }
-            with EpisodeWriter(out / f"ep_{start + e:06d}{SUFFIX}", meta) as writer:
-                writer.add(game.reset(seed), 0)
-                for _ in range(cfg.steps):
-                    action = policy()
-                    frame, reward, done, _ = game.step(action)
-                    writer.add(frame, action, reward, done)
-                    if done:
-                        break
-                frames += writer.rows
-                bar.update(writer.rows)
+            writer = None
+            try:
+                writer = EpisodeWriter(out / f"ep_{start + e:06d}{SUFFIX}", meta)
+                with writer:
+                    writer.add(game.reset(seed), 0)
+                    for _ in range(cfg.steps):
+                        action = policy()
+                        frame, reward, done, _ = game.step(action)
+                        writer.add(frame, action, reward, done)
+                        if done:
+                            break
+            except WorldgameError as err:
+                # a full disk or a game error: collected data is whole episodes, so the cut one
+                # is removed and the finished ones stay (Ctrl-C keeps it, readable as unfinished)
+                if writer is not None:  # None: the writer refused to start and left nothing
+                    writer.path.unlink(missing_ok=True)
+                reason = getattr(err, "reason", str(err))
+                raise WorldgameError(f"{reason} (the cut episode was removed; the {e} complete ones before it are kept)") from err
+            frames += writer.rows
+            bar.update(writer.rows)
     seconds = time.perf_counter() - t0
     stats = {"episodes": cfg.episodes, "frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}
     print(f"wrote {frames} frames in {cfg.episodes} episodes to {out} ({stats['fps']:.0f} frames/s)")

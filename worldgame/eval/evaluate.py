@@ -16,11 +16,15 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from worldgame.errors import WorldgameError
+from worldgame.eval import bouncer_checks
 from worldgame.eval.metrics import frames_to_unit, psnr, ssim
+from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores, median_background
 from worldgame.eval.report import write_report
 from worldgame.eval.rollout import closed_loop, held_out_episode
 from worldgame.games import find_player
 from worldgame.models.world_model import WorldModel, default_checkpoint
+from worldgame.runtime.fusion import FusionMode, TemporalFusion
 
 
 def run(cfg: DictConfig) -> dict:
@@ -44,8 +48,16 @@ def run(cfg: DictConfig) -> dict:
     context = flat.view(len(picks), k, *flat.shape[1:])
     actions = torch.as_tensor(ctx_actions, device=model.device)
     real_u = frames_to_unit(real)
-    vae_psnr = psnr(frames_to_unit(model.decode(model.encode(real.numpy())).cpu()), real_u).mean().item()
-    tf_psnr, tf_ssim, samplers = {}, {}, {str(s): s for s in cfg.steps}
+    # each pick's background: the per-pixel median of its held-out episode; foreground = away from it
+    backgrounds = [median_background(f) for f, _ in episodes]
+    bg = torch.stack([backgrounds[e] for e, _ in picks])
+    recon = frames_to_unit(model.decode(model.encode(real.numpy())).cpu())
+    vae_psnr = psnr(recon, real_u).mean().item()
+    vae_fg = foreground_scores(recon, real_u, bg)
+    copy_last = frames_to_unit(torch.from_numpy(ctx_frames[:, -1]))  # a model that predicts nothing
+    tf_psnr, tf_ssim = {"copy_last": psnr(copy_last, real_u).mean().item()}, {"copy_last": ssim(copy_last, real_u).mean().item()}
+    tf_fg = {"copy_last": foreground_scores(copy_last, real_u, bg)}
+    samplers = {str(s): s for s in cfg.steps}
     for name, s in [*samplers.items(), ("teacher", cfg.teacher_steps)]:
         g = torch.Generator(device=model.device).manual_seed(cfg.seed)
         if name == "teacher":
@@ -56,13 +68,15 @@ def run(cfg: DictConfig) -> dict:
             latent = model.step(context, actions, steps=s, generator=g)
         pred = frames_to_unit(model.decode(latent).cpu())
         tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
+        tf_fg[name] = foreground_scores(pred, real_u, bg)
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
     if model.device.type == "cpu":
         model.optimize(1)
     # the same real actions, ``long_rollouts`` dreams that differ only in sampling noise
+    fusion = _fusion(cfg)
     dreams = closed_loop(model, long_frames, long_actions, [k] * cfg.long_rollouts, cfg.rollout_frames,
-                         cfg.rollout_steps, cfg.seed).numpy()
+                         cfg.rollout_steps, cfg.seed, fusion=fusion).numpy()
     long_gen, long_real = dreams[0], long_frames[k : k + cfg.rollout_frames]
     real_xy = [find_player(f) for f in long_real]
     # the real player jumping more than a step means an orb hit sent it back to the middle; from
@@ -84,20 +98,29 @@ def run(cfg: DictConfig) -> dict:
                 before_hit.append(errors[-1])
     ep_frames, ep_actions = episodes[0]
     horizons = [h for h in cfg.horizons if h + k <= len(ep_frames)]
+    if not horizons:
+        raise WorldgameError(f"horizons={list(cfg.horizons)}: each needs episode_frames >= horizon + K ({k}); "
+                             f"raise episode_frames (now {cfg.episode_frames}) or lower the horizons")
     max_h = max(horizons)
     starts = sorted(int(s) for s in gen.integers(k, len(ep_frames) - max_h + 1, size=cfg.horizon_rollouts))
-    short = closed_loop(model, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed)
-    by_h = {}
+    short = closed_loop(model, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg))
+    by_h, fg_by_h = {}, {}
     for h in horizons:
-        truth = torch.from_numpy(np.stack([ep_frames[s + h - 1] for s in starts]))
-        by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), frames_to_unit(truth)).mean().item()
+        truth = frames_to_unit(torch.from_numpy(np.stack([ep_frames[s + h - 1] for s in starts])))
+        by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), truth).mean().item()
+        fg_by_h[str(h)] = foreground_scores(frames_to_unit(short[:, h - 1]), truth, backgrounds[0])["fg_psnr"]
+    objects = _objects(cfg, dreams, long_real, long_actions[k : k + cfg.rollout_frames], long_frames[k - 1],
+                       median_background(long_frames), game_cfg)
     tail = dreams[:, -10:].reshape(-1, *dreams.shape[2:])
     health = _health(tail)
 
     result = {
         "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),
         "vae_psnr": round(vae_psnr, 2),
-        "teacher_forced": {"psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4)},
+        "vae_foreground": _r(vae_fg, 3),
+        "teacher_forced": {"psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4),
+                           **{key: {name: round(v[key], 3) for name, v in tf_fg.items()}
+                              for key in ("fg_psnr", "fg_recall", "fg_precision")}},
         "rollout": {
             "frames": int(cfg.rollout_frames),
             "steps": int(cfg.rollout_steps),
@@ -108,20 +131,67 @@ def run(cfg: DictConfig) -> dict:
             "first_hit_frame": first_hit,
             "player_err_px_until_first_hit": round(float(np.mean(before_hit)), 2) if before_hit else None,
             "psnr_by_horizon": _r(by_h),
+            "fg_psnr_by_horizon": _r(fg_by_h),
+            "fusion": fusion[0].value if fusion else "off",
             "collapsed": not health["ok"],
         },
+        "objects": objects,
         "checkpoint": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     out = Path(cfg.out) if cfg.out else Path("runs/eval") / path.name  # never inside a (shipped) checkpoint
     out.mkdir(parents=True, exist_ok=True)
-    strip_at = [h for h in (1, 10, 100, 300, 1000) if h <= cfg.rollout_frames]
+    strip_at = [h for h in (1, 10, 100, 300, 1000, 2000) if h <= cfg.rollout_frames]
     _strip(long_real, long_gen, strip_at, out / "strip.png")
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     write_report(result, health, out / "report.md")
     print(f"wrote {out / 'report.md'}, {out / 'strip.png'}")
     print(json.dumps(result))
     return result
+
+
+def _fusion(cfg: DictConfig) -> tuple[FusionMode, TemporalFusion] | None:
+    """The display fusion whose shown frames are measured (off: the model's own frames)."""
+    mode = FusionMode.parse(cfg.get("fusion", "off"))
+    if mode is FusionMode.OFF:
+        return None
+    return mode, TemporalFusion(int(cfg.fusion_window), float(cfg.fusion_base))
+
+
+def _objects(cfg: DictConfig, dreams: np.ndarray, real: np.ndarray, actions: np.ndarray, before: np.ndarray,
+             background: torch.Tensor, game_cfg: dict) -> dict:
+    """Objects alive in the long dreams against the real game, at the object horizons.
+
+    dreams (D, T, H, W, 3) and real (T, H, W, 3) uint8; actions[t] produced frame t; ``before`` is
+    the real frame preceding the first one."""
+    horizons = [h for h in cfg.object_horizons if h <= dreams.shape[1]]
+    blobs = np.stack([blobs_per_frame(d, background) for d in dreams])
+    out = {"horizons": horizons, "blobs": {"dream": curve_at(blobs, horizons),
+                                           "real": curve_at(blobs_per_frame(real, background)[None], horizons)}}
+    if not str(game_cfg.get("_target_", "")).endswith("Bouncer"):
+        return out
+    orbs = np.stack([bouncer_checks.orbs_per_frame(d) for d in dreams])
+    real_orbs = bouncer_checks.orbs_per_frame(real)
+    n_orbs = int(game_cfg.get("num_orbs", 3))
+    pips = [bouncer_checks.pip_changes(d) for d in dreams]
+    errors = np.concatenate([bouncer_checks.control_errors(d, actions, before) for d in dreams])
+    real_errors = bouncer_checks.control_errors(real, actions, before)
+    per_k = 1000 / (dreams.shape[0] * max(1, dreams.shape[1] - 1))  # changes per 1,000 dream frames
+    out["bouncer"] = {
+        "orbs": {"dream": curve_at(orbs, horizons), "real": curve_at(real_orbs[None], horizons),
+                 "dream_mean": round(float(orbs.mean()), 3), "real_mean": round(float(real_orbs.mean()), 3)},
+        "all_orbs_frac": {"dream": round(float((orbs >= n_orbs).mean()), 4),
+                          "real": round(float((real_orbs >= n_orbs).mean()), 4)},
+        "pip_changes_per_1000": {
+            "dream": round(sum(p["changes"] for p in pips) * per_k, 2),
+            "dream_uncaused": round(sum(p["uncaused"] for p in pips) * per_k, 2),
+            "real_uncaused": round(bouncer_checks.pip_changes(real)["uncaused"] * 1000 / max(1, len(real) - 1), 2)},
+        "control": {"frames": len(errors),
+                    "err_px_mean": round(float(errors.mean()), 3) if len(errors) else None,
+                    "within_1px_frac": round(float((errors <= 1).mean()), 4) if len(errors) else None,
+                    "real_within_1px_frac": round(float((real_errors <= 1).mean()), 4) if len(real_errors) else None},
+    }
+    return out
 
 
 def _health(frames: np.ndarray) -> dict:

@@ -32,9 +32,12 @@ def held_out_episode(game_config: dict, seed: int, frames: int) -> tuple[np.ndar
 
 @torch.no_grad()
 def closed_loop(model: WorldModel, frames: np.ndarray, actions: np.ndarray, starts: list[int], horizon: int,
-                steps: int, seed: int) -> torch.Tensor:
+                steps: int, seed: int, fusion=None) -> torch.Tensor:
     """From real contexts ending before each of ``starts``, generate ``horizon`` frames per start with
-    the recorded actions, feeding the model its own predictions. Returns uint8 (B, horizon, H, W, 3)."""
+    the recorded actions, feeding the model its own predictions. Returns uint8 (B, horizon, H, W, 3).
+
+    ``fusion``: (FusionMode, TemporalFusion) to return the frames as the display shows them (fused
+    in latent or pixel space); the model's own context is never fused."""
     k = model.context_length
     gen = torch.Generator(device=model.device).manual_seed(seed)
     context = torch.stack([model.encode(frames[s - k : s]) for s in starts])
@@ -45,5 +48,10 @@ def closed_loop(model: WorldModel, frames: np.ndarray, actions: np.ndarray, star
         window = acts[idx[:, None] + torch.arange(-k + 1, 1)]
         latent = model.step(context, window, steps=steps, generator=gen)
         context = torch.cat([context[:, 1:], latent[:, None]], dim=1)
-        out.append(model.decode(latent).cpu())
+        if fusion is None:
+            out.append(model.decode(latent).cpu())
+        elif fusion[0].value == "latent":
+            out.append(model.decode(fusion[1](latent)).cpu())
+        else:
+            out.append(fusion[1](model.decode(latent).float()).round().to(torch.uint8).cpu())
     return torch.stack(out, dim=1)

@@ -23,6 +23,11 @@ class GymGame:
     """
 
     def __init__(self, id: str, frame_size: int = 64, kwargs: dict[str, Any] | None = None) -> None:
+        from worldgame.games.registry import GYM_ID
+
+        if not isinstance(id, str) or not GYM_ID.match(id):
+            # "pkg.module:Env-v0" would make gymnasium import pkg.module: ids only, never code paths
+            raise WorldgameError(f"{id!r} is not a gymnasium env id like ALE/Breakout-v5 or CartPole-v1")
         try:
             import gymnasium as gym
         except ImportError as e:

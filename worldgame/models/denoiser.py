@@ -3,7 +3,9 @@
 Conditioning, as in GameNGen/DIAMOND: the K past latents are concatenated with the noisy target on
 channels (``in_channels = C * (K + 1)``); the K past actions are embedded, flattened and projected,
 the context-noise level is embedded too, and both are added to the UNet's timestep embedding via
-its ``class_embed_type="identity"`` slot.
+its ``class_embed_type="identity"`` slot. With ``noise_per_frame`` each context frame has its own
+noise level (DIAMOND's CS:GO recipe), all K levels embedded: in training every context frame is
+noised independently, so the model learns how much to trust each one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         layers_per_block: resnets per UNet level.
         action_dim: size of one action embedding before flattening.
         norm_num_groups: GroupNorm groups inside the UNet.
+        noise_per_frame: one context-noise level per context frame (B, K) instead of one per sample (B,).
     """
 
     @register_to_config
@@ -41,6 +44,7 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         layers_per_block: int = 1,
         action_dim: int = 32,
         norm_num_groups: int = 16,
+        noise_per_frame: bool = False,
     ) -> None:
         super().__init__()
         levels = len(block_out_channels)
@@ -59,16 +63,23 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         )
         self.action_embedding = nn.Embedding(num_actions, action_dim)
         self.noise_level_proj = Timesteps(block_out_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
+        levels_dim = block_out_channels[0] * (context_length if noise_per_frame else 1)
         self.cond_proj = nn.Sequential(
-            nn.Linear(context_length * action_dim + block_out_channels[0], emb_dim),
+            nn.Linear(context_length * action_dim + levels_dim, emb_dim),
             nn.SiLU(),
             nn.Linear(emb_dim, emb_dim),
         )
 
     def condition(self, actions: torch.Tensor, context_noise: torch.Tensor) -> torch.Tensor:
-        """(B, K) actions + (B,) context-noise levels in [0, 1] -> (B, emb_dim) added to the time embedding."""
+        """(B, K) actions + context-noise levels in [0, 1], (B,) or (B, K) -> (B, emb_dim) added to the
+        time embedding. A (B,) level is every frame's level; a model with one level reads the mean."""
         a = self.action_embedding(actions).flatten(1)
-        n = self.noise_level_proj(context_noise * 1000).to(a.dtype)
+        b, k = actions.shape
+        if self.config.noise_per_frame:
+            levels = context_noise.reshape(b, -1).expand(b, k).reshape(-1)
+        else:
+            levels = context_noise.reshape(b, -1).mean(1)
+        n = self.noise_level_proj(levels * 1000).to(a.dtype).reshape(b, -1)
         return self.cond_proj(torch.cat([a, n], dim=1))
 
     def forward(
@@ -80,6 +91,6 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         context_noise: torch.Tensor,
     ) -> torch.Tensor:
         """noisy (B, C, h, w), timesteps (B,), context (B, K, C, h, w), actions (B, K) long,
-        context_noise (B,) -> model output (B, C, h, w)."""
+        context_noise (B,) or (B, K) -> model output (B, C, h, w)."""
         x = torch.cat([context.flatten(1, 2), noisy], dim=1)
         return self.unet(x, timesteps, class_labels=self.condition(actions, context_noise), return_dict=False)[0]

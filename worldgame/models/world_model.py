@@ -12,7 +12,6 @@ Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,9 @@ import numpy as np
 import torch
 
 from worldgame.errors import WorldgameError
+from worldgame.fileio import atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata, swap_folder
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler
 
@@ -54,6 +55,7 @@ def _load(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
     if not (folder / "config.json").is_file():
         raise WorldgameError(f"checkpoint part {folder} is missing; the checkpoint is incomplete")
     hint = f"restore it (e.g. `git checkout {folder}`) or retrain it"
+    check_part(cls, folder, hint)
     try:
         module = cls.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(dtype).eval()
     except Exception as e:
@@ -100,30 +102,38 @@ class WorldModel:
         meta_file = path / METADATA
         if not meta_file.is_file():
             raise WorldgameError(f"checkpoint {path}: no {METADATA}; this is not a worldgame checkpoint folder")
-        try:
-            metadata = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as e:
-            raise WorldgameError(f"checkpoint {meta_file} is damaged (invalid JSON: {e})") from e
+        metadata = read_metadata(meta_file)
         dev = pick_device(device)
         dtype = torch.float16 if (half if half is not None else dev.type == "cuda") else torch.float32
         vae = _load(TinyAutoencoder, path / "vae", dtype)
         denoiser = _load(ActionDenoiser, path / "denoiser", dtype)
         teach = _load(ActionDenoiser, path / "teacher", dtype) if teacher and (path / "teacher").is_dir() else None
+        check_against_weights(meta_file, metadata, denoiser)
         model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype)
         model.path = path
         return model
 
     def save_pretrained(self, path: str | Path, half: bool = True) -> None:
-        """Write the checkpoint folder (weights in fp16 when ``half``; loading casts them back)."""
+        """Write the checkpoint folder (weights in fp16 when ``half``; loading casts them back).
+
+        Each part is written into a temporary folder beside it and swapped in by rename, and
+        worldgame.json last, atomically: a loader never sees half a file, and a full disk leaves
+        the previous checkpoint as it was.
+        """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher}
-        for name, module in parts.items():
-            if module is not None:
-                module.to(torch.float16 if half else torch.float32).save_pretrained(path / name, safe_serialization=True)
-                module.to(self.dtype)
-        self.scheduler.save_pretrained(path / "scheduler")
-        (path / METADATA).write_text(json.dumps(self.metadata, indent=2))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            for name, module in parts.items():
+                if module is not None:
+                    with swap_folder(path / name) as tmp:
+                        module.to(torch.float16 if half else torch.float32).save_pretrained(tmp, safe_serialization=True)
+                    module.to(self.dtype)
+            with swap_folder(path / "scheduler") as tmp:
+                self.scheduler.save_pretrained(tmp)
+        except OSError as e:
+            raise WorldgameError(f"cannot write checkpoint {path} ({e.strerror or e}); free some disk space or choose a writable out=") from e
+        atomic_write_json(path / METADATA, self.metadata)
 
     def check_game(self, game: str, frame_size: int) -> None:
         """Raise a clear error when this checkpoint was trained on another game or frame size."""

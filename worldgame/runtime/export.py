@@ -3,8 +3,8 @@
 Frames are upscaled by an integer factor with nearest-neighbour sampling, so pixels stay sharp.
 ``.mp4`` is H.264 (libx264, yuv420p) through imageio-ffmpeg; ``.gif`` goes through Pillow with one
 shared frame delay (GIF stores delays in hundredths of a second, so e.g. 30 fps plays at ~33 fps).
-The video is written to a ``.partial`` file first and renamed when complete, so an interrupted
-export never leaves a truncated file under the requested name.
+The video is written to a temporary file beside the target, fsynced and renamed when complete
+(fileio.atomic_path), so an interrupted export or a full disk never leaves a truncated file.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from worldgame.data.episode import Episode
 from worldgame.errors import WorldgameError
+from worldgame.fileio import atomic_path
 
 SUFFIXES = (".mp4", ".gif")
 
@@ -84,8 +85,6 @@ def export_episode(
         raise WorldgameError(f"fps={fps}: must be a positive number")
     if not (isinstance(scale, int) and scale >= 1):
         raise WorldgameError(f"scale={scale}: must be a whole number >= 1")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f"{out.stem}.partial{out.suffix}")
     frames = tqdm(
         episode_frames(episode, scale, hud),
         total=len(episode),
@@ -94,17 +93,13 @@ def export_episode(
         disable=not progress,
     )
     try:
-        if out.suffix.lower() == ".mp4":
-            _write_mp4(partial, frames, fps)
-        else:
-            _write_gif(partial, frames, fps, scale)
+        with atomic_path(out, suffix=out.suffix) as tmp:  # temp file, fsync, rename: never half a video
+            if out.suffix.lower() == ".mp4":
+                _write_mp4(tmp, frames, fps)
+            else:
+                _write_gif(tmp, frames, fps, scale)
     except (OSError, RuntimeError) as e:
-        partial.unlink(missing_ok=True)
         raise WorldgameError(f"export={out}: could not write the video ({e})") from e
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(out)
     return out
 
 

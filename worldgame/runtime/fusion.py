@@ -48,6 +48,8 @@ class FusionMode(str, Enum):
         """From a config string, a session code or a mode."""
         if isinstance(value, FusionMode):
             return value
+        if value is False:  # YAML reads a bare `off` as false
+            return cls.OFF
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return list(cls)[int(value)]
         return cls(str(value).lower())

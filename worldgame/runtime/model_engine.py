@@ -51,7 +51,7 @@ class ModelEngine:
         self,
         model: WorldModel,
         steps: int = 4,
-        fusion: str | FusionMode = FusionMode.LATENT,
+        fusion: str | FusionMode = FusionMode.OFF,
         fusion_window: int = 4,
         fusion_base: float = PHI,
         seed: int = 0,

@@ -167,11 +167,8 @@ def run_window(
 
     try:
         require_display()
-    except WorldgameError:
-        raise WorldgameError(
-            "no display available for the replay window (DISPLAY is unset); use export=out.mp4 to write "
-            "a video instead, or set SDL_VIDEODRIVER=dummy to run the window off-screen"
-        ) from None
+    except WorldgameError as e:
+        raise WorldgameError(f"replay window: {e}; or use export=out.mp4 to write a video without a window") from None
     player = _Player(files, episode, current, scale)
     try:
         return player.loop(fps, keys, max_iterations)

@@ -3,7 +3,9 @@ an optional help overlay. Play and replay both use it, so keys and looks stay co
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pygame
@@ -15,15 +17,54 @@ HUD_FG = (220, 220, 230)
 HUD_WARN = (255, 170, 60)
 
 
+OFFSCREEN = ("dummy", "offscreen")  # SDL drivers that draw nowhere
+
+
 def require_display() -> None:
-    """Fail with one clear line when no window can be opened (no X/Wayland and no dummy driver)."""
-    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
+    """Fail with one clear line when no window can be opened, before anything heavy is loaded.
+
+    Off-screen drivers are used only when asked for (``SDL_VIDEODRIVER=dummy`` or ``offscreen``):
+    SDL falls back to one silently when the display it was given cannot be opened (e.g. DISPLAY
+    names an X server that is not running), and the window would then run invisibly.
+    """
+    asked = os.environ.get("SDL_VIDEODRIVER", "")
+    if asked in OFFSCREEN:
         return
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and os.name == "posix" and not _is_mac():
         raise WorldgameError(
             "no display available (DISPLAY is unset); run `worldgame bench` for a headless measurement, "
             "or set SDL_VIDEODRIVER=dummy to run the window off-screen"
         )
+    with _quiet_stderr():  # SDL prints its own probing failures straight to stderr
+        try:
+            pygame.display.init()
+        except pygame.error as e:
+            raise WorldgameError(f"no display available ({e}); check DISPLAY, or set SDL_VIDEODRIVER=dummy to run off-screen") from None
+    driver = pygame.display.get_driver()
+    if driver in OFFSCREEN:
+        pygame.display.quit()
+        where = ", ".join(f"{k}={os.environ[k]}" for k in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(k)) or "this machine"
+        raise WorldgameError(
+            f"no usable display: SDL could not open a window on {where} and fell back to its {driver!r} driver, "
+            "so the window would be invisible; check that the display is running, run `worldgame bench` headless, "
+            "or set SDL_VIDEODRIVER=dummy to run off-screen on purpose"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _is_mac() -> bool:

@@ -27,12 +27,24 @@ class LatentBatches:
         latents: (N, C, h, w) latents of ``data.frames``.
         context_length: K.
         max_context_noise: context noise level per sample ~ U(0, max) (0 disables augmentation).
+        per_frame: draw one level per context frame (B, K) instead of one per sample (B,).
     """
 
     def __init__(self, data: FrameData, latents: torch.Tensor, context_length: int, max_context_noise: float,
-                 device: torch.device) -> None:
+                 device: torch.device, per_frame: bool = False) -> None:
         self.data, self.latents, self.k = data, latents, context_length
-        self.max_context_noise, self.device = max_context_noise, device
+        self.max_context_noise, self.device, self.per_frame = max_context_noise, device, per_frame
+        # valid[t]: frames t-K..t lie in one game episode (a context window plus its target)
+        self.valid = torch.zeros(len(data.frames) + 1, dtype=torch.bool)
+        self.valid[data.ends] = True
+
+    def ends_for_unroll(self, unroll: int) -> torch.Tensor:
+        """Targets t whose frames t-K-unroll..t lie in one game episode (room to unroll ``unroll`` frames)."""
+        ends = self.data.ends
+        ok = torch.ones(len(ends), dtype=torch.bool)
+        for j in range(1, unroll + 1):
+            ok &= self.valid[(ends - j).clamp_min(0)] & (ends - j >= 0)
+        return ends[ok]
 
     def sample(self, batch_size: int, gen: torch.Generator, noisy_context: bool = True) -> dict[str, torch.Tensor]:
         ends = self.data.ends[torch.randint(len(self.data.ends), (batch_size,), generator=gen)]
@@ -41,10 +53,12 @@ class LatentBatches:
     def at(self, ends: torch.Tensor, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         ctx_idx, act_idx = windows(ends, self.k)
         context = self.latents[ctx_idx].float()
-        level = torch.zeros(len(ends))
+        shape = (len(ends), self.k) if self.per_frame else (len(ends),)
+        level = torch.zeros(shape)
         if gen is not None and self.max_context_noise > 0:
-            level = torch.rand(len(ends), generator=gen) * self.max_context_noise
-            context = context + level[:, None, None, None, None] * torch.randn(context.shape, generator=gen)
+            level = torch.rand(shape, generator=gen) * self.max_context_noise
+            per_frame = level if self.per_frame else level[:, None].expand(-1, self.k)
+            context = context + per_frame[:, :, None, None, None] * torch.randn(context.shape, generator=gen)
         d = self.device
         return {
             "context": context.to(d),

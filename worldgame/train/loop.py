@@ -1,7 +1,7 @@
-"""`worldgame train stage=vae|teacher|distill|all data=DIR out=DIR`: one loop, three losses.
+"""`worldgame train stage=vae|teacher|distill|rollout|all data=DIR out=DIR`: one loop, four losses.
 
 Read top to bottom: load episodes -> for each stage build its objective (train/vae.py,
-train/teacher.py, train/distill.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
+train/teacher.py, train/distill.py, train/rollout.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
 periodic validation that keeps the best weights, resumable state every ``save_every`` steps and
 on Ctrl-C) -> the out folder is a checkpoint folder after every stage.
 """
@@ -17,22 +17,24 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
+from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
 from worldgame.train.data import load_frame_data
 from worldgame.train.distill import DistillObjective
 from worldgame.train.latents import LatentBatches, encode_all
+from worldgame.train.rollout import RolloutObjective
 from worldgame.train.teacher import TeacherObjective
 from worldgame.train.vae import VaeObjective
 
-STAGES = ("vae", "teacher", "distill")
+STAGES = ("vae", "teacher", "distill", "rollout")
 
 
 def run(cfg: DictConfig) -> dict:
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     if any(s not in STAGES for s in stages):
-        raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill or all")
+        raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill, rollout or all")
     device = pick_device(cfg.device)
     # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
     torch.set_num_threads(cfg.threads or (1 if device.type == "cpu" else torch.get_num_threads()))
@@ -41,6 +43,8 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     train, val = load_frame_data(cfg.data, cfg.model.denoiser.context_length, cfg.val_fraction)
     print(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
+    _check_same_game(out, train.metadata)
+    _check_game_config(train.metadata)
     report = {}
     for stage in stages:
         report[stage] = train_stage(stage, cfg, train, val, out, device)
@@ -53,11 +57,14 @@ def build(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.devi
     vae = _require(TinyAutoencoder, out / "vae", "vae").to(device)
     lat_train, lat_val = _latents(vae, train, val, out, device)
     k, noise = cfg.model.denoiser.context_length, cfg.train.teacher.max_context_noise
-    batches = LatentBatches(train, lat_train, k, noise, device)
-    val_batches = LatentBatches(val, lat_val, k, noise, device)
+    per_frame = bool(cfg.model.denoiser.get("noise_per_frame", False))
+    batches = LatentBatches(train, lat_train, k, noise, device, per_frame)
+    val_batches = LatentBatches(val, lat_val, k, noise, device, per_frame)
     num_actions = len(train.metadata["action_names"])
     if stage == "teacher":
         return TeacherObjective(cfg, batches, val_batches, vae, num_actions, device)
+    if stage == "rollout":  # fine-tunes the distilled student (or the teacher's copy when not distilled)
+        return RolloutObjective(cfg, batches, val_batches, vae, _require(ActionDenoiser, out / "denoiser", "distill"), device)
     teacher = _require(ActionDenoiser, out / "teacher", "teacher")
     return DistillObjective(cfg, batches, val_batches, vae, teacher, device)
 
@@ -74,7 +81,8 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
     losses: list[float] = []
     if cfg.resume and state_file.is_file():
         try:
-            state = torch.load(state_file, map_location=device, weights_only=False)
+            # weights_only: tensors and plain containers only, never arbitrary pickled objects
+            state = torch.load(state_file, map_location=device, weights_only=True)
         except Exception as e:
             raise WorldgameError(f"{state_file} is damaged ({e}); delete it to start {stage} afresh") from e
         try:
@@ -96,8 +104,8 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
                  "gen": gen.get_state(), "step": step, "elapsed": elapsed, "best": best, "history": history}
         if extra is not None:
             state["extra"] = extra
-        torch.save(state, state_file.with_suffix(".tmp"))
-        state_file.with_suffix(".tmp").replace(state_file)  # atomic: a crash never leaves half a state
+        with atomic_path(state_file) as tmp:  # a crash never leaves half a state
+            torch.save(state, tmp)
 
     def validate() -> None:
         nonlocal best
@@ -110,6 +118,8 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
 
     budget = scfg.max_minutes * 60
     bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True, disable=not cfg.progress)
+    if step == 0 and stage in ("distill", "rollout"):
+        validate()  # the starting point is a candidate too: a fine-tune that only hurts keeps it
     model.train()
     try:
         while step < scfg.steps and elapsed < budget:
@@ -152,12 +162,12 @@ def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: d
     """Write the stage's best weights and keep ``out`` a loadable checkpoint folder."""
     if stage == "vae":
         objective.finish()
-        objective.model.save_pretrained(out / "vae")
+        _save(objective.model, out / "vae")
     else:
         net = objective.export()
-        net.save_pretrained(out / stage if stage == "teacher" else out / "denoiser")
+        _save(net, out / "teacher" if stage == "teacher" else out / "denoiser")
         if stage == "teacher" and not (out / "state_distill.pt").exists():
-            net.save_pretrained(out / "denoiser")  # playable before distillation (as a 1-4 step x0 sampler)
+            _save(net, out / "denoiser")  # playable before distillation (as a 1-4 step x0 sampler)
         objective.restore()
     meta_file = out / METADATA
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -175,9 +185,42 @@ def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: d
     })
     meta.setdefault("training", {})[stage] = {"data": str(cfg.data), "config": OmegaConf.to_container(cfg.train[stage]),
                                               "model": OmegaConf.to_container(cfg.model, resolve=True), "history": history[-1:]}
-    meta_file.write_text(json.dumps(meta, indent=2))
+    atomic_write_json(meta_file, meta)
     if (out / "vae").is_dir() and not (out / "scheduler").is_dir() and (out / "denoiser").is_dir():
-        WorldModel.from_pretrained(out, device="cpu").scheduler.save_pretrained(out / "scheduler")
+        _save(WorldModel.from_pretrained(out, device="cpu").scheduler, out / "scheduler")
+
+
+def _save(module, folder: Path) -> None:
+    """save_pretrained, file by file atomically: a loader polling ``out`` never sees half a file."""
+    with atomic_dir(folder) as tmp:
+        if isinstance(module, torch.nn.Module):
+            module.save_pretrained(tmp, safe_serialization=True)
+        else:  # a scheduler: config only
+            module.save_pretrained(tmp)
+
+
+def _check_game_config(data_meta: dict) -> None:
+    """The data's game config must name a known game with valid settings, before any work is done
+    (a file never chooses code: games come from the registry)."""
+    from worldgame.games.registry import resolve
+
+    resolve(data_meta.get("game_config") or {}, prefix="game_config.")  # raises one clear line
+
+
+def _check_same_game(out: Path, data_meta: dict) -> None:
+    """Refuse to train one game's stage into a checkpoint folder made for another game."""
+    meta_file = out / METADATA
+    if not meta_file.is_file():
+        return
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WorldgameError(f"{meta_file} is damaged ({e}); use another out= or delete that folder") from e
+    mine = (data_meta.get("game"), data_meta.get("frame_size"), list(data_meta.get("action_names") or []))
+    theirs = (meta.get("game"), meta.get("frame_size"), list(meta.get("action_names") or []))
+    if mine != theirs:
+        raise WorldgameError(f"out={out} holds a checkpoint of {theirs[0]} at {theirs[1]}px, but the data is "
+                             f"{mine[0]} at {mine[1]}px; use another out= for this game")
 
 
 def _key_bindings(game_cfg: dict) -> dict:
@@ -204,5 +247,6 @@ def _latents(vae: TinyAutoencoder, train, val, out: Path, device: torch.device) 
             return saved["train"].float(), saved["val"].float()
     lat = {"train": encode_all(vae, train.frames, device).half(), "val": encode_all(vae, val.frames, device).half(),
            "stamp": stamp}
-    torch.save(lat, cache)
+    with atomic_path(cache) as tmp:
+        torch.save(lat, tmp)
     return lat["train"].float(), lat["val"].float()

@@ -11,13 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
-from worldgame.train.sampling import sample
+from worldgame.train.sampling import closed_loop_check, object_score, sample
 
 
 class TeacherObjective:
     def __init__(self, cfg: DictConfig, batches: LatentBatches, val: LatentBatches, vae, num_actions: int,
                  device: torch.device) -> None:
-        self.cfg, self.batches, self.vae = cfg.train.teacher, batches, vae
+        self.cfg, self.batches, self.val, self.vae = cfg.train.teacher, batches, val, vae
+        self.play_noise = float(cfg.model.play_context_noise)
         self.model = ActionDenoiser(num_actions=num_actions, **OmegaConf.to_container(cfg.model.denoiser, resolve=True)).to(device)
         self.ema = EMAModel(self.model.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)
@@ -55,10 +56,18 @@ class TeacherObjective:
         # 1 step: x0 straight from t=999 (LCM's schedule; DDIM's "leading" 1-step grid would start at t=0)
         m = {"psnr1": teacher_forced_psnr(lambda c, a: sample(self.model, self.lcm, c, a, 1), self.vae, vb),
              "psnr4": teacher_forced_psnr(lambda c, a: sample(self.model, self.ddim, c, a, 4), self.vae, vb)}
+        m.update(closed_loop_check(self.model, self.ddim, self.vae, self.val, 4, self.play_noise))
         self.model.train()
         self.ema.restore(self.model.parameters())
-        m["score"] = m["psnr4"]
+        m["score"] = object_score(m)
         return m
+
+    def extra_state(self) -> dict:
+        """The EMA weights, so that a resumed run continues them instead of restarting them."""
+        return {"ema": self.ema.state_dict()}
+
+    def load_extra(self, extra: dict) -> None:
+        self.ema.load_state_dict(extra["ema"])
 
     def export(self) -> ActionDenoiser:
         """The EMA weights, which are what validation measured."""

@@ -1,0 +1,98 @@
+"""Atomic, durable writes: temp file in the same folder, fsync, rename.
+
+A reader never sees half a file, a crash or a full disk leaves the old file (or none), never an
+empty or partial one. Every file the project writes into a checkpoint, session or report goes
+through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from worldgame.errors import WorldgameError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    For libraries that write a file themselves (safetensors, PIL, torch): write to the yielded path.
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise WorldgameError(f"cannot write {path} ({e.strerror or e}); check the folder exists, is writable and the disk has room") from e
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        raise WorldgameError(f"cannot write {path} ({e.strerror or e}); check the folder is writable and the disk has room") from e
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` (bytes, or str as UTF-8) to ``path`` atomically and durably."""
+    raw = data.encode() if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(raw)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2))
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_dir(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder``; on success each file written there is fsynced and
+    renamed into ``folder`` one by one (weights before config.json), replacing older versions.
+
+    For ``save_pretrained``-style writers: a loader polling ``folder`` always sees complete files.
+    """
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as e:
+        raise WorldgameError(f"cannot write {folder} ({e.strerror or e}); check the folder is writable and the disk has room") from e
+    try:
+        yield tmp
+        folder.mkdir(exist_ok=True)
+        files = sorted((p for p in tmp.iterdir() if p.is_file()), key=lambda p: p.suffix == ".json")
+        for f in files:
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for f in files:
+            os.replace(f, folder / f.name)
+        _fsync_dir(folder)
+    except OSError as e:
+        raise WorldgameError(f"cannot write {folder} ({e.strerror or e}); check the folder is writable and the disk has room") from e
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)

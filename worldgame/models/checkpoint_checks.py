@@ -1,0 +1,176 @@
+"""Checks on a checkpoint folder before anything in it is trusted, and its atomic part writes.
+
+A checkpoint may come from anyone, so: ``worldgame.json`` must hold the facts loading needs, of
+the right types, and a game the registry knows (never a class path to import); each part's
+``config.json`` must describe a model no bigger than its safetensors weights (a config claiming a
+huge width would otherwise allocate gigabytes before loading fails). The model is built on
+PyTorch's ``meta`` device to count its parameters, which allocates nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worldgame.errors import WorldgameError
+from worldgame.fileio import _fsync_dir
+
+MAX_JSON_BYTES = 16 << 20
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_INT = 1 << 16
+MAX_CONFIG_LIST = 16
+MAX_FRAME_SIZE = 1024
+PREDICTIONS = ("sample", "v_prediction", "epsilon")
+
+
+def read_metadata(meta_file: Path) -> dict[str, Any]:
+    """``worldgame.json`` parsed and checked; one line naming the file and the problem otherwise."""
+    from worldgame.games.registry import resolve
+
+    where = f"checkpoint {meta_file}"
+    try:
+        if meta_file.stat().st_size > MAX_JSON_BYTES:
+            raise WorldgameError(f"{where} is larger than {MAX_JSON_BYTES >> 20} MiB; it is not a worldgame checkpoint")
+        meta = json.loads(meta_file.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise WorldgameError(f"{where} cannot be read ({e.strerror or e})") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise WorldgameError(f"{where} is damaged (invalid JSON: {type(e).__name__}); restore or retrain the checkpoint") from e
+    if not isinstance(meta, dict):
+        raise WorldgameError(f"{where} is damaged (a JSON {type(meta).__name__}, not an object)")
+
+    def bad(key: str, what: str) -> WorldgameError:
+        return WorldgameError(f"{where} is incomplete or damaged: {key} {what}; restore or retrain the checkpoint")
+
+    for key in ("game", "frame_size", "action_names", "game_config"):
+        if key not in meta:
+            raise bad(key, "is missing")
+    if not isinstance(meta["game"], str) or not meta["game"]:
+        raise bad("game", "is not a name")
+    if type(meta["frame_size"]) is not int or not 8 <= meta["frame_size"] <= MAX_FRAME_SIZE:
+        raise bad("frame_size", f"is {meta['frame_size']!r}, not a whole number 8..{MAX_FRAME_SIZE}")
+    names = meta["action_names"]
+    if not isinstance(names, list) or not 0 < len(names) <= 1024 or not all(isinstance(n, str) for n in names):
+        raise bad("action_names", "is not a list of action names")
+    noise = meta.get("context_noise", 0.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and 0 <= noise <= 10):
+        raise bad("context_noise", f"is {noise!r}, not a number 0..10")
+    if meta.get("prediction_type", "sample") not in PREDICTIONS:
+        raise bad("prediction_type", f"is not one of {', '.join(PREDICTIONS)}")
+    bindings = meta.get("key_bindings", {})
+    if not isinstance(bindings, dict) or not all(
+        isinstance(v, list) and all(isinstance(k, str) for k in v) for v in bindings.values()
+    ):
+        raise bad("key_bindings", "is not a mapping of action names to key lists")
+    try:
+        _game, settings = resolve(meta["game_config"], prefix="game_config.")
+    except WorldgameError as e:
+        raise WorldgameError(f"{where}: {e}") from None
+    if settings.frame_size != meta["frame_size"]:
+        raise bad("frame_size", f"({meta['frame_size']}) differs from game_config.frame_size ({settings.frame_size})")
+    return meta
+
+
+def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any) -> None:
+    """The denoiser must know exactly the game's actions (an action outside its table would crash play)."""
+    n = int(getattr(denoiser.config, "num_actions", len(meta["action_names"])))
+    if n != len(meta["action_names"]):
+        raise WorldgameError(
+            f"checkpoint {meta_file} names {len(meta['action_names'])} actions but its denoiser has {n}; "
+            "the folder mixes parts of different checkpoints"
+        )
+
+
+def check_part(cls: Any, folder: Path, hint: str) -> None:
+    """Refuse a part whose config.json is not plain, sane JSON or describes more weights than
+    its safetensors file holds (checked on the meta device: nothing is allocated)."""
+    config_file = folder / "config.json"
+    try:
+        if config_file.stat().st_size > MAX_CONFIG_BYTES:
+            raise WorldgameError(f"checkpoint part {folder}: config.json is too large; {hint}")
+        config = json.loads(config_file.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise WorldgameError(f"checkpoint part {folder}: config.json cannot be read ({e.strerror or e}); {hint}") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise WorldgameError(f"checkpoint part {folder}: config.json is not valid JSON; {hint}") from e
+    if not isinstance(config, dict):
+        raise WorldgameError(f"checkpoint part {folder}: config.json is not a JSON object; {hint}")
+    for key, value in config.items():
+        if not _sane(value):
+            raise WorldgameError(f"checkpoint part {folder}: config.json {key}={value!r:.60} is out of range; {hint}")
+    weights = sorted(folder.glob("*.safetensors"))
+    if len(weights) != 1:
+        raise WorldgameError(f"checkpoint part {folder} has {len(weights)} .safetensors weight files, not 1; {hint}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights[0]), "pt") as f:
+            stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 -- safe_open has no __iter__
+        with torch.device("meta"):
+            module = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+        wanted = sum(p.numel() for p in module.parameters())
+    except WorldgameError:
+        raise
+    except Exception as e:
+        raise WorldgameError(f"checkpoint part {folder} is damaged or incomplete ({type(e).__name__}); {hint}") from e
+    if wanted > stored:
+        raise WorldgameError(
+            f"checkpoint part {folder}: config.json describes {wanted} weights but the file holds {stored}; {hint}"
+        )
+
+
+def _sane(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return not isinstance(value, str) or len(value) <= 256
+    if isinstance(value, (int, float)):
+        return math.isfinite(value) and abs(value) <= MAX_CONFIG_INT
+    if isinstance(value, list):
+        return depth < 2 and len(value) <= MAX_CONFIG_LIST and all(_sane(v, depth + 1) for v in value)
+    return False
+
+
+@contextlib.contextmanager
+def swap_folder(path: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``path``; on success its files are fsynced and it replaces
+    ``path`` (an atomic exchange where the OS has one, else two renames); on error it is removed."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if path.exists() and _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # now holds the old part
+        else:
+            old = path.with_name(f".{path.name}.old")
+            if path.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Linux renameat2(RENAME_EXCHANGE): swap two folders in one step. False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

@@ -1,0 +1,273 @@
+"""Every command's settings, typed: one schema per ``conf/<command>.yaml``, checked before any work.
+
+``validate(command, cfg)`` runs from cli.py on the composed config (and again inside each hydra
+job, so ``-m`` sweeps are covered) and raises SettingError, one line naming the setting, the
+value and what is allowed. Types, choices and ranges live here and nowhere else; the game's
+settings are the game registry's (games/registry.py). Keys a yaml has that a schema does not list
+pass unchecked, so a config can grow before its schema does.
+"""
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from worldgame.games.registry import resolve as resolve_game
+from worldgame.schema import SettingError, check, setting, show
+
+SEED_MAX = 2**32 - 1
+STEP_COUNTS = [1, 2, 4, 8]  # LCM steps the sampler supports (keys 1/2/4/8)
+
+
+def _device(value: Any) -> str | None:
+    import re
+
+    ok = isinstance(value, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", value)
+    return None if ok else "choose auto, cpu, mps, cuda or cuda:N"
+
+
+class Engine(enum.Enum):
+    model = "model"
+    real = "real"
+    side_by_side = "side_by_side"
+
+
+class Fusion(enum.Enum):
+    off = "off"
+    latent = "latent"
+    pixel = "pixel"
+
+
+class View(enum.Enum):
+    stream = "stream"
+    lcm_steps = "lcm_steps"
+    temporal = "temporal"
+    world_model = "world_model"
+
+
+class Policy(enum.Enum):
+    scripted = "scripted"
+    random = "random"
+
+
+class Prediction(enum.Enum):
+    sample = "sample"
+    v_prediction = "v_prediction"
+    epsilon = "epsilon"
+
+
+# --- the window and speed settings play and bench share -------------------------------------------
+@dataclass
+class Display:
+    fusion: Fusion = Fusion.latent
+    fusion_window: int = setting(4, ge=0, le=64)
+    fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
+    view: View = View.stream
+    scale: int = setting(8, ge=1, le=32)
+    device: str = setting("auto", check=_device)
+    half: bool | None = None
+    optimize: bool = True
+    threads: int = setting(0, ge=0, le=1024)
+
+
+@dataclass
+class PlaySettings(Display):
+    engine: Engine = Engine.model
+    checkpoint: str | None = None
+    record: bool = False
+    sessions: str = "sessions"
+    seed: int | None = setting(None, ge=0, le=SEED_MAX)
+    steps: int = setting(4, choices=STEP_COUNTS)
+    fps: float = setting(30.0, ge=0.0, le=1000.0)
+    frames: int = setting(0, ge=0)
+
+
+@dataclass
+class BenchSettings(Display):
+    checkpoint: str | None = None
+    steps: list[int] = setting(STEP_COUNTS[:3], choices=STEP_COUNTS, nonempty=True)
+    frames: int = setting(300, ge=2, le=10_000_000)
+    warmup: int = setting(30, ge=0, le=1_000_000)
+    soak_frames: int = setting(10000, ge=1)
+    seed: int = setting(0, ge=0, le=SEED_MAX)
+
+
+@dataclass
+class CollectSettings:
+    policy: Policy = Policy.scripted
+    sticky: float = setting(0.8, ge=0.0, lt=1.0)
+    episodes: int = setting(10, ge=1, le=1_000_000)
+    steps: int = setting(1000, ge=1, le=10_000_000)
+    seed: int = setting(0, ge=0, le=SEED_MAX)
+    out: str = "data"
+    progress: bool = True
+
+
+@dataclass
+class ReplaySettings:
+    path: str | None = None
+    episode: int = 0
+    fps: float = setting(30.0, gt=0.0, le=1000.0)
+    scale: int = setting(8, ge=1, le=32)
+    export: str | None = None
+    hud: bool = False
+    progress: bool = True
+    regenerate: bool = False
+    device: str = setting("auto", check=_device)
+
+
+@dataclass
+class EvalSettings:
+    checkpoint: str | None = None
+    device: str = setting("auto", check=_device)
+    threads: int = setting(0, ge=0, le=1024)
+    seed: int = setting(10000, ge=0, le=SEED_MAX)
+    episodes: int = setting(4, ge=1, le=10_000)
+    episode_frames: int = setting(400, ge=16, le=1_000_000)
+    samples: int = setting(256, ge=1, le=1_000_000)
+    steps: list[int] = setting(STEP_COUNTS[:3], choices=STEP_COUNTS, nonempty=True)
+    teacher_steps: int = setting(50, ge=1, le=1000)
+    rollout_frames: int = setting(1000, ge=1, le=1_000_000)
+    rollout_steps: int = setting(4, choices=STEP_COUNTS)
+    long_rollouts: int = setting(4, ge=1, le=1024)
+    horizons: list[int] = setting([1, 10, 100], ge=1, nonempty=True)
+    horizon_rollouts: int = setting(16, ge=1, le=4096)
+    context_noise: float | None = setting(None, ge=0.0, le=10.0)
+    out: str | None = None
+    object_horizons: list[int] = setting([10, 100], ge=1, nonempty=True)
+    fusion: Fusion = Fusion.off
+    fusion_window: int = setting(4, ge=0, le=64)
+    fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
+
+
+# --- train: the run, the model's shape (conf/model) and each stage's recipe (conf/train) ----------
+@dataclass
+class VaeShape:
+    latent_channels: int = setting(4, ge=1, le=64)
+    downscale: int = setting(4, choices=[1, 2, 4, 8, 16])
+    width: int = setting(48, ge=1, le=1024)
+    encoder_blocks: int = setting(2, ge=0, le=32)
+    decoder_blocks: int = setting(3, ge=0, le=32)
+
+
+@dataclass
+class DenoiserShape:
+    context_length: int = setting(4, ge=1, le=64)
+    latent_channels: int = setting(4, ge=1, le=64)
+    latent_size: int = setting(16, ge=1, le=256)
+    block_out_channels: list[int] = setting([32, 64, 96], ge=1, le=4096, nonempty=True)
+    layers_per_block: int = setting(1, ge=1, le=16)
+    action_dim: int = setting(32, ge=1, le=4096)
+    norm_num_groups: int = setting(8, ge=1, le=1024)
+
+
+@dataclass
+class ModelShape:
+    vae: VaeShape = field(default_factory=VaeShape)
+    denoiser: DenoiserShape = field(default_factory=DenoiserShape)
+    prediction_type: Prediction = Prediction.sample
+    play_context_noise: float = setting(0.05, ge=0.0, le=10.0)
+
+
+@dataclass
+class Stage:
+    steps: int = setting(1000, ge=1)
+    max_minutes: float = setting(10.0, gt=0.0)
+    batch_size: int = setting(32, ge=1, le=65536)
+    lr: float = setting(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = setting(0.0, ge=0.0)
+    warmup_steps: int = setting(0, ge=0)
+    val_every: int = setting(100, ge=1)
+
+
+@dataclass
+class VaeStage(Stage):
+    latent_noise: float = setting(0.05, ge=0.0)
+    latent_l2: float = setting(1e-4, ge=0.0)
+    foreground_weight: float = setting(1.0, ge=0.0)
+
+
+@dataclass
+class TeacherStage(Stage):
+    ema_decay: float = setting(0.999, ge=0.0, le=1.0)
+    max_context_noise: float = setting(0.3, ge=0.0, le=10.0)
+
+
+@dataclass
+class DistillStage(Stage):
+    huber_c: float = setting(0.001, gt=0.0)
+    target_ema: float = setting(0.95, ge=0.0, le=1.0)
+
+
+@dataclass
+class RolloutStage(Stage):
+    unroll: int = setting(4, ge=1, le=1024)
+    unroll_every: int = setting(150, ge=1)
+    sampler_steps: int = setting(2, choices=STEP_COUNTS)
+    train_steps: list[int] = setting([1, 2, 4], choices=STEP_COUNTS, nonempty=True)
+    val_horizon: int = setting(60, ge=1)
+
+
+@dataclass
+class Recipe:
+    vae: VaeStage = field(default_factory=VaeStage)
+    teacher: TeacherStage = field(default_factory=TeacherStage)
+    distill: DistillStage = field(default_factory=DistillStage)
+    rollout: RolloutStage = field(default_factory=RolloutStage)
+
+
+@dataclass
+class TrainSettings:
+    stage: str = "all"
+    data: str = "data"
+    out: str = "runs"
+    device: str = setting("auto", check=_device)
+    threads: int = setting(0, ge=0, le=1024)
+    seed: int = setting(0, ge=0, le=SEED_MAX)
+    resume: bool = True
+    val_fraction: float = setting(0.05, gt=0.0, lt=1.0)
+    save_every: int = setting(500, ge=1)
+    progress: bool = True
+    model: ModelShape = field(default_factory=ModelShape)
+    train: Recipe = field(default_factory=Recipe)
+
+
+SCHEMAS = {
+    "play": PlaySettings,
+    "bench": BenchSettings,
+    "collect": CollectSettings,
+    "replay": ReplaySettings,
+    "eval": EvalSettings,
+    "train": TrainSettings,
+}
+
+
+def validate(command: str, cfg: DictConfig) -> None:
+    """Raise SettingError for the first setting of ``cfg`` that its schema does not allow."""
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("hydra", "game")])
+    merged = check(SCHEMAS[command], plain)
+    if "game" in cfg:
+        resolve_game(OmegaConf.to_container(cfg.game, resolve=False))
+    relations = {"train": _train_relations, "eval": _eval_relations}.get(command)
+    if relations:
+        relations(merged)
+
+
+def _train_relations(cfg: Any) -> None:
+    stages = [k for k, v in cfg.train.items() if isinstance(v, DictConfig) and "steps" in v]
+    if cfg.stage != "all" and cfg.stage not in stages:
+        raise SettingError("stage", cfg.stage, f"choose one of {', '.join(stages)} or all")
+    den = cfg.model.denoiser
+    groups = den.norm_num_groups
+    if not OmegaConf.is_interpolation(den, "block_out_channels") and any(c % groups for c in den.block_out_channels):
+        raise SettingError(
+            "model.denoiser.norm_num_groups", groups, f"must divide every block_out_channels ({show(den.block_out_channels)})"
+        )
+
+
+def _eval_relations(cfg: Any) -> None:
+    if any(h >= cfg.episode_frames for h in cfg.horizons):
+        raise SettingError("horizons", cfg.horizons, f"each must be < episode_frames ({cfg.episode_frames}): the context comes first")
+    if any(h > cfg.rollout_frames for h in cfg.object_horizons):
+        raise SettingError("object_horizons", cfg.object_horizons, f"each must be <= rollout_frames ({cfg.rollout_frames})")
