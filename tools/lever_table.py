@@ -5,7 +5,7 @@
 
 Columns: autoencoder foreground PSNR/recall; teacher-forced PSNR and foreground PSNR at 4 LCM steps
 (and copy-last-frame's foreground PSNR); orbs alive in the dreams at 10/100/300/1,000/2,000 frames
-(real game ≈ 2.9); share of dream frames showing all 3 orbs; pip changes without a cause per 1,000
+(real game ≈ 2.9) and their mean over every dream frame; share of dream frames showing all 3 orbs; pip changes without a cause per 1,000
 frames; share of frames where the player moved within 1 px of what the key says; collapse.
 """
 
@@ -26,6 +26,7 @@ def row(label: str, r: dict) -> str:
         f"{tf['psnr']['4']:.2f}",
         f"{tf['fg_psnr']['4']:.1f} (copy {tf['fg_psnr']['copy_last']:.1f})" if "fg_psnr" in tf else "",
         " / ".join(f"{orbs[h]:.2f}" for h in ("10", "100", "300", "1000", "2000") if h in orbs),
+        f"{b['orbs']['dream_mean']:.2f}" if b else "",
         f"{100 * b['all_orbs_frac']['dream']:.0f} %" if b else "",
         f"{b['pip_changes_per_1000']['dream_uncaused']:.1f}" if b else "",
         f"{100 * b['control']['within_1px_frac']:.1f} %" if b and b["control"]["within_1px_frac"] is not None else "",
@@ -35,8 +36,8 @@ def row(label: str, r: dict) -> str:
 
 
 def main(root: str) -> None:
-    print("| lever | AE fg PSNR / recall | TF PSNR @4 | TF fg PSNR @4 | orbs @10/100/300/1k/2k | all orbs | uncaused pips /1k | control ≤ 1 px | collapsed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| lever | AE fg PSNR / recall | TF PSNR @4 | TF fg PSNR @4 | orbs @10/100/300/1k/2k | orbs, mean of 2k | all orbs | uncaused pips /1k | control ≤ 1 px | collapsed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in sorted(Path(root).glob("*/eval.json")):
         print(row(path.parent.name, json.loads(path.read_text())))
 

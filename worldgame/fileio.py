@@ -17,6 +17,9 @@ from typing import Any
 
 from worldgame.errors import WorldgameError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the permissions a plain open() would give
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -30,6 +33,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should get the usual permissions
     except OSError as e:
         raise WorldgameError(f"cannot write {path} ({e.strerror or e}); check the folder exists, is writable and the disk has room") from e
     tmp_path = Path(tmp)
@@ -78,6 +82,7 @@ def atomic_dir(folder: str | Path) -> Iterator[Path]:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp.chmod(0o777 & ~_UMASK)
     except OSError as e:
         raise WorldgameError(f"cannot write {folder} ({e.strerror or e}); check the folder is writable and the disk has room") from e
     try:
@@ -85,6 +90,7 @@ def atomic_dir(folder: str | Path) -> Iterator[Path]:
         folder.mkdir(exist_ok=True)
         files = sorted((p for p in tmp.iterdir() if p.is_file()), key=lambda p: p.suffix == ".json")
         for f in files:
+            f.chmod(0o666 & ~_UMASK)
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
         for f in files:

@@ -196,17 +196,24 @@ class TeacherStage(Stage):
 
 @dataclass
 class DistillStage(Stage):
+    steps: int = setting(1000, ge=0)  # 0: the stage only copies the teacher into denoiser/
     huber_c: float = setting(0.001, gt=0.0)
     target_ema: float = setting(0.95, ge=0.0, le=1.0)
+    own_rollout_frac: float = setting(0.0, ge=0.0, le=1.0)
+    unroll: int = setting(0, ge=0, le=1024)
+    val_horizon: int = setting(60, ge=1)
+    val_dreams: int = setting(8, ge=1, le=4096)
 
 
 @dataclass
 class RolloutStage(Stage):
+    steps: int = setting(1000, ge=0)  # 0: the stage keeps the denoiser as it is
     unroll: int = setting(4, ge=1, le=1024)
     unroll_every: int = setting(150, ge=1)
     sampler_steps: int = setting(2, choices=STEP_COUNTS)
     train_steps: list[int] = setting([1, 2, 4], choices=STEP_COUNTS, nonempty=True)
     val_horizon: int = setting(60, ge=1)
+    val_dreams: int = setting(8, ge=1, le=4096)
 
 
 @dataclass
@@ -269,5 +276,5 @@ def _train_relations(cfg: Any) -> None:
 def _eval_relations(cfg: Any) -> None:
     if any(h >= cfg.episode_frames for h in cfg.horizons):
         raise SettingError("horizons", cfg.horizons, f"each must be < episode_frames ({cfg.episode_frames}): the context comes first")
-    if any(h > cfg.rollout_frames for h in cfg.object_horizons):
-        raise SettingError("object_horizons", cfg.object_horizons, f"each must be <= rollout_frames ({cfg.rollout_frames})")
+    if not any(h <= cfg.rollout_frames for h in cfg.object_horizons):  # longer ones are skipped
+        raise SettingError("object_horizons", cfg.object_horizons, f"at least one must be <= rollout_frames ({cfg.rollout_frames})")

@@ -22,6 +22,7 @@ from worldgame.eval.metrics import frames_to_unit, psnr, ssim
 from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores, median_background
 from worldgame.eval.report import write_report
 from worldgame.eval.rollout import closed_loop, held_out_episode
+from worldgame.fileio import atomic_path, atomic_write_json
 from worldgame.games import find_player
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.runtime.fusion import FusionMode, TemporalFusion
@@ -78,7 +79,9 @@ def run(cfg: DictConfig) -> dict:
     dreams = closed_loop(model, long_frames, long_actions, [k] * cfg.long_rollouts, cfg.rollout_frames,
                          cfg.rollout_steps, cfg.seed, fusion=fusion).numpy()
     long_gen, long_real = dreams[0], long_frames[k : k + cfg.rollout_frames]
-    real_xy = [find_player(f) for f in long_real]
+    is_bouncer = str(game_cfg.get("_target_", "")).endswith("Bouncer") or game_cfg.get("name") == "bouncer"
+    # the player is found by the built-in game's green; another game's green bricks are no player
+    real_xy = [find_player(f) if is_bouncer else None for f in long_real]
     # the real player jumping more than a step means an orb hit sent it back to the middle; from
     # there on each dream's own (chaotic) collisions decide where its player is
     jumps = [i for i in range(1, len(real_xy)) if real_xy[i] is not None and real_xy[i - 1] is not None
@@ -112,7 +115,7 @@ def run(cfg: DictConfig) -> dict:
     objects = _objects(cfg, dreams, long_real, long_actions[k : k + cfg.rollout_frames], long_frames[k - 1],
                        median_background(long_frames), game_cfg)
     tail = dreams[:, -10:].reshape(-1, *dreams.shape[2:])
-    health = _health(tail)
+    health = _health(tail) if is_bouncer else _foreground_health(tail, long_real[-10:], median_background(long_frames))
 
     result = {
         "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),
@@ -126,7 +129,7 @@ def run(cfg: DictConfig) -> dict:
             "steps": int(cfg.rollout_steps),
             "context_noise": model.context_noise,
             "player_err_px": round(float(np.mean(errors)), 2) if errors else None,  # None: player never found
-            "player_lost_frac": round(lost / dreams[:, :, 0, 0, 0].size, 4),
+            "player_lost_frac": round(lost / dreams[:, :, 0, 0, 0].size, 4) if is_bouncer else None,
             "rollouts": int(cfg.long_rollouts),
             "first_hit_frame": first_hit,
             "player_err_px_until_first_hit": round(float(np.mean(before_hit)), 2) if before_hit else None,
@@ -143,8 +146,8 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     strip_at = [h for h in (1, 10, 100, 300, 1000, 2000) if h <= cfg.rollout_frames]
     _strip(long_real, long_gen, strip_at, out / "strip.png")
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
-    write_report(result, health, out / "report.md")
+    atomic_write_json(out / "eval.json", result)
+    write_report(result, health, out / "report.md", strip_at)
     print(f"wrote {out / 'report.md'}, {out / 'strip.png'}")
     print(json.dumps(result))
     return result
@@ -194,6 +197,18 @@ def _objects(cfg: DictConfig, dreams: np.ndarray, real: np.ndarray, actions: np.
     return out
 
 
+def _foreground_health(frames: np.ndarray, real: np.ndarray, background: torch.Tensor) -> dict:
+    """Any game: do the last dreamed frames still hold about as much foreground as the real game?"""
+    from worldgame.eval.objects import foreground_mask
+
+    def share(f: np.ndarray) -> float:
+        return float(foreground_mask(frames_to_unit(torch.from_numpy(f)), background).float().mean())
+
+    made, truth = share(frames), share(real)
+    ratio = made / max(truth, 1e-6)
+    return {"foreground": round(made, 4), "real_foreground": round(truth, 4), "ok": 0.2 <= ratio <= 5}
+
+
 def _health(frames: np.ndarray) -> dict:
     """Do the last generated frames still show the background, the player and the orbs?"""
     from worldgame.games.bouncer import BACKGROUND, ORB
@@ -211,7 +226,8 @@ def _strip(real: np.ndarray, fake: np.ndarray, at: list[int], path: Path, scale:
     top = np.concatenate([real[h - 1] for h in at], axis=1)
     bottom = np.concatenate([fake[h - 1] for h in at], axis=1)
     img = np.concatenate([top, np.full((2, top.shape[1], 3), 255, np.uint8), bottom], axis=0)
-    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(tmp, format="PNG")
 
 
 def _r(d: dict, n: int = 2) -> dict:

@@ -1,25 +1,59 @@
-"""The markdown report written beside eval.json."""
+"""The markdown report written beside eval.json: the same figures, for a person."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from worldgame.fileio import atomic_write
 
-def write_report(result: dict, health: dict, path: Path) -> None:
-    tf = result["teacher_forced"]
-    ro = result["rollout"]
-    rows = "\n".join(f"| {name} | {tf['psnr'][name]:.2f} | {tf['ssim'][name]:.4f} |" for name in tf["psnr"])
-    horizons = "\n".join(f"| {h} | {v:.2f} |" for h, v in ro["psnr_by_horizon"].items())
-    path.write_text(
-        f"# Evaluation of {result['checkpoint']}\n\n"
-        f"Autoencoder reconstruction PSNR: **{result['vae_psnr']:.2f} dB**\n\n"
-        "## Teacher-forced next frame (real context)\n\n| sampler (steps) | PSNR dB | SSIM |\n|---|---|---|\n"
-        f"{rows}\n\n"
-        f"## Closed loop ({ro['frames']} frames at {ro['steps']} steps, real actions)\n\n"
-        f"* player position error: **{ro['player_err_px']} px** mean; player lost in {100 * ro['player_lost_frac']:.1f}% of frames\n"
-        f"* until the real game's first orb hit (frame {ro['first_hit_frame']}): {ro['player_err_px_until_first_hit']} px mean\n"
-        f"* last frames: background {100 * health['background']:.0f}% of pixels, orbs {100 * health['orbs']:.2f}%, "
-        f"player visible in {100 * health['player']:.0f}% — {'no collapse' if health['ok'] else 'COLLAPSED'}\n\n"
-        f"| horizon (frames) | PSNR dB |\n|---|---|\n{horizons}\n\n"
-        "![real (top) vs generated (bottom) at horizons 1, 10, 100, 300, 1000](strip.png)\n"
-    )
+
+def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) -> None:
+    tf, ro, obj = result["teacher_forced"], result["rollout"], result.get("objects", {})
+    fg = result.get("vae_foreground", {})
+    rows = "\n".join(
+        f"| {name} | {tf['psnr'][name]:.2f} | {tf['ssim'][name]:.4f} | {tf['fg_psnr'][name]:.2f} | "
+        f"{tf['fg_recall'][name]:.3f} | {tf['fg_precision'][name]:.3f} |" for name in tf["psnr"])
+    horizons = "\n".join(f"| {h} | {v:.2f} | {ro['fg_psnr_by_horizon'][h]:.2f} |" for h, v in ro["psnr_by_horizon"].items())
+    lines = [
+        f"# Evaluation of {result['checkpoint']}\n",
+        (f"Autoencoder reconstruction: PSNR **{result['vae_psnr']:.2f} dB**; foreground PSNR {fg.get('fg_psnr', 0):.2f} dB, "
+        f"recall {fg.get('fg_recall', 0):.3f}, precision {fg.get('fg_precision', 0):.3f}\n"),
+        "## Teacher-forced next frame (real context)\n",
+        ("Foreground: pixels away from the episode's median background (a background-only model scores recall 0). "
+        "`copy_last` repeats the last context frame: a model that does not beat it predicts nothing.\n"),
+        "| sampler (steps) | PSNR dB | SSIM | fg PSNR dB | fg recall | fg precision |\n|---|---|---|---|---|---|",
+        rows + "\n",
+        f"## Closed loop ({ro['frames']} frames at {ro['steps']} steps, real actions, fusion {ro.get('fusion', 'off')})\n",
+    ]
+    if ro.get("player_lost_frac") is not None:
+        lines += [
+            f"* player position error: **{ro['player_err_px']} px** mean; player lost in {100 * ro['player_lost_frac']:.1f}% of frames",
+            f"* until the real game's first orb hit (frame {ro['first_hit_frame']}): {ro['player_err_px_until_first_hit']} px mean",
+            (f"* last frames: background {100 * health['background']:.0f}% of pixels, orbs {100 * health['orbs']:.2f}%, "
+            f"player visible in {100 * health['player']:.0f}% — {'no collapse' if health['ok'] else 'COLLAPSED'}\n"),
+        ]
+    else:
+        lines.append(f"* last frames: foreground {100 * health['foreground']:.2f}% of pixels (real game "
+                     f"{100 * health['real_foreground']:.2f}%) — {'no collapse' if health['ok'] else 'COLLAPSED'}\n")
+    lines += ["| horizon (frames) | PSNR dB | fg PSNR dB |\n|---|---|---|", horizons + "\n"]
+    if obj:
+        hs = [str(h) for h in obj["horizons"]]
+        lines += ["## Objects alive (dream vs the real game on the same actions)\n",
+                  "| | " + " | ".join(hs) + " |", "|---|" + "---|" * len(hs),
+                  "| foreground blobs, dream | " + " | ".join(f"{obj['blobs']['dream'][h]:.2f}" for h in hs) + " |",
+                  "| foreground blobs, real | " + " | ".join(f"{obj['blobs']['real'][h]:.2f}" for h in hs) + " |"]
+        b = obj.get("bouncer")
+        if b:
+            lines += ["| orbs, dream | " + " | ".join(f"{b['orbs']['dream'][h]:.2f}" for h in hs) + " |",
+                      "| orbs, real | " + " | ".join(f"{b['orbs']['real'][h]:.2f}" for h in hs) + " |\n",
+                      (f"* all orbs visible in {100 * b['all_orbs_frac']['dream']:.1f}% of dream frames "
+                      f"(real game {100 * b['all_orbs_frac']['real']:.1f}%)"),
+                      (f"* pip changes per 1,000 frames: {b['pip_changes_per_1000']['dream']:.1f}, of which without a cause "
+                      f"{b['pip_changes_per_1000']['dream_uncaused']:.1f} (real game {b['pip_changes_per_1000']['real_uncaused']:.1f})"),
+                      (f"* control: the player moved within 1 px of what the key says on "
+                      f"{100 * (b['control']['within_1px_frac'] or 0):.1f}% of {b['control']['frames']} frames away from orbs "
+                      f"(mean error {b['control']['err_px_mean']} px)")]
+        lines.append("")
+    at = ", ".join(str(h) for h in strip_at)
+    lines.append(f"![real (top) vs generated (bottom) at frames {at}](strip.png)\n")
+    atomic_write(path, "\n".join(lines))

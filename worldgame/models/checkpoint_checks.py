@@ -143,6 +143,7 @@ def swap_folder(path: Path) -> Iterator[Path]:
     """Yield an empty folder beside ``path``; on success its files are fsynced and it replaces
     ``path`` (an atomic exchange where the OS has one, else two renames); on error it is removed."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a checkpoint folder gets the usual permissions
     try:
         yield tmp
         for f in tmp.iterdir():
@@ -174,3 +175,9 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd, rename_exchange = -100, 2
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
