@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,35 @@ def test_continuous_env_refused():
 def test_unknown_env_refused():
     with pytest.raises(WorldgameError, match="NoSuchEnv"):
         GymGame("NoSuchEnv-v0")
+
+
+@pytest.fixture(scope="module")
+def cartpole_checkpoint(tmp_path_factory):
+    """An untrained tiny checkpoint that says it was trained on CartPole (plumbing, not quality)."""
+    import torch
+
+    from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
+
+    torch.manual_seed(0)
+    names = list(GymGame("CartPole-v1").action_names)
+    model = WorldModel(
+        TinyAutoencoder(width=16, encoder_blocks=1, decoder_blocks=1),
+        ActionDenoiser(num_actions=len(names), context_length=2, block_out_channels=(16, 16), norm_num_groups=8),
+        metadata={"game": "gym:CartPole-v1", "frame_size": 64, "action_names": names, "key_bindings": {},
+                  "game_config": {"_target_": "worldgame.games.gym_adapter.GymGame", "id": "CartPole-v1", "frame_size": 64},
+                  "context_noise": 0.05, "prediction_type": "sample", "context_length": 2},
+    )
+    path = tmp_path_factory.mktemp("ck") / "cartpole"
+    model.save_pretrained(path)
+    return path
+
+
+def test_checkpoint_names_its_own_game(cartpole_checkpoint, run_cli):
+    """bench (and play) take the game from the checkpoint; game= only has to agree with it."""
+    args = ("bench", f"checkpoint={cartpole_checkpoint}", "steps=[1]", "frames=3", "warmup=0")
+    ok = run_cli(*args)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["results"][0]["steps"] == 1
+    clash = run_cli(*args, "game=bouncer")
+    lines = [line for line in clash.stderr.splitlines() if line.strip()]
+    assert clash.returncode == 1 and len(lines) == 1 and "gym:CartPole-v1" in lines[0], clash.stderr

@@ -19,12 +19,11 @@ import psutil
 from omegaconf import DictConfig
 
 from worldgame.errors import WorldgameError
-from worldgame.games import make_game
 from worldgame.runtime.engines import configure_threads
 from worldgame.runtime.hud import HUD_LINES
 from worldgame.runtime.loop import FrameInfo, PlayLoop
 from worldgame.runtime.model_engine import ModelEngine
-from worldgame.runtime.play import load_model
+from worldgame.runtime.play import game_of, load_model
 from worldgame.runtime.stats import RunStats
 from worldgame.runtime.views import View
 
@@ -41,7 +40,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise WorldgameError("frames must be >= 2 and warmup >= 0")
     from worldgame.runtime.window import Window
 
-    game = make_game(cfg.game)
+    game = game_of(cfg)  # the checkpoint's own game unless game= was chosen
     model = load_model(cfg.checkpoint, game.name, game.frame_size, cfg.device, cfg.half)
     threads = configure_threads(int(cfg.threads), model.device)
     engine = ModelEngine(

@@ -79,9 +79,33 @@ def check_settings(cfg: DictConfig) -> None:
         raise WorldgameError("fps must be >= 0, scale >= 1 and frames >= 0")
 
 
+def game_of(cfg: DictConfig) -> Any:
+    """The game to run: the one a given checkpoint was trained on, unless ``game=`` was chosen on
+    the command line (then the two must agree, which ``load_model`` checks)."""
+    if cfg.get("checkpoint") and cfg.get("engine", "model") != "real" and not _game_chosen():
+        from worldgame.models.checkpoint_checks import read_metadata
+        from worldgame.models.world_model import METADATA
+
+        meta_file = Path(cfg.checkpoint) / METADATA
+        if meta_file.is_file():  # a missing one is reported by load_model with the full story
+            return make_game(read_metadata(meta_file)["game_config"])
+    return make_game(cfg.game)
+
+
+def _game_chosen() -> bool:
+    """Did the command line choose the game (``game=…`` or ``game.<setting>=…``)?"""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = HydraConfig.get().overrides.task
+    except ValueError:  # called as a library, not through the CLI: cfg.game is the caller's choice
+        return True
+    return any(o.lstrip("+~").split("=")[0].split(".")[0] == "game" for o in task)
+
+
 def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
     """The engine ``cfg`` asks for, and the session metadata that describes it."""
-    game = make_game(cfg.game)
+    game = game_of(cfg)
     metadata: dict[str, Any] = {
         "game": game.name,
         "game_config": OmegaConf.to_container(cfg.game, resolve=True),
