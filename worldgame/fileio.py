@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,32 +74,58 @@ def _fsync_dir(folder: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(folder: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``folder``; on success each file written there is fsynced and
-    renamed into ``folder`` one by one (weights before config.json), replacing older versions.
-
-    For ``save_pretrained``-style writers: a loader polling ``folder`` always sees complete files.
+    """Yield an empty folder beside ``folder``; on success its files are fsynced and it replaces
+    ``folder``: in one step where the OS can exchange two folders (Linux), else file by file
+    (weights before config.json). For ``save_pretrained``-style writers: a loader polling
+    ``folder`` always sees complete files. On error the temporary folder is removed.
     """
     folder = Path(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        tmp.chmod(0o777 & ~_UMASK)
+        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the folder should get the usual permissions
     except OSError as e:
         raise WorldgameError(f"cannot write {folder} ({e.strerror or e}); check the folder is writable and the disk has room") from e
     try:
         yield tmp
-        folder.mkdir(exist_ok=True)
         files = sorted((p for p in tmp.iterdir() if p.is_file()), key=lambda p: p.suffix == ".json")
         for f in files:
             f.chmod(0o666 & ~_UMASK)
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
-        for f in files:
-            os.replace(f, folder / f.name)
+        if not (folder.is_dir() and _exchange(tmp, folder)):  # after an exchange tmp holds the old files
+            folder.mkdir(exist_ok=True)
+            for f in files:
+                os.replace(f, folder / f.name)
         _fsync_dir(folder)
     except OSError as e:
         raise WorldgameError(f"cannot write {folder} ({e.strerror or e}); check the folder is writable and the disk has room") from e
     finally:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Linux renameat2(RENAME_EXCHANGE): swap two folders in one step. False where unsupported."""
+    try:
+        import ctypes
+
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def read_json_object(path: Path, max_bytes: int, what: str, hint: str) -> dict[str, Any]:
+    """A JSON object from ``path``, refusing files over ``max_bytes``; one line naming ``what`` otherwise."""
+    try:
+        if path.stat().st_size > max_bytes:
+            raise WorldgameError(f"{what} is larger than {max_bytes} bytes; {hint}")
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise WorldgameError(f"{what} cannot be read ({e.strerror or e}); {hint}") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise WorldgameError(f"{what} is damaged (invalid JSON: {type(e).__name__}); {hint}") from e
+    if not isinstance(obj, dict):
+        raise WorldgameError(f"{what} is damaged (a JSON {type(obj).__name__}, not an object); {hint}")
+    return obj

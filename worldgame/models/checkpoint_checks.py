@@ -9,20 +9,14 @@ PyTorch's ``meta`` device to count its parameters, which allocates nothing.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from worldgame.errors import WorldgameError
-from worldgame.fileio import _fsync_dir
+from worldgame.fileio import read_json_object
 
 MAX_JSON_BYTES = 16 << 20
 MAX_CONFIG_BYTES = 1 << 20
@@ -37,16 +31,7 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
     from worldgame.games.registry import resolve
 
     where = f"checkpoint {meta_file}"
-    try:
-        if meta_file.stat().st_size > MAX_JSON_BYTES:
-            raise WorldgameError(f"{where} is larger than {MAX_JSON_BYTES >> 20} MiB; it is not a worldgame checkpoint")
-        meta = json.loads(meta_file.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise WorldgameError(f"{where} cannot be read ({e.strerror or e})") from e
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise WorldgameError(f"{where} is damaged (invalid JSON: {type(e).__name__}); restore or retrain the checkpoint") from e
-    if not isinstance(meta, dict):
-        raise WorldgameError(f"{where} is damaged (a JSON {type(meta).__name__}, not an object)")
+    meta = read_json_object(meta_file, MAX_JSON_BYTES, where, "restore or retrain the checkpoint")
 
     def bad(key: str, what: str) -> WorldgameError:
         return WorldgameError(f"{where} is incomplete or damaged: {key} {what}; restore or retrain the checkpoint")
@@ -93,17 +78,7 @@ def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any) 
 def check_part(cls: Any, folder: Path, hint: str) -> None:
     """Refuse a part whose config.json is not plain, sane JSON or describes more weights than
     its safetensors file holds (checked on the meta device: nothing is allocated)."""
-    config_file = folder / "config.json"
-    try:
-        if config_file.stat().st_size > MAX_CONFIG_BYTES:
-            raise WorldgameError(f"checkpoint part {folder}: config.json is too large; {hint}")
-        config = json.loads(config_file.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise WorldgameError(f"checkpoint part {folder}: config.json cannot be read ({e.strerror or e}); {hint}") from e
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise WorldgameError(f"checkpoint part {folder}: config.json is not valid JSON; {hint}") from e
-    if not isinstance(config, dict):
-        raise WorldgameError(f"checkpoint part {folder}: config.json is not a JSON object; {hint}")
+    config = read_json_object(folder / "config.json", MAX_CONFIG_BYTES, f"checkpoint part {folder}: config.json", hint)
     for key, value in config.items():
         if not _sane(value):
             raise WorldgameError(f"checkpoint part {folder}: config.json {key}={value!r:.60} is out of range; {hint}")
@@ -136,48 +111,3 @@ def _sane(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return depth < 2 and len(value) <= MAX_CONFIG_LIST and all(_sane(v, depth + 1) for v in value)
     return False
-
-
-@contextlib.contextmanager
-def swap_folder(path: Path) -> Iterator[Path]:
-    """Yield an empty folder beside ``path``; on success its files are fsynced and it replaces
-    ``path`` (an atomic exchange where the OS has one, else two renames); on error it is removed."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; a checkpoint folder gets the usual permissions
-    try:
-        yield tmp
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if path.exists() and _exchange(tmp, path):
-            shutil.rmtree(tmp, ignore_errors=True)  # now holds the old part
-        else:
-            old = path.with_name(f".{path.name}.old")
-            if path.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Linux renameat2(RENAME_EXCHANGE): swap two folders in one step. False where unsupported."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

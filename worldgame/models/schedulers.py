@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
 
 # Stable-Diffusion betas, the ones LCMScheduler assumes; 50 = LCM's original_inference_steps (k = 20)
@@ -28,3 +29,13 @@ def lcm_scheduler(prediction_type: str) -> LCMScheduler:
 def teacher_scheduler(config: dict) -> DDIMScheduler:
     """The teacher's many-step sampler, built from the LCM scheduler's config so the betas match."""
     return DDIMScheduler.from_config(config, set_alpha_to_one=True, timestep_spacing="leading")
+
+
+def predicted_x0(prediction_type: str, out: torch.Tensor, z: torch.Tensor, alphas_cumprod_t: torch.Tensor) -> torch.Tensor:
+    """The clean latent a network output implies at noisy latent ``z`` (ᾱ_t given per sample)."""
+    a = alphas_cumprod_t.view(-1, 1, 1, 1)
+    if prediction_type == "sample":
+        return out
+    if prediction_type == "v_prediction":
+        return a.sqrt() * z - (1 - a).sqrt() * out
+    return (z - (1 - a).sqrt() * out) / a.sqrt()

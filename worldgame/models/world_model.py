@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from worldgame.errors import WorldgameError
-from worldgame.fileio import atomic_write_json
+from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
-from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata, swap_folder
+from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler
 
@@ -126,10 +126,10 @@ class WorldModel:
             path.mkdir(parents=True, exist_ok=True)
             for name, module in parts.items():
                 if module is not None:
-                    with swap_folder(path / name) as tmp:
+                    with atomic_dir(path / name) as tmp:
                         module.to(torch.float16 if half else torch.float32).save_pretrained(tmp, safe_serialization=True)
                     module.to(self.dtype)
-            with swap_folder(path / "scheduler") as tmp:
+            with atomic_dir(path / "scheduler") as tmp:
                 self.scheduler.save_pretrained(tmp)
         except OSError as e:
             raise WorldgameError(f"cannot write checkpoint {path} ({e.strerror or e}); free some disk space or choose a writable out=") from e

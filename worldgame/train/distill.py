@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from worldgame.models.denoiser import ActionDenoiser
-from worldgame.models.schedulers import ORIGINAL_INFERENCE_STEPS, lcm_scheduler, train_scheduler
+from worldgame.models.schedulers import ORIGINAL_INFERENCE_STEPS, lcm_scheduler, predicted_x0, train_scheduler
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
 
@@ -45,13 +45,7 @@ class DistillObjective:
         return self.model
 
     def _x0(self, out: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = self.alphas[t].view(-1, 1, 1, 1)
-        kind = self.noise.config.prediction_type
-        if kind == "sample":
-            return out
-        if kind == "v_prediction":
-            return a.sqrt() * z - (1 - a).sqrt() * out
-        return (z - (1 - a).sqrt() * out) / a.sqrt()
+        return predicted_x0(self.noise.config.prediction_type, out, z, self.alphas[t])
 
     def _consistency(self, net, z: torch.Tensor, t: torch.Tensor, cond: tuple) -> torch.Tensor:
         c_skip, c_out = self.lcm.get_scalings_for_boundary_condition_discrete(t.float())

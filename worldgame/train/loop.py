@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
-from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json
+from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, read_json_object
 from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.models.checkpoint_checks import MAX_JSON_BYTES
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
 from worldgame.train.data import load_frame_data
@@ -212,10 +213,7 @@ def _check_same_game(out: Path, data_meta: dict) -> None:
     meta_file = out / METADATA
     if not meta_file.is_file():
         return
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WorldgameError(f"{meta_file} is damaged ({e}); use another out= or delete that folder") from e
+    meta = read_json_object(meta_file, MAX_JSON_BYTES, str(meta_file), "use another out= or delete that folder")
     mine = (data_meta.get("game"), data_meta.get("frame_size"), list(data_meta.get("action_names") or []))
     theirs = (meta.get("game"), meta.get("frame_size"), list(meta.get("action_names") or []))
     if mine != theirs:

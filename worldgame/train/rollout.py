@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from worldgame.models.denoiser import ActionDenoiser
-from worldgame.models.schedulers import lcm_scheduler, train_scheduler
+from worldgame.models.schedulers import lcm_scheduler, predicted_x0, train_scheduler
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
 
@@ -78,12 +78,7 @@ class RolloutObjective:
         return (estimate - target).square().mean()
 
     def _x0(self, out: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = self.alphas[t].view(-1, 1, 1, 1)
-        if self.kind == "sample":
-            return out
-        if self.kind == "v_prediction":
-            return a.sqrt() * z - (1 - a).sqrt() * out
-        return (z - (1 - a).sqrt() * out) / a.sqrt()
+        return predicted_x0(self.kind, out, z, self.alphas[t])
 
     def after_step(self) -> None:
         self.steps_done += 1
