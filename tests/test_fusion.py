@@ -76,7 +76,7 @@ def test_model_context_is_never_fused(tiny_checkpoint):
         engine.reset(7)
         for a in [4, 4, 1, 1, 5, 0, 3, 2]:
             shown[m].append(engine.step(a).frame.copy())
-    contexts = {m: e._context.clone() for m, e in engines.items()}
+    contexts = {m: e.dream.context.clone() for m, e in engines.items()}
     torch.testing.assert_close(contexts["off"], contexts["latent"], rtol=0, atol=0)
     torch.testing.assert_close(contexts["off"], contexts["pixel"], rtol=0, atol=0)
     # ... while what is shown differs once there is history to fuse

@@ -53,3 +53,42 @@ def test_metadata_names_the_game(model: WorldModel) -> None:
     assert meta["game"] == "bouncer" and meta["frame_size"] == 64
     assert meta["action_names"] == list(Bouncer.action_names)
     assert "eval" in meta, "the shipped checkpoint carries its eval figures"
+
+
+# --- the shipped Atari model: checkpoints/boxing (ALE/Boxing-v5) ------------------------------
+BOXING = default_checkpoint("gym:ALE/Boxing-v5")
+
+
+def test_boxing_is_shipped_with_its_game_facts() -> None:
+    boxing = WorldModel.from_pretrained(BOXING, device="cpu")
+    meta = boxing.metadata
+    assert BOXING.name == "boxing" and meta["game"] == "gym:ALE/Boxing-v5"
+    assert meta["native_size"] == [210, 160] and meta["frame_size"] == 64
+    assert meta["key_bindings"]["RIGHT"] == ["right"] and meta["key_bindings"]["FIRE"] == ["space"]
+    assert "eval" in meta and (BOXING / "eval" / "report.md").is_file() and (BOXING / "eval" / "strip.png").is_file()
+
+
+def test_boxing_plays_without_naming_its_game(run_cli) -> None:
+    r = run_cli("play", f"checkpoint={BOXING}", "frames=5", "fps=0")
+    assert r.returncode == 0, r.stderr
+    assert "played 5 frames" in r.stdout
+
+
+def test_boxing_dream_moves_the_boxer_the_way_the_real_game_does() -> None:
+    """The eval's control check on 4 held-out contexts: holding RIGHT vs LEFT (and DOWN vs UP)
+    moves the sprite in the dream as in the real game."""
+    from worldgame.eval.control import control_check
+    from worldgame.eval.objects import median_background
+    from worldgame.eval.rollout import held_out_episode, hold_dream, hold_real
+
+    boxing = WorldModel.from_pretrained(BOXING, device="cpu")
+    game_cfg = boxing.metadata["game_config"]
+    frames, actions = held_out_episode(game_cfg, 20000, 200)
+    background = median_background(frames)
+    contexts = [(0, s) for s in (40, 80, 120, 160)]
+    result = control_check(
+        lambda ctx, a, n: hold_dream(boxing, [(frames, actions)], ctx, a, n, 4, 0),
+        lambda ctx, a, n: hold_real(game_cfg, [(20000, frames, actions)], ctx, a, n),
+        contexts, [background] * len(contexts), boxing.action_names, 12,
+    )
+    assert result["passed"] is True, result

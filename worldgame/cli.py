@@ -20,9 +20,22 @@ COMMANDS = {
     "bench": ("worldgame.runtime.bench", "measure play speed headless; prints one JSON line"),
     "replay": ("worldgame.runtime.replay", "play back or export an episode or session"),
 }
-USAGE = "usage: worldgame <command> [key=value ...] [-m]\n\ncommands:\n" + "\n".join(
+USAGE = "usage: worldgame <command> [key=value ...] [-m]\n       worldgame --version\n\ncommands:\n" + "\n".join(
     f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()
 ) + "\n\nShow a command's settings: worldgame <command> --cfg job"
+
+
+def version() -> str:
+    """The installed distribution's version, or the package's own in a bare source tree."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("worldgame")
+    except PackageNotFoundError:
+        from worldgame import __version__
+
+        return __version__
 
 
 def config_dir() -> Path:
@@ -115,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         sys.exit(0 if argv else 2)
+    if argv[0] in ("-V", "--version"):
+        print(f"worldgame {version()}")
+        sys.exit(0)
     command, overrides = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"worldgame: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)

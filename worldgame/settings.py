@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from worldgame.games.registry import resolve as resolve_game
 from worldgame.schema import SettingError, check, setting, show
@@ -69,6 +69,7 @@ class Display:
     half: bool | None = None
     optimize: bool = True
     threads: int = setting(0, ge=0, le=1024)
+    backend: str = setting("auto", choices=["auto", "torch", "onnx"])
 
 
 @dataclass
@@ -91,6 +92,7 @@ class BenchSettings(Display):
     warmup: int = setting(30, ge=0, le=1_000_000)
     soak_frames: int = setting(10000, ge=1)
     seed: int = setting(0, ge=0, le=SEED_MAX)
+    display: bool = False
 
 
 @dataclass
@@ -100,7 +102,7 @@ class CollectSettings:
     episodes: int = setting(10, ge=1, le=1_000_000)
     steps: int = setting(1000, ge=1, le=10_000_000)
     seed: int = setting(0, ge=0, le=SEED_MAX)
-    out: str = "data"
+    out: str | None = None
     progress: bool = True
 
 
@@ -139,6 +141,8 @@ class EvalSettings:
     fusion: Fusion = Fusion.off
     fusion_window: int = setting(4, ge=0, le=64)
     fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
+    control_contexts: int = setting(8, ge=0, le=1024)
+    control_frames: int = setting(12, ge=1, le=1000)
 
 
 # --- train: the run, the model's shape (conf/model) and each stage's recipe (conf/train) ----------
@@ -224,10 +228,16 @@ class Recipe:
     rollout: RolloutStage = field(default_factory=RolloutStage)
 
 
+def _data_folders(value: Any) -> str | None:
+    ok = isinstance(value, str) or (isinstance(value, (list, ListConfig)) and 0 < len(value) <= 64
+                                     and all(isinstance(v, str) for v in value))
+    return None if ok else "must be a folder, or a list of folders like [data/bouncer,sessions]"
+
+
 @dataclass
 class TrainSettings:
     stage: str = "all"
-    data: str = "data"
+    data: Any = setting("data", check=_data_folders)
     out: str = "runs"
     device: str = setting("auto", check=_device)
     threads: int = setting(0, ge=0, le=1024)

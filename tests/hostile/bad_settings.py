@@ -4,7 +4,7 @@ from __future__ import annotations
 
 COMMON_DISPLAY = ["threads=-1", "threads=x", "scale=0", "scale=1000", "scale=2.5", "fusion=foo", "fusion=1",
                   "view=sideways", "fusion_window=-1", "fusion_base=0", "fusion_base=-1", "device=tpu",
-                  "device=cuda:x", "half=maybe", "optimize=maybe", "seed=-1", "seed=abc"]
+                  "device=cuda:x", "half=maybe", "optimize=maybe", "seed=-1", "seed=abc", "backend=tpu", "backend=[onnx]"]
 GAME = ["game.lives=0", "game.frame_size=16", "game.frame_size=abc", "game.num_orbs=-1", "game.coin_chance=2",
         "game.coin_chance=inf", "game.max_steps=-5", "game.infinite_lives=x", "game=nope",
         "game._target_=builtins.exec", "game.lives=[1]"]
@@ -29,13 +29,14 @@ BAD = {
         "train.teacher.steps=abc", "model.denoiser.context_length=0", "model.denoiser.block_out_channels=[]",
         "model.denoiser.block_out_channels=[0]", "model.denoiser.norm_num_groups=7", "model.vae.downscale=3",
         "model.prediction_type=noise", "model.play_context_noise=-1", "device=tpu", "progress=perhaps",
-        "train=nope", "model=huge", "train.rollout.unroll=0", "train.rollout.train_steps=[3]",
+        "train=nope", "model=huge", "train.rollout.unroll=0", "train.rollout.train_steps=[3]", "data=[]", "data=[1]", "data={a:1}",
         "train.rollout.sampler_steps=5", "stagee=vae"],
     "eval": [
         "episodes=0", "episodes=-1", "horizons=[2000]", "horizons=[0]", "horizons=[]", "horizons=abc", "steps=[3]",
         "steps=[]", "samples=0", "teacher_steps=0", "rollout_frames=0", "rollout_steps=3", "long_rollouts=0",
         "horizon_rollouts=0", "context_noise=-1", "context_noise=abc", "threads=-1", "seed=-1", "device=gpu",
         "episode_frames=1", "object_horizons=[0]", "object_horizons=[5000]", "fusion=blur", "fusion_window=-1",
+        "control_contexts=-1", "control_frames=0", "control_frames=x",
         "checkpointt=x"],
     "replay": [
         "fps=0", "fps=-1", "fps=abc", "scale=0", "scale=-1", "scale=1.5", "episode=abc", "episode=1.5", "hud=maybe",

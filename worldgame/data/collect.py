@@ -5,20 +5,24 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from worldgame.data.episode import SUFFIX, EpisodeWriter
+from worldgame.data.episode import SUFFIX, EpisodeWriter, read_metadata
 from worldgame.data.policies import make_policy
 from worldgame.errors import WorldgameError
-from worldgame.games import make_game
+from worldgame.games import game_metadata, make_game
+from worldgame.games.registry import folder_name
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Write ``cfg.episodes`` episodes of at most ``cfg.steps`` steps each to ``cfg.out``."""
-    out = Path(cfg.out)
     game = make_game(cfg.game)
+    out = Path(cfg.out) if cfg.out else default_folder(game.name)
     start = _next_index(out)  # append, never overwrite
+    first = game_metadata(game, cfg.game)
+    if start:
+        _check_same_game(out, first)
     total = cfg.episodes * (cfg.steps + 1)
     t0 = time.perf_counter()
     frames = 0
@@ -26,19 +30,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
         for e in range(cfg.episodes):
             seed = cfg.seed + start + e
             policy = make_policy(cfg.policy, game, cfg.sticky, seed)
-            meta = {
-                "game": game.name,
-                "game_config": OmegaConf.to_container(cfg.game, resolve=True),
-                "seed": seed,
-                "frame_size": game.frame_size,
-                "action_names": list(game.action_names),
-                "policy": cfg.policy,
-            }
             writer = None
             try:
+                frame = game.reset(seed)
+                meta = {**game_metadata(game, cfg.game), "seed": seed, "policy": cfg.policy}
                 writer = EpisodeWriter(out / f"ep_{start + e:06d}{SUFFIX}", meta)
                 with writer:
-                    writer.add(game.reset(seed), 0)
+                    writer.add(frame, 0)
                     for _ in range(cfg.steps):
                         action = policy()
                         frame, reward, done, _ = game.step(action)
@@ -58,6 +56,27 @@ def run(cfg: DictConfig) -> dict[str, float]:
     stats = {"episodes": cfg.episodes, "frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}
     print(f"wrote {frames} frames in {cfg.episodes} episodes to {out} ({stats['fps']:.0f} frames/s)")
     return stats
+
+
+def default_folder(game_name: str) -> Path:
+    """``data/bouncer``, ``data/breakout`` for ALE/Breakout-v5: one folder per game, so games
+    never mix (and collect refuses to append another game or other settings to a folder)."""
+    return Path("data") / folder_name(game_name)
+
+
+def _check_same_game(out: Path, mine: dict) -> None:
+    """Appending to a folder of another game, or of other game settings, would make data no
+    model can learn from: refuse with one line, before anything is written."""
+    theirs = read_metadata(max(out.glob(f"ep_*{SUFFIX}")))
+    for key in ("game", "game_config", "action_names"):
+        if key in theirs and theirs[key] != mine[key]:
+            raise WorldgameError(f"out={out} holds episodes of {theirs.get('game')} with {key}={_short(theirs[key])}, "
+                                 f"not {_short(mine[key])}; collect into another out= (or the default, one folder per game)")
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _next_index(out: Path) -> int:

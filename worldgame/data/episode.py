@@ -47,6 +47,8 @@ from worldgame.errors import WorldgameError
 SUFFIX = ".wgep"
 MAX_EXPANSION = 256
 MAX_JSON_BYTES = 16 << 20
+# the t_event column of recorded sessions: 0 step, 1 reset, 2 re-sync then step, 3 recording start
+EVENT_STEP, EVENT_RESET, EVENT_RESYNC, EVENT_START = 0, 1, 2, 3
 MAX_ACTIONS = 1024
 FROM_META_ONLY = ("game", "game_config", "frame_size", "action_names")  # END may not change these
 FLUSH_BYTES = 32 << 20  # rows waiting in memory before a flush, whatever the frame size
@@ -363,6 +365,33 @@ def _check_actions(actions: np.ndarray, metadata: dict[str, Any]) -> None:
         bad = int(actions.min()) if actions.min() < 0 else int(actions.max())
         limit = f"0..{len(names) - 1}" if names is not None else ">= 0"
         raise Damaged(f"holds action {bad}, outside the game's actions ({limit})")
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The META record of a ``.wgep`` file without reading its frames, checked as
+    :func:`read_episode` checks it (anything unusual is left to read_episode to name)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(records.MAGIC))
+            version = records.version_of(magic)
+            header = records.HEADER if version == 2 else records.HEADER_V1
+            head = f.read(header.size)
+            kind, length = header.unpack_from(head)[:2] if len(head) == header.size else (None, 0)
+            if version is None or kind != b"META" or length > MAX_JSON_BYTES:
+                return read_episode(path).metadata
+            data = magic + head + f.read(length)
+    except OSError as e:
+        raise WorldgameError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        framing = records.split(data)
+        if not framing.records:
+            return read_episode(path).metadata
+        meta = _json(framing.records[0])
+        _check_meta(meta)
+    except Damaged:
+        return read_episode(path).metadata
+    return meta
 
 
 def list_episodes(path: str | Path) -> list[Path]:

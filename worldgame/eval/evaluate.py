@@ -2,7 +2,17 @@
 
 Prints a one-line JSON last (the eval contract: frames, vae_psnr, teacher_forced, rollout), and
 writes eval.json, report.md and a PNG strip (real vs generated at several horizons) into ``out``
-(default: runs/eval/<checkpoint folder name>).
+(default: runs/eval/<checkpoint folder name>). Progress bars go to stderr on a terminal only.
+
+Keys beyond the contract:
+
+* ``objects.control`` (any game): does holding a movement key move the sprite that way in the
+  dream, against the real game from the same contexts (``worldgame/eval/control.py``);
+* ``rollout.collapsed``: the last dreamed frames lost the game's look (the built-in game: its
+  background, orbs and player; any other game: its foreground mass, 0.2x to 5x the real game's);
+* built-in game only: ``rollout.player_err_px``, ``player_lost_frac``, ``first_hit_frame``,
+  ``player_err_px_until_first_hit`` (its green player, tracked) and ``objects.bouncer``; a gym
+  game's JSON and report do not carry them.
 """
 
 from __future__ import annotations
@@ -15,15 +25,18 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
+from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
 from worldgame.eval import bouncer_checks
+from worldgame.eval.control import control_check
 from worldgame.eval.metrics import frames_to_unit, psnr, ssim
 from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores, median_background
 from worldgame.eval.report import write_report
-from worldgame.eval.rollout import closed_loop, held_out_episode
+from worldgame.eval.rollout import NotReplayable, closed_loop, held_out_episode, hold_dream, hold_real
 from worldgame.fileio import atomic_path, atomic_write_json
 from worldgame.games import find_player
+from worldgame.games.registry import TARGETS
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.runtime.fusion import FusionMode, TemporalFusion
 
@@ -36,10 +49,25 @@ def run(cfg: DictConfig) -> dict:
     if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
         model.context_noise = float(cfg.context_noise)
     game_cfg, k = model.metadata["game_config"], model.context_length
+    is_bouncer = _is_bouncer(game_cfg)
+    # one stage bar on a terminal (disable=None: nothing in a log); rollouts add a frame bar below it
+    stages = tqdm(total=6, desc="eval: held-out play", disable=None, dynamic_ncols=True,
+                  bar_format="{desc} [stage {n_fmt}/{total_fmt}, {elapsed}]")
+
+    def stage(name: str) -> None:  # the previous stage is done
+        stages.update()
+        stages.set_description(f"eval: {name}")
+
     episodes = [held_out_episode(game_cfg, cfg.seed + i, cfg.episode_frames) for i in range(cfg.episodes)]
     long_frames, long_actions = held_out_episode(game_cfg, cfg.seed + 1000, cfg.rollout_frames + k)
+    ep_frames, ep_actions = episodes[0]
+    horizons = [h for h in cfg.horizons if h + k <= len(ep_frames)]
+    if not horizons:
+        raise WorldgameError(f"horizons={list(cfg.horizons)}: each needs episode_frames >= horizon + K ({k}); "
+                             f"raise episode_frames (now {cfg.episode_frames}) or lower the horizons")
     gen = np.random.default_rng(cfg.seed)
 
+    stage(f"teacher-forced ({cfg.samples} samples; samplers {list(cfg.steps)}, teacher {cfg.teacher_steps} steps)")
     # teacher-forced: real context, one predicted frame
     picks = [(e, int(gen.integers(k, len(episodes[e][0])))) for e in gen.integers(len(episodes), size=cfg.samples)]
     ctx_frames = np.stack([episodes[e][0][t - k : t] for e, t in picks])
@@ -72,53 +100,36 @@ def run(cfg: DictConfig) -> dict:
         tf_fg[name] = foreground_scores(pred, real_u, bg)
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
+    stage(f"{cfg.long_rollouts} dreams of {cfg.rollout_frames} frames")
     if model.device.type == "cpu":
         model.optimize(1)
     # the same real actions, ``long_rollouts`` dreams that differ only in sampling noise
     fusion = _fusion(cfg)
     dreams = closed_loop(model, long_frames, long_actions, [k] * cfg.long_rollouts, cfg.rollout_frames,
-                         cfg.rollout_steps, cfg.seed, fusion=fusion).numpy()
+                         cfg.rollout_steps, cfg.seed, fusion=fusion, desc="long dreams").numpy()
     long_gen, long_real = dreams[0], long_frames[k : k + cfg.rollout_frames]
-    is_bouncer = str(game_cfg.get("_target_", "")).endswith("Bouncer") or game_cfg.get("name") == "bouncer"
-    # the player is found by the built-in game's green; another game's green bricks are no player
-    real_xy = [find_player(f) if is_bouncer else None for f in long_real]
-    # the real player jumping more than a step means an orb hit sent it back to the middle; from
-    # there on each dream's own (chaotic) collisions decide where its player is
-    jumps = [i for i in range(1, len(real_xy)) if real_xy[i] is not None and real_xy[i - 1] is not None
-             and np.hypot(*np.subtract(real_xy[i], real_xy[i - 1])) > 3]
-    first_hit = jumps[0] if jumps else None
-    errors, before_hit, lost = [], [], 0
-    for dream in dreams:
-        for i, fake in enumerate(dream):
-            p = find_player(fake)
-            if real_xy[i] is None:  # no player in the real frame (not the built-in game): nothing to compare
-                continue
-            if p is None:
-                lost += 1
-                continue
-            errors.append(float(np.hypot(p[0] - real_xy[i][0], p[1] - real_xy[i][1])))
-            if first_hit is None or i < first_hit:
-                before_hit.append(errors[-1])
-    ep_frames, ep_actions = episodes[0]
-    horizons = [h for h in cfg.horizons if h + k <= len(ep_frames)]
-    if not horizons:
-        raise WorldgameError(f"horizons={list(cfg.horizons)}: each needs episode_frames >= horizon + K ({k}); "
-                             f"raise episode_frames (now {cfg.episode_frames}) or lower the horizons")
+    player = _player_tracking(dreams, long_real) if is_bouncer else {}  # the built-in game's green player
+    stage(f"{cfg.horizon_rollouts} short dreams")
     max_h = max(horizons)
     starts = sorted(int(s) for s in gen.integers(k, len(ep_frames) - max_h + 1, size=cfg.horizon_rollouts))
-    short = closed_loop(model, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg))
+    short = closed_loop(model, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg),
+                        desc="short dreams")
     by_h, fg_by_h = {}, {}
     for h in horizons:
         truth = frames_to_unit(torch.from_numpy(np.stack([ep_frames[s + h - 1] for s in starts])))
         by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), truth).mean().item()
         fg_by_h[str(h)] = foreground_scores(frames_to_unit(short[:, h - 1]), truth, backgrounds[0])["fg_psnr"]
+    stage(f"control: {cfg.control_contexts} contexts, {cfg.control_frames} frames holding each move")
+    control = _control(cfg, model, game_cfg, episodes, backgrounds)
+    stage("objects alive")
     objects = _objects(cfg, dreams, long_real, long_actions[k : k + cfg.rollout_frames], long_frames[k - 1],
                        median_background(long_frames), game_cfg)
+    objects["control"] = control
     tail = dreams[:, -10:].reshape(-1, *dreams.shape[2:])
     health = _health(tail) if is_bouncer else _foreground_health(tail, long_real[-10:], median_background(long_frames))
 
     result = {
-        "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),
+        "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),  # dreamed, not control
         "vae_psnr": round(vae_psnr, 2),
         "vae_foreground": _r(vae_fg, 3),
         "teacher_forced": {"psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4),
@@ -128,11 +139,9 @@ def run(cfg: DictConfig) -> dict:
             "frames": int(cfg.rollout_frames),
             "steps": int(cfg.rollout_steps),
             "context_noise": model.context_noise,
-            "player_err_px": round(float(np.mean(errors)), 2) if errors else None,  # None: player never found
-            "player_lost_frac": round(lost / dreams[:, :, 0, 0, 0].size, 4) if is_bouncer else None,
+            **{key: player[key] for key in ("player_err_px", "player_lost_frac") if key in player},
             "rollouts": int(cfg.long_rollouts),
-            "first_hit_frame": first_hit,
-            "player_err_px_until_first_hit": round(float(np.mean(before_hit)), 2) if before_hit else None,
+            **{key: player[key] for key in ("first_hit_frame", "player_err_px_until_first_hit") if key in player},
             "psnr_by_horizon": _r(by_h),
             "fg_psnr_by_horizon": _r(fg_by_h),
             "fusion": fusion[0].value if fusion else "off",
@@ -148,9 +157,87 @@ def run(cfg: DictConfig) -> dict:
     _strip(long_real, long_gen, strip_at, out / "strip.png")
     atomic_write_json(out / "eval.json", result)
     write_report(result, health, out / "report.md", strip_at)
+    stages.update()
+    stages.close()
+    for line in summary(result, health):
+        print(line)
     print(f"wrote {out / 'report.md'}, {out / 'strip.png'}")
-    print(json.dumps(result))
+    print(json.dumps(result))  # the contract: the last stdout line, one JSON object
     return result
+
+
+def _is_bouncer(game_cfg: dict) -> bool:
+    return TARGETS.get(str(game_cfg.get("_target_", ""))) == "bouncer" or game_cfg.get("name") == "bouncer"
+
+
+def _player_tracking(dreams: np.ndarray, long_real: np.ndarray) -> dict:
+    """The built-in game: the dream player's distance to the real one on the same actions."""
+    real_xy = [find_player(f) for f in long_real]
+    # the real player jumping more than a step means an orb hit sent it back to the middle; from
+    # there on each dream's own (chaotic) collisions decide where its player is
+    jumps = [i for i in range(1, len(real_xy)) if real_xy[i] is not None and real_xy[i - 1] is not None
+             and np.hypot(*np.subtract(real_xy[i], real_xy[i - 1])) > 3]
+    first_hit = jumps[0] if jumps else None
+    errors, before_hit, lost = [], [], 0
+    for dream in dreams:
+        for i, fake in enumerate(dream):
+            p = find_player(fake)
+            if real_xy[i] is None:  # the real player hidden: nothing to compare
+                continue
+            if p is None:
+                lost += 1
+                continue
+            errors.append(float(np.hypot(p[0] - real_xy[i][0], p[1] - real_xy[i][1])))
+            if first_hit is None or i < first_hit:
+                before_hit.append(errors[-1])
+    return {"player_err_px": round(float(np.mean(errors)), 2) if errors else None,  # None: player never found
+            "player_lost_frac": round(lost / dreams[:, :, 0, 0, 0].size, 4),
+            "first_hit_frame": first_hit,
+            "player_err_px_until_first_hit": round(float(np.mean(before_hit)), 2) if before_hit else None}
+
+
+def _control(cfg: DictConfig, model: WorldModel, game_cfg: dict, episodes: list, backgrounds: list) -> dict:
+    """objects.control: hold each movement key from ``control_contexts`` real contexts, dream vs game."""
+    k, n = model.context_length, int(cfg.control_frames)
+    rng = np.random.default_rng(cfg.seed + 1)  # its own draws: the other figures keep their samples
+    contexts = [(i % len(episodes), int(rng.integers(k, len(episodes[i % len(episodes)][0]) + 1)))
+                for i in range(cfg.control_contexts)]
+    if not contexts:
+        return {"frames": n, "pairs": {}, "passed": None, "skipped": "control_contexts=0"}
+    seeded = [(cfg.seed + e, f, a) for e, (f, a) in enumerate(episodes)]  # as held_out_episode made them
+
+    def dream(ctx, action, frames):
+        return hold_dream(model, episodes, ctx, action, frames, cfg.rollout_steps, cfg.seed)
+
+    def real(ctx, action, frames):
+        return hold_real(game_cfg, seeded, ctx, action, frames)
+
+    try:
+        return control_check(dream, real, contexts, [backgrounds[e] for e, _ in contexts], model.action_names, n)
+    except NotReplayable as e:  # no real reference to compare with
+        return {"frames": n, "pairs": {}, "passed": None, "skipped": f"the game does not replay: {e}"}
+
+
+def summary(result: dict, health: dict) -> list[str]:
+    """A few lines for a person, before the JSON: only what applies to the checkpoint's game."""
+    ro, tf = result["rollout"], result["teacher_forced"]
+    best = max((n for n in tf["fg_psnr"] if n != "copy_last"), key=lambda n: tf["fg_psnr"][n], default=None)
+    lines = [f"teacher-forced fg PSNR {tf['fg_psnr'][best]:.2f} dB at {best} (copy-last {tf['fg_psnr']['copy_last']:.2f})"
+             if best else f"teacher-forced fg PSNR: copy-last {tf['fg_psnr']['copy_last']:.2f} dB"]
+    if "player_err_px" in ro:
+        lines.append(f"player error {ro['player_err_px']} px; lost in {100 * ro['player_lost_frac']:.1f}% of dream frames")
+        look = f"background {100 * health['background']:.0f}%, orbs {100 * health['orbs']:.2f}%, player {100 * health['player']:.0f}%"
+    else:
+        look = f"foreground {100 * health['foreground']:.2f}% of pixels (real {100 * health['real_foreground']:.2f}%)"
+    lines.append(f"last dream frames: {look}: {'COLLAPSED' if ro['collapsed'] else 'no collapse'}")
+    control = result.get("objects", {}).get("control", {})
+    for name, p in control.get("pairs", {}).items():
+        verdict = {True: "passed", False: "FAILED", None: "no verdict"}[p["passed"]]
+        lines.append(f"control {name}: dream {p['dream_px']} px vs real {p['real_px']} px along the real move, "
+                     f"agree {p['agree_frac']} of {p['contexts'][0]} contexts: {verdict}")
+    if control.get("skipped"):
+        lines.append(f"control: skipped ({control['skipped']})")
+    return lines
 
 
 def _fusion(cfg: DictConfig) -> tuple[FusionMode, TemporalFusion] | None:
@@ -171,7 +258,7 @@ def _objects(cfg: DictConfig, dreams: np.ndarray, real: np.ndarray, actions: np.
     blobs = np.stack([blobs_per_frame(d, background) for d in dreams])
     out = {"horizons": horizons, "blobs": {"dream": curve_at(blobs, horizons),
                                            "real": curve_at(blobs_per_frame(real, background)[None], horizons)}}
-    if not str(game_cfg.get("_target_", "")).endswith("Bouncer"):
+    if not _is_bouncer(game_cfg):
         return out
     orbs = np.stack([bouncer_checks.orbs_per_frame(d) for d in dreams])
     real_orbs = bouncer_checks.orbs_per_frame(real)

@@ -54,6 +54,25 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
                       f"{100 * (b['control']['within_1px_frac'] or 0):.1f}% of {b['control']['frames']} frames away from orbs "
                       f"(mean error {b['control']['err_px_mean']} px)")]
         lines.append("")
+    control = obj.get("control")
+    if control:
+        lines += [f"## Control: holding a movement key for {control['frames']} frames (dream vs the real game)\n",
+                  ("From the same real contexts the game is continued holding a key and holding its opposite; the shift "
+                   "is where the foreground of the one lies relative to the other on the last frame (pixels drawn in only "
+                   "one of them). A context agrees when the dream's shift along the real one is at least a third of it; "
+                   "a key pair passes when 3/4 of the contexts where the real game moved agree.\n")]
+        if control.get("skipped"):
+            lines.append(f"* skipped: {control['skipped']}\n")
+        elif not control["pairs"]:
+            lines.append("* the game has no RIGHT/LEFT or DOWN/UP actions\n")
+        else:
+            verdict = {True: "passed", False: "**FAILED**", None: "no verdict"}
+            lines += ["| keys | dream shift px | real shift px | dream (x, y) | real (x, y) | contexts | agree | verdict |",
+                      "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {name} | {p['dream_px']} | {p['real_px']} | {p['dream_xy']} | {p['real_xy']} | "
+                      f"{p['contexts'][0]} of {p['contexts'][1]} | {p['agree_frac']} | {verdict[p['passed']]} |"
+                      for name, p in control["pairs"].items()]
+            lines.append("")
     at = ", ".join(str(h) for h in strip_at)
     lines.append(f"![real (top) vs generated (bottom) at frames {at}](strip.png)\n")
     atomic_write(path, "\n".join(lines))

@@ -10,7 +10,7 @@ from worldgame.games.bouncer import Bouncer, find_player
 from worldgame.games.protocol import Game
 from worldgame.games.registry import GAMES, build
 
-__all__ = ["GAMES", "Bouncer", "Game", "find_player", "make_game"]
+__all__ = ["GAMES", "Bouncer", "Game", "find_player", "game_metadata", "make_game"]
 
 
 def make_game(cfg: Mapping[str, Any], **overrides: Any) -> Game:
@@ -26,3 +26,19 @@ def make_game(cfg: Mapping[str, Any], **overrides: Any) -> Game:
         raise
     except (ValueError, TypeError) as e:  # the game's own refusal of a setting combination
         raise WorldgameError(f"could not create the game: {e}") from e
+
+
+def game_metadata(game: Game, game_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What episodes, sessions and checkpoints record about their game, so that later commands
+    (train, play, eval, export) need not build the game to know its actions, keys and shape."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(game_config, resolve=True) if OmegaConf.is_config(game_config) else dict(game_config)
+    return {
+        "game": game.name,
+        "game_config": config,
+        "frame_size": game.frame_size,
+        "native_size": list(getattr(game, "native_size", (game.frame_size, game.frame_size))),
+        "action_names": list(game.action_names),
+        "key_bindings": {name: list(keys) for name, keys in game.key_bindings.items()},
+    }

@@ -63,6 +63,7 @@ class Bouncer:
         if frame_size < 32:
             raise ValueError(f"bouncer needs frame_size >= 32, got {frame_size}")
         self.frame_size = frame_size
+        self.native_size = (frame_size, frame_size)
         self.num_orbs = num_orbs
         self.start_lives = lives
         self.coin_chance = coin_chance

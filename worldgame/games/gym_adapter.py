@@ -50,12 +50,16 @@ class GymGame:
         meanings = getattr(self.env.unwrapped, "get_action_meanings", None)
         n = int(self.env.action_space.n)
         self.action_names = tuple(meanings()) if meanings else tuple(f"A{i}" for i in range(n))
-        self.key_bindings = _bindings(self.action_names)
+        self.key_bindings = key_bindings(self.action_names)
+        shape = getattr(self.env.observation_space, "shape", None) or ()
+        # Atari observations are (210, 160, 3); other envs' rendered frames set it on reset
+        self.native_size = (int(shape[0]), int(shape[1])) if len(shape) == 3 and shape[-1] == 3 else (frame_size, frame_size)
 
     def _frame(self, obs: Any) -> np.ndarray:
         img = obs if isinstance(obs, np.ndarray) and obs.ndim == 3 and obs.shape[-1] == 3 else self.env.render()
         if img is None:
             raise WorldgameError(f"{self.name} renders no RGB frames")
+        self.native_size = (int(img.shape[0]), int(img.shape[1]))
         return np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((self.frame_size,) * 2, Image.BOX))
 
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -67,7 +71,7 @@ class GymGame:
         return self._frame(obs), float(reward), bool(terminated or truncated), dict(info)
 
 
-def _bindings(action_names: tuple[str, ...]) -> dict[str, list[str]]:
+def key_bindings(action_names: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
     """Key combos for ALE-style names (``UPFIRE`` -> ``up+space``); digits for anything else."""
     bindings: dict[str, list[str]] = {}
     for i, name in enumerate(action_names):

@@ -15,10 +15,13 @@ class Game(Protocol):
         frame_size: frames are ``(frame_size, frame_size, 3)`` uint8.
         action_names: one name per discrete action; index 0 is the no-op.
         key_bindings: action name -> pygame key names that trigger it.
+        native_size: (height, width) of the game's own frames, so that a window can show the
+            square model frames at the game's aspect ratio.
     """
 
     name: str
     frame_size: int
+    native_size: tuple[int, int]
     action_names: tuple[str, ...]
     key_bindings: dict[str, list[str]]
 

@@ -102,6 +102,26 @@ def resolve(cfg: Mapping[str, Any], prefix: str = "game.") -> tuple[str, Any]:
     return game, check(GAMES[game].settings, keys, prefix=prefix, closed=True)
 
 
+def folder_name(game: str) -> str:
+    """A game's short name for folders: ``bouncer``, ``gym:ALE/Boxing-v5`` -> ``boxing``,
+    ``gym:CartPole-v1`` -> ``cartpole`` (data/<it>, checkpoints/<it>)."""
+    name = game.removeprefix("gym:").split("/")[-1]
+    return re.sub(r"-v\d+$", "", name).lower() or "game"
+
+
+def key_bindings_for(cfg: Mapping[str, Any], action_names: list[str]) -> dict[str, list[str]]:
+    """The keys of a game's actions, from its config and action names alone: no env is built
+    (building an Atari env to save a checkpoint took seconds and printed the emulator's banner)."""
+    game, _settings = resolve(cfg)
+    if game == "bouncer":
+        from worldgame.games.bouncer import KEY_BINDINGS
+
+        return {name: list(keys) for name, keys in KEY_BINDINGS.items()}
+    from worldgame.games.gym_adapter import key_bindings
+
+    return key_bindings(action_names)
+
+
 def show_target(target: Any) -> str:
     text = repr(target)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -56,6 +56,10 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
         isinstance(v, list) and all(isinstance(k, str) for k in v) for v in bindings.values()
     ):
         raise bad("key_bindings", "is not a mapping of action names to key lists")
+    native = meta.get("native_size")
+    if native is not None and not (isinstance(native, list) and len(native) == 2
+                                   and all(type(v) is int and 1 <= v <= 4096 for v in native)):
+        raise bad("native_size", "is not [height, width] in pixels")
     try:
         _game, settings = resolve(meta["game_config"], prefix="game_config.")
     except WorldgameError as e:

@@ -25,13 +25,17 @@ from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
-from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler
+from worldgame.models.schedulers import LCMPlan, lcm_scheduler, teacher_scheduler
 
 METADATA = "worldgame.json"
 
 
 def default_checkpoint(game: str = "bouncer") -> Path:
-    """The checkpoint shipped for ``game`` (checkpoints/<game> in a checkout, or inside the wheel)."""
+    """The checkpoint shipped for ``game`` (checkpoints/<game> in a checkout, or inside the wheel;
+    ``gym:ALE/Boxing-v5`` looks in checkpoints/boxing)."""
+    from worldgame.games.registry import folder_name
+
+    game = folder_name(game)
     root = Path(__file__).resolve().parents[1]
     for candidate in (root.parent / "checkpoints" / game, root / "_checkpoints" / game):
         if candidate.is_dir():
@@ -89,8 +93,11 @@ class WorldModel:
         self.context_noise: float = float(metadata.get("context_noise", 0.0))
         self.action_names: list[str] = list(metadata["action_names"])
         self.frame_size: int = int(metadata["frame_size"])
+        # batch-`_fast_batch` calls go through these (optimize(): traced; models/backends.py: ONNX)
         self._denoise: Callable[..., torch.Tensor] = self.denoiser
-        self._traced_batch = 0
+        self._vae_decode: Callable[[torch.Tensor], torch.Tensor] = self.vae.decode
+        self._fast_batch = 0
+        self._plans: dict[tuple, LCMPlan] = {}  # (steps, context shape, context noise) -> prepared sampler
 
     # --- loading -----------------------------------------------------------------------------
     @classmethod
@@ -157,8 +164,16 @@ class WorldModel:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside diffusers blocks
             traced = torch.jit.trace(self.denoiser, example, check_trace=False)
-            self._denoise = torch.jit.freeze(traced.eval()) if self.device.type == "cpu" else traced
-        self._traced_batch = batch_size
+        self.accelerate(torch.jit.freeze(traced.eval()) if self.device.type == "cpu" else traced, None, batch_size)
+
+    def accelerate(self, denoise: Callable[..., torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor] | None,
+                   batch_size: int = 1) -> None:
+        """Run the denoiser (and the VAE decoder, unless None) through other callables of the same
+        signature for inputs of ``batch_size``: the traced graph, or an inference backend
+        (models/backends.py). Other batch sizes, and the teacher, stay on the torch modules."""
+        self._denoise = denoise
+        self._vae_decode = decode or self.vae.decode
+        self._fast_batch = batch_size
 
     # --- the three operations ------------------------------------------------------------------
     @torch.inference_mode()
@@ -170,7 +185,8 @@ class WorldModel:
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents (B, C, h, w) -> uint8 frames (B, H, W, 3) on the model's device."""
-        x = self.vae.decode(latents.to(self.dtype))
+        decode = self._vae_decode if latents.shape[0] == self._fast_batch else self.vae.decode
+        x = decode(latents.to(self.dtype))
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     @torch.inference_mode()
@@ -181,8 +197,10 @@ class WorldModel:
         steps: int = 4,
         generator: torch.Generator | None = None,
         on_step: Callable[[int, torch.Tensor], None] | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predict the next latent with ``steps`` LCM steps.
+        """Predict the next latent with ``steps`` LCM steps (a prepared :class:`LCMPlan`, bit-identical
+        to running diffusers' LCMScheduler step by step).
 
         Args:
             context: (B, K, C, h, w) the last K latents, oldest first.
@@ -191,10 +209,30 @@ class WorldModel:
             steps: LCM sampling steps (1, 2, 4 or 8).
             generator: torch generator for the sampling noise (same seed -> same frames).
             on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
+            out: (B, C, h, w) tensor to write the result into (play reuses one); None: a new one.
         Returns:
-            (B, C, h, w) predicted latent.
+            (B, C, h, w) predicted latent (``out`` when given).
         """
-        return self._sample(self.denoiser, self.scheduler, context, actions, steps, generator, on_step)
+        plan = self.prepare(steps, context)
+        fn = self._denoise if context.shape[0] == self._fast_batch else self.denoiser
+        if out is None:
+            out = torch.empty_like(plan.latents)
+        return plan.sample(fn, context, actions, generator, on_step, out)
+
+    def prepare(self, steps: int, context: torch.Tensor) -> LCMPlan:
+        """The LCM sampler for ``steps`` and ``context``'s shape, made on first use and kept."""
+        key = (steps, tuple(context.shape), self.context_noise)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 32:  # eval's many batch sizes: keep memory bounded
+                self._plans.clear()
+            plan = self._plans[key] = LCMPlan(self.scheduler, steps, context, self.context_noise)
+        return plan
+
+    def timesteps(self, steps: int) -> list[int]:
+        """The LCM timesteps of a ``steps``-step sample (what the LCM Steps view labels)."""
+        self.scheduler.set_timesteps(steps)
+        return [int(t) for t in self.scheduler.timesteps]
 
     @torch.inference_mode()
     def step_teacher(
@@ -207,19 +245,33 @@ class WorldModel:
         return self._sample(self.teacher, sched, context, actions, steps, generator, None)
 
     def _sample(self, net, scheduler, context, actions, steps, generator, on_step) -> torch.Tensor:
-        b = context.shape[0]
-        scheduler.set_timesteps(steps, device=self.device)
-        shape = (b, *context.shape[2:])
-        noise_level = torch.full((b,), self.context_noise, device=self.device, dtype=self.dtype)
-        if self.context_noise > 0:
-            context = context + self.context_noise * torch.randn(context.shape, generator=generator, device=self.device, dtype=self.dtype)
-        fn = self._denoise if (net is self.denoiser and b == self._traced_batch) else net
-        latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
-        denoised = latents
-        for i, t in enumerate(scheduler.timesteps):
-            out = fn(latents, t.expand(b), context, actions, noise_level)
-            result = scheduler.step(out, t, latents, generator=generator, return_dict=False)
-            latents, denoised = result[0], (result[1] if len(result) > 1 else result[0])
-            if on_step is not None:
-                on_step(i, denoised)
-        return denoised if len(scheduler.timesteps) else latents
+        """:func:`scheduler_sample` with the fast (traced / ONNX) denoiser where ``net`` is the
+        student at its prepared batch size: the teacher's DDIM, and the reference the LCM fast path
+        (:class:`LCMPlan`) is tested against."""
+        fn = self._denoise if (net is self.denoiser and context.shape[0] == self._fast_batch) else net
+        return scheduler_sample(fn, scheduler, context, actions, steps, generator, self.context_noise, on_step)
+
+
+def scheduler_sample(net, scheduler, context: torch.Tensor, actions: torch.Tensor, steps: int,
+                     generator: torch.Generator | None, context_noise: float = 0.0,
+                     on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """THE sampling loop, any diffusers scheduler (LCM, DDIM), one ``scheduler.step`` per step; training's
+    validation (train/sampling.py) and inference both run it. Returns the last denoised estimate.
+
+    ``context_noise`` > 0 noises the context and tells the network so, as at play time. The noise is
+    drawn from ``generator`` in a fixed order (context noise, start latent, then whatever each
+    ``scheduler.step`` draws), in ``context``'s dtype: :class:`LCMPlan` reproduces it bit for bit."""
+    b, dev, dtype = context.shape[0], context.device, context.dtype
+    scheduler.set_timesteps(steps, device=dev)
+    noise_level = torch.full((b,), float(context_noise), device=dev, dtype=dtype)
+    if context_noise > 0:
+        context = context + context_noise * torch.randn(context.shape, generator=generator, device=dev, dtype=dtype)
+    latents = torch.randn((b, *context.shape[2:]), generator=generator, device=dev, dtype=dtype)
+    denoised = latents
+    for i, t in enumerate(scheduler.timesteps):
+        out = net(latents, t.expand(b), context, actions, noise_level)
+        result = scheduler.step(out, t, latents, generator=generator, return_dict=False)
+        latents, denoised = result[0], (result[1] if len(result) > 1 else result[0])
+        if on_step is not None:
+            on_step(i, denoised)
+    return denoised

@@ -1,1 +1,12 @@
-"""runtime"""
+"""The real-time runtime. One tick, in reading order:
+
+    loop.py         PlayLoop.tick: keys → action → Driver.tick → draw → present → record
+    engines.py      Driver (event → engine calls), the Engine interface, RealEngine
+    model_engine.py ModelEngine: live controls and per-view requests → the dream (+ the real game)
+    dream.py        Dream.step: action ring → LCM sampling (models/) → fusion → decode
+    lockstep.py     the real game on the dream's actions, played only when looked at
+    views.py        which frames a view shows; window.py draws them; hud.py the text under them
+
+Around it: factory.py (engines from config, the thread policy), session.py (record, regenerate
+through the same Driver), play.py, bench.py, replay.py (the commands), controls.py, fusion.py, stats.py.
+"""

@@ -1,5 +1,10 @@
-"""`worldgame bench`: play's own code path (ModelEngine + PlayLoop + an off-screen window), headless
-and unpaced, for several LCM step counts; the last stdout line is one JSON object (DESIGN.md).
+"""`worldgame bench`: play's own code path (the engine factory, PlayLoop and a Window), unpaced, for
+several LCM step counts; the last stdout line is one JSON object (DESIGN.md).
+
+Headless by default (SDL's off-screen ``dummy`` driver: the window is drawn exactly as on screen,
+but presenting it costs nothing). ``display=true`` opens a real window on the display
+(``DISPLAY``, e.g. an Xvfb server), so ``present`` is what a player's window costs; each result
+names the SDL driver it was drawn with (``window``).
 
 Input is a script of held keys posted through pygame's event queue, so the input stage is real.
 FPS counts presented frames per second; latency runs from the action being read to its frame
@@ -19,11 +24,10 @@ import psutil
 from omegaconf import DictConfig
 
 from worldgame.errors import WorldgameError
-from worldgame.runtime.engines import configure_threads
+from worldgame.runtime.engines import Engine
+from worldgame.runtime.factory import make_engine
 from worldgame.runtime.hud import HUD_LINES
 from worldgame.runtime.loop import FrameInfo, PlayLoop
-from worldgame.runtime.model_engine import ModelEngine
-from worldgame.runtime.play import game_of, load_model
 from worldgame.runtime.stats import RunStats
 from worldgame.runtime.views import View
 
@@ -32,26 +36,20 @@ CONTRACT_STAGES = ("input", "denoise", "fusion", "decode", "present")
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of ``worldgame bench`` (hydra config: conf/bench.yaml)."""
-    os.environ["SDL_VIDEODRIVER"] = "dummy"  # headless by design: the window is drawn off-screen
     steps_list = [int(s) for s in (cfg.steps if not isinstance(cfg.steps, (int, str)) else [cfg.steps])]
     if not steps_list or any(s not in (1, 2, 4, 8) for s in steps_list):
         raise WorldgameError(f"steps={list(steps_list)}: each must be 1, 2, 4 or 8")
     if int(cfg.frames) < 2 or int(cfg.warmup) < 0:
         raise WorldgameError("frames must be >= 2 and warmup >= 0")
-    from worldgame.runtime.window import Window
+    from worldgame.runtime.window import Window, require_display
 
-    game = game_of(cfg)  # the checkpoint's own game unless game= was chosen
-    model = load_model(cfg.checkpoint, game.name, game.frame_size, cfg.device, cfg.half)
-    threads = configure_threads(int(cfg.threads), model.device)
-    engine = ModelEngine(
-        model,
-        steps=steps_list[0],
-        fusion=cfg.fusion,
-        fusion_window=int(cfg.fusion_window),
-        fusion_base=float(cfg.fusion_base),
-        seed=int(cfg.seed),
-        optimize=bool(cfg.optimize),
-    )
+    if cfg.get("display", False):
+        require_display()  # a real window, or one clear line saying why there is none
+    else:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"  # headless: the window is drawn off-screen
+    engine, meta = make_engine(cfg, int(cfg.seed))  # the checkpoint's own game unless game= was chosen
+    import pygame
+
     window = Window(engine.frame_size, int(cfg.scale), hud_lines=HUD_LINES, title="worldgame bench")
     soak = int(cfg.frames) >= int(cfg.soak_frames)
     results = []
@@ -59,26 +57,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for steps in steps_list:
             engine.set_steps(steps)
             result = bench_steps(engine, window, int(cfg.frames), int(cfg.warmup), int(cfg.seed), View.parse(cfg.view), soak)
+            # per result: the top-level keys are a fixed contract
+            result.update(backend=engine.backend, window=pygame.display.get_driver())
             results.append(result)
             stages = " ".join(f"{k} {v:.2f}" for k, v in result["stages_ms"].items())
             print(
-                f"steps {steps}: {result['fps']:.1f} FPS, latency p50 {result['latency_ms']['p50']:.1f} ms "
-                f"p95 {result['latency_ms']['p95']:.1f} ms | {stages} ms",
+                f"steps {steps} ({engine.backend}, {result['window']} window): {result['fps']:.1f} FPS, "
+                f"latency p50 {result['latency_ms']['p50']:.1f} ms p95 {result['latency_ms']['p95']:.1f} ms | {stages} ms",
                 flush=True,
             )
     finally:
         window.close()
-    report = {"device": model.device.type, "threads": threads, "results": results}
+    report = {"device": meta["device"].split(":")[0], "threads": meta["threads"], "results": results}
     print(json.dumps(report))
     return report
 
 
-def bench_steps(engine: ModelEngine, window: Any, frames: int, warmup: int, seed: int, view: View, soak: bool) -> dict[str, Any]:
+def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int, view: View, soak: bool) -> dict[str, Any]:
     """Run the play loop unpaced for ``warmup + frames`` frames at the engine's step count."""
     stats = RunStats()
     process = psutil.Process()
     rss: dict[str, float] = {}
-    nonfinite_before = engine.nonfinite
+    nonfinite_before = engine.status().nonfinite
 
     def on_frame(info: FrameInfo) -> None:
         if info.index > warmup:
@@ -90,7 +90,7 @@ def bench_steps(engine: ModelEngine, window: Any, frames: int, warmup: int, seed
     loop.run()
     means = stats.stage_means()
     result: dict[str, Any] = {
-        "steps": engine.steps,
+        "steps": engine.status().steps,
         "fps": round(stats.fps(), 2),
         "latency_ms": {"p50": round(stats.latency_percentile(50), 2), "p95": round(stats.latency_percentile(95), 2)},
         "stages_ms": {k: round(means.get(k, 0.0), 3) for k in CONTRACT_STAGES},
@@ -98,7 +98,7 @@ def bench_steps(engine: ModelEngine, window: Any, frames: int, warmup: int, seed
     if soak:
         rss["end"] = process.memory_info().rss / 2**20
         result["rss_mb"] = {k: round(v, 1) for k, v in rss.items()}
-        result["nonfinite"] = engine.nonfinite - nonfinite_before
+        result["nonfinite"] = engine.status().nonfinite - nonfinite_before
     return result
 
 

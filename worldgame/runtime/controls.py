@@ -54,6 +54,9 @@ COMMAND_KEYS: dict[str, Command] = {
     "y": Command.RESYNC,
 }
 STEP_COMMANDS = {Command.STEPS_1: 1, Command.STEPS_2: 2, Command.STEPS_4: 4, Command.STEPS_8: 8}
+# the engine's live control each command needs (engines list the ones they take in ``engine.live``)
+LIVE_CONTROLS = {**dict.fromkeys(STEP_COMMANDS, "steps"), Command.FUSION: "fusion", Command.VIEW: "views",
+                 Command.RESYNC: "resync"}
 
 
 def key_code(name: str) -> int:
@@ -129,8 +132,9 @@ class Controls:
         return best
 
 
-def help_lines(action_names: Sequence[str], key_bindings: Mapping[str, Sequence[str]], model: bool) -> list[str]:
-    """The H overlay's text: game keys from the bindings, then the command keys."""
+def help_lines(action_names: Sequence[str], key_bindings: Mapping[str, Sequence[str]], live: Iterable[str] = ()) -> list[str]:
+    """The H overlay's text: game keys from the bindings, then the command keys (the live ones
+    where the engine takes live controls)."""
     lines = ["keys"]
     for name in action_names[1:]:
         if name in key_bindings:
@@ -140,7 +144,7 @@ def help_lines(action_names: Sequence[str], key_bindings: Mapping[str, Sequence[
         "  Backspace reset     R  record on/off",
         "  H  this help     Esc  quit",
     ]
-    if model:
+    if live:
         lines += [
             "  1 2 4 8  LCM steps     F  fusion",
             "  M / Tab  view: Stream, LCM Steps,",

@@ -1,52 +1,34 @@
-"""The engines the play loop drives: the interface, its result, and the real game behind it.
+"""What the play loop drives: the engine interface, what one tick returns, and the real game behind it.
 
-Both engines answer ``reset(seed) -> frame`` and ``step(action) -> StepResult``; the loop never
-needs to know which one it holds beyond the model-only live controls (steps, fusion, re-sync).
-The world-model engine lives in ``model_engine.py`` (``ModelEngine`` is importable from here
-too); this module stays free of torch so ``play engine=real`` starts in a second.
+Every engine answers the same calls, so the loop never asks which one it holds:
+
+* ``reset(seed) -> frame`` and ``step(action) -> StepResult``;
+* live controls, for the engines that list them in ``live``: ``set_steps`` ("steps"),
+  ``set_fusion`` ("fusion"), ``resync`` ("resync"), and "views" when it can fill the views beyond
+  Stream; ``want(Wants)`` says what the view on screen will draw, so nothing else is computed;
+* ``status()``: a snapshot of the settings (steps, ``FusionMode``) and counters the HUD and the
+  session recorder show;
+* ``state()``: what a session needs to regenerate the frames to come (None: nothing to regenerate).
+
+:class:`Driver` turns a tick's event (step, reset, re-sync) into engine calls: the play loop and
+session regeneration both go through it. The world-model engine is in ``model_engine.py``; this
+module stays free of torch so ``play engine=real`` starts in a second.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from enum import Enum
+from typing import Any, Protocol
 
 import numpy as np
 
+from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC
 from worldgame.games import Game
 
-if TYPE_CHECKING:
-    import torch
 
-    from worldgame.runtime.model_engine import ModelEngine
-
-__all__ = ["Engine", "ModelEngine", "RealEngine", "StepResult", "configure_threads"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ModelEngine":  # lazy: importing it loads torch and diffusers
-        from worldgame.runtime.model_engine import ModelEngine
-
-        return ModelEngine
-    raise AttributeError(name)
-
-
-def configure_threads(threads: int, device: torch.device | str) -> int:
-    """Set torch's CPU threads: ``threads`` > 0 as given; 0 = auto, which is 1 when the model runs
-    on the CPU. Measured on the 2-core target: 1 thread beats 2 for these small convolutions, and
-    2 OpenMP threads collapse (seconds per frame) as soon as another process wants a core.
-    Returns the thread count now in use."""
-    import torch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    elif torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    return torch.get_num_threads()
-
-
-def _ms(t0: float) -> float:
+def ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
@@ -61,13 +43,14 @@ class StepResult:
         frame: the frame to show, (H, W, 3) uint8 (fused, for the model engine).
         reward: the game's reward (0 for the model, which predicts frames only).
         done: the game episode ended with this frame (never set by the model).
-        info: the game's info dict (model engine: ``real``, the lockstep real game's info).
+        info: the game's info dict (model engine: ``real``, the lockstep real game's last info).
         stages_ms: milliseconds per pipeline stage this engine ran (input, denoise, fusion,
-            decode for the model; game for the real engine).
-        step_frames: (S, H, W, 3) decoded estimate after each LCM step (LCM Steps view only).
+            decode for the model, and game when the real game was stepped beside it; game for the
+            real engine).
+        step_frames: (S, H, W, 3) decoded estimate after each LCM step (only when wanted).
         step_timesteps: the scheduler timestep of each of those estimates.
-        unfused: the frame before fusion (Temporal view only).
-        real: the lockstep real game's frame (model engine).
+        unfused: the frame before fusion (only when wanted).
+        real: the real game's frame beside the dream (only when wanted, and on reset).
     """
 
     frame: np.ndarray
@@ -81,38 +64,154 @@ class StepResult:
     real: np.ndarray | None = None
 
 
+class FusionMode(str, Enum):
+    """Where fusion is applied: not at all, on latents before decoding, or on decoded pixels.
+    (Defined here rather than in fusion.py, which needs torch: the loop and the real game don't.)"""
+
+    OFF = "off"
+    LATENT = "latent"
+    PIXEL = "pixel"
+
+    @property
+    def label(self) -> str:
+        """Short name for the HUD."""
+        return {"off": "off", "latent": "φ latent", "pixel": "φ pixel"}[self.value]
+
+    def next(self) -> FusionMode:
+        """The next mode in the F-key cycle: off → φ latent → φ pixel → off."""
+        modes = list(FusionMode)
+        return modes[(modes.index(self) + 1) % len(modes)]
+
+    @property
+    def code(self) -> int:
+        """Stable integer code stored per frame in sessions (0 off, 1 latent, 2 pixel)."""
+        return list(FusionMode).index(self)
+
+    @classmethod
+    def parse(cls, value: str | int | FusionMode) -> FusionMode:
+        """From a config string, a session code or a mode."""
+        if isinstance(value, FusionMode):
+            return value
+        if value is False:  # YAML reads a bare `off` as false
+            return cls.OFF
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return list(cls)[int(value)]
+        return cls(str(value).lower())
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What the view on screen draws besides the frame; an engine computes only what is wanted."""
+
+    step_frames: bool = False  # the decoded estimate after every LCM step (LCM Steps view)
+    unfused: bool = False  # the frame before fusion (Temporal view)
+    real: bool = False  # the real game beside the dream (World Model view)
+
+
+@dataclass
+class EngineStatus:
+    """The engine's settings and counters as the HUD and the recorder show them (None: not this engine's)."""
+
+    steps: int | None = None  # LCM steps per frame
+    fusion: FusionMode | None = None
+    fusion_weights: list[float] | None = None  # the weights the last fused frame used, newest first (fusion on)
+    nonfinite: int = 0  # predictions holding NaN/inf (should stay 0)
+    score: str | None = None  # the score of the game on screen (a dream has none of its own)
+    real_score: str | None = None  # the real game's beside a dream, as of the last time it was shown
+
+    @property
+    def columns(self) -> dict[str, float]:
+        """The settings as per-frame session columns (what regeneration sets before each row)."""
+        if self.steps is None or self.fusion is None:
+            return {}
+        return {"lcm_steps": self.steps, "fusion_mode": self.fusion.code}
+
+
 class Engine(Protocol):
-    """What the play loop drives."""
+    """What the play loop drives (see the module docstring)."""
 
     kind: str  # "real" or "model"
+    live: frozenset[str]  # the live controls it takes: "steps", "fusion", "views", "resync"
     frame_size: int
     action_names: list[str]
     key_bindings: dict[str, list[str]]
 
-    def reset(self, seed: int) -> np.ndarray:
-        """Start a new game from ``seed``; returns the first frame."""
-        ...
+    @property
+    def native_size(self) -> object: ...  # the game's own (height, width), read after a reset
 
-    def step(self, action: int) -> StepResult:
-        """Advance one frame with ``action``."""
-        ...
+    def reset(self, seed: int) -> np.ndarray: ...
+    def step(self, action: int) -> StepResult: ...
+    def set_steps(self, steps: int) -> None: ...
+    def set_fusion(self, mode: Any) -> None: ...
+    def resync(self) -> None: ...
+    def want(self, wants: Wants) -> None: ...
+    def status(self) -> EngineStatus: ...
+    def state(self) -> dict[str, Any] | None: ...
+
+
+class Driver:
+    """The one place a tick's event becomes engine calls: the play loop and ``session.regenerate``
+    both tick through it, so a recorded session replays by the loop's own rules.
+
+    Reset n (counting from ``resets``) starts the game at ``seed + n``.
+    """
+
+    def __init__(self, engine: Engine, seed: int, resets: int = 0) -> None:
+        self.engine, self.seed, self.resets = engine, int(seed), int(resets)
+
+    def tick(self, event: int, action: int) -> StepResult:
+        """Run one tick: a reset (action ignored), a re-sync then a step, or a step."""
+        if event == EVENT_RESET:
+            frame = self.engine.reset(self.seed + self.resets)
+            self.resets += 1
+            return StepResult(frame, real=frame)  # a dream starts from the real game's frame
+        if event == EVENT_RESYNC:
+            self.engine.resync()
+        return self.engine.step(action)
 
 
 class RealEngine:
-    """The ground-truth game itself, behind the engine interface."""
+    """The ground-truth game itself, behind the engine interface (no live controls)."""
 
     kind = "real"
+    live: frozenset[str] = frozenset()
 
     def __init__(self, game: Game) -> None:
         self.game = game
         self.frame_size = game.frame_size
         self.action_names = list(game.action_names)
         self.key_bindings = {k: list(v) for k, v in game.key_bindings.items()}
+        self._return, self._info = 0.0, {}
+
+    @property
+    def native_size(self) -> object:
+        return getattr(self.game, "native_size", None)
 
     def reset(self, seed: int) -> np.ndarray:
+        self._return, self._info = 0.0, {}
         return self.game.reset(seed)
 
     def step(self, action: int) -> StepResult:
         t0 = time.perf_counter()
         frame, reward, done, info = self.game.step(action)
-        return StepResult(frame, float(reward), bool(done), info, {"game": _ms(t0)})
+        self._return, self._info = self._return + float(reward), info
+        return StepResult(frame, float(reward), bool(done), info, {"game": ms_since(t0)})
+
+    def set_steps(self, steps: int) -> None:
+        raise NotImplementedError("the real game has no LCM steps")
+
+    def set_fusion(self, mode: Any) -> None:
+        raise NotImplementedError("the real game has no display fusion")
+
+    def resync(self) -> None:
+        raise NotImplementedError("the real game has nothing to re-sync")
+
+    def want(self, wants: Wants) -> None:
+        pass  # shows its frame only
+
+    def status(self) -> EngineStatus:
+        # the game's own score, or (gym games, which have none) the reward summed since the reset
+        return EngineStatus(score=str(self._info.get("score", f"{self._return:g}")))
+
+    def state(self) -> None:
+        return None  # a real session is the game's own record: nothing to regenerate

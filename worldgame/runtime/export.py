@@ -1,6 +1,8 @@
 """Write an episode or session to a video file, headless (no window, no display needed).
 
-Frames are upscaled by an integer factor with nearest-neighbour sampling, so pixels stay sharp.
+Frames are upscaled by an integer factor with nearest-neighbour sampling, so pixels stay sharp;
+a game whose own frames are not square (metadata ``native_size``) is shown at its aspect ratio
+(``views.display_size``), still nearest-neighbour.
 ``.mp4`` is H.264 (libx264, yuv420p) through imageio-ffmpeg; ``.gif`` goes through Pillow with one
 shared frame delay (GIF stores delays in hundredths of a second, so e.g. 30 fps plays at ~33 fps).
 The video is written to a temporary file beside the target, fsynced and renamed when complete
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from worldgame.data.episode import Episode
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_path
+from worldgame.runtime.views import display_size
 
 SUFFIXES = (".mp4", ".gif")
 
@@ -39,6 +42,20 @@ def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
 
 
+def nearest_index(out: int, src: int) -> np.ndarray:
+    """For each of ``out`` pixels, the nearest of ``src`` source pixels (sampled at pixel centres)."""
+    return (2 * np.arange(out) + 1) * src // (2 * out)
+
+
+def resize_nearest(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an (H, W, 3) frame to ``size`` = (width, height)."""
+    w, h = size
+    fh, fw = frame.shape[:2]
+    if h % fh == 0 and h * fw == w * fh:  # a whole zoom: the same pixels, faster
+        return upscale(frame, h // fh)
+    return frame[nearest_index(h, fh)][:, nearest_index(w, fw)]
+
+
 def hud_strip(width: int, text: str, height: int) -> np.ndarray:
     """A dark (height, width, 3) strip with ``text`` drawn in light grey (Pillow's built-in font)."""
     from PIL import Image, ImageDraw, ImageFont
@@ -52,18 +69,28 @@ def hud_strip(width: int, text: str, height: int) -> np.ndarray:
     return np.asarray(strip)
 
 
+def export_size(episode: Episode, scale: int) -> tuple[int, int]:
+    """(width, height) of the episode's frames as exported (without the HUD strip)."""
+    fh, fw = episode.frames.shape[1:3]
+    native = episode.metadata.get("native_size")
+    if fh != fw:  # not a square model frame: zoomed as it is
+        return fw * scale, fh * scale
+    return display_size(fh, native, scale)
+
+
 def episode_frames(episode: Episode, scale: int, hud: bool = False) -> Iterator[np.ndarray]:
     """Yield the episode's frames upscaled, each with a HUD strip underneath when ``hud``."""
     names = list(episode.metadata.get("action_names") or [])
     returns = np.cumsum(episode.rewards, dtype=np.float64)
     last = len(episode) - 1
+    size = export_size(episode, scale)
     for t, frame in enumerate(episode.frames):
-        big = upscale(frame, scale)
+        big = resize_nearest(frame, size)
         if hud:
             a = int(episode.actions[t])
             action = "reset" if t == 0 else (names[a] if 0 <= a < len(names) else str(a))
             text = f"frame {t}/{last}  {action}  return {returns[t]:g}" + ("  done" if episode.dones[t] else "")
-            big = np.concatenate([big, hud_strip(big.shape[1], text, _even(max(14, 2 * scale + 6)))])
+            big = np.concatenate([big, hud_strip(big.shape[1], text, _hud_height(scale))])
         yield big
 
 
@@ -77,8 +104,9 @@ def export_episode(
 ) -> Path:
     """Write ``episode`` to ``out`` (.mp4 or .gif) at ``fps``, zoomed by ``scale``; returns ``out``.
 
-    The size is exactly (H·scale, W·scale) plus the HUD strip, except that an .mp4 gets one black
-    row/column added where a side is odd (H.264 in yuv420p needs even sizes).
+    The size is exactly (H·scale, W·scale) plus the HUD strip (for a game with a non-square
+    ``native_size``, ``views.display_size``), except that an .mp4 gets one black row/column added
+    where a side is odd (H.264 in yuv420p needs even sizes).
     """
     out = check_export_path(out)
     if not fps > 0:
@@ -97,7 +125,7 @@ def export_episode(
             if out.suffix.lower() == ".mp4":
                 _write_mp4(tmp, frames, fps)
             else:
-                _write_gif(tmp, frames, fps, scale)
+                _write_gif(tmp, frames, fps, _palette_sample(episode, scale, hud))
     except (OSError, RuntimeError) as e:
         raise WorldgameError(f"export={out}: could not write the video ({e})") from e
     return out
@@ -105,6 +133,22 @@ def export_episode(
 
 def _even(n: int) -> int:
     return n + (n % 2)
+
+
+def _hud_height(scale: int) -> int:
+    return _even(max(14, 2 * scale + 6))
+
+
+def _palette_sample(episode: Episode, scale: int, hud: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of an exported frame that hold every source pixel once (the first of each
+    nearest-neighbour block), plus every ``scale``-th row of the HUD strip."""
+    w, h = export_size(episode, scale)
+    fh, fw = episode.frames.shape[1:3]
+    rows = np.unique(nearest_index(h, fh), return_index=True)[1]
+    cols = np.unique(nearest_index(w, fw), return_index=True)[1]
+    if hud:
+        rows = np.concatenate([rows, np.arange(h, h + _hud_height(scale), scale)])
+    return rows, cols
 
 
 def _pad_even(frame: np.ndarray) -> np.ndarray:
@@ -137,20 +181,22 @@ def _write_mp4(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
         writer.close()
 
 
-def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float, scale: int) -> None:
+def _write_gif(path: Path, frames: Iterator[np.ndarray], fps: float, sample: tuple[np.ndarray, np.ndarray]) -> None:
     """GIF via Pillow, one palette per frame (exact for frames of up to 256 colours).
 
-    The palette is built from every ``scale``-th pixel, which for a nearest upscale is the whole
-    original frame, then the big frame is mapped onto it: ~5x faster than quantising the big
+    The palette is built from the ``sample`` rows and columns, which for a nearest upscale are the
+    whole original frame, then the big frame is mapped onto it: ~5x faster than quantising the big
     frame. Frames are streamed into Pillow as palette images (1 byte per pixel). Pillow merges a
     frame identical to the one before it into that frame's delay, so such a GIF holds fewer
     frames (its play time is unchanged).
     """
     from PIL import Image
 
+    rows, cols = sample
+
     def palettised() -> Iterator[Image.Image]:
         for frame in frames:
-            small = np.ascontiguousarray(frame[::scale, ::scale])
+            small = np.ascontiguousarray(frame[rows][:, cols])
             palette = Image.fromarray(small).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
             yield Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
 

@@ -6,7 +6,7 @@ i = 0 is the newest frame. Until N + 1 frames have been seen the sum runs over t
 are (and is normalised over them), so the first fused frame is the first frame itself.
 
 The fusion only ever changes what is shown: callers hand it a copy of their frame or latent and
-must never feed its output back into the world model's context (ModelEngine keeps the two apart).
+must never feed its output back into the world model's context (the Dream keeps the two apart).
 Works on any fixed-shape torch tensor: latents (``latent`` mode, as in the source pipeline) or
 decoded frames as float (``pixel`` mode). Buffers are allocated once, on the first frame.
 """
@@ -14,45 +14,14 @@ decoded frames as float (``pixel`` mode). Buffers are allocated once, on the fir
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import torch
 
+from worldgame.runtime.engines import FusionMode  # the engine interface's setting (torch-free there)
+
+__all__ = ["PHI", "FusionMode", "TemporalFusion", "decay_weights"]
+
 PHI = (1 + math.sqrt(5)) / 2
-
-
-class FusionMode(str, Enum):
-    """Where fusion is applied: not at all, on latents before decoding, or on decoded pixels."""
-
-    OFF = "off"
-    LATENT = "latent"
-    PIXEL = "pixel"
-
-    @property
-    def label(self) -> str:
-        """Short name for the HUD."""
-        return {"off": "off", "latent": "φ latent", "pixel": "φ pixel"}[self.value]
-
-    def next(self) -> FusionMode:
-        """The next mode in the F-key cycle: off → φ latent → φ pixel → off."""
-        modes = list(FusionMode)
-        return modes[(modes.index(self) + 1) % len(modes)]
-
-    @property
-    def code(self) -> int:
-        """Stable integer code stored per frame in sessions (0 off, 1 latent, 2 pixel)."""
-        return list(FusionMode).index(self)
-
-    @classmethod
-    def parse(cls, value: str | int | FusionMode) -> FusionMode:
-        """From a config string, a session code or a mode."""
-        if isinstance(value, FusionMode):
-            return value
-        if value is False:  # YAML reads a bare `off` as false
-            return cls.OFF
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return list(cls)[int(value)]
-        return cls(str(value).lower())
 
 
 def decay_weights(window: int, base: float = PHI, available: int | None = None) -> list[float]:

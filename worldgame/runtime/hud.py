@@ -17,7 +17,7 @@ class HudState:
     engine: str
     target_fps: float
     action: str
-    score: str
+    score: str | None  # None: nothing meaningful to show (the dream has no score of its own)
     frame_index: int
     steps: int | None = None
     fusion: str | None = None
@@ -26,6 +26,7 @@ class HudState:
     paused: bool = False
     detail: str = ""  # view-specific line (fusion weights, timesteps) or a transient notice
     nonfinite: int = 0
+    score_label: str = "score"
 
 
 def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
@@ -46,7 +47,10 @@ def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
         mode.append(f"fusion {state.fusion}")
     if state.view is not None:
         mode.append(f"view {state.view}")
-    play = [f"action {state.action}", f"score {state.score}", f"t {state.frame_index}"]
+    play = [f"action {state.action}"]
+    if state.score is not None:
+        play.append(f"{state.score_label} {state.score}")
+    play.append(f"t {state.frame_index}")
     if state.recording:
         play.append("REC")
     if state.paused:

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from worldgame.errors import WorldgameError
-from worldgame.games import make_game
 from worldgame.runtime.controls import ScriptItem
-from worldgame.runtime.engines import Engine, RealEngine, configure_threads
+from worldgame.runtime.engines import FusionMode
+from worldgame.runtime.factory import ENGINES, make_engine
 from worldgame.runtime.hud import HUD_LINES
 from worldgame.runtime.loop import FrameInfo, LoopSummary, PlayLoop
-from worldgame.runtime.session import SessionRecorder, checkpoint_id
+from worldgame.runtime.session import SessionRecorder
 from worldgame.runtime.views import View
 from worldgame.runtime.window import Window, require_display
 
-ENGINES = ("model", "real", "side_by_side")
-FUSION_MODES = ("off", "latent", "pixel")  # fusion.FusionMode's values (not imported: it loads torch)
+__all__ = ["make_engine", "play", "run"]  # make_engine: the factory's, for callers of play
+FUSION_MODES = tuple(m.value for m in FusionMode)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -44,7 +43,8 @@ def play(
     seed = int(cfg.seed) if cfg.seed is not None else random.randrange(1 << 24)
     engine, metadata = make_engine(cfg, seed)
     metadata["scripted"] = script is not None
-    window = Window(engine.frame_size, int(cfg.scale), hud_lines=HUD_LINES, title=f"worldgame — {metadata['game']} ({engine.kind})")
+    window = Window(engine.frame_size, int(cfg.scale), hud_lines=HUD_LINES, native_size=metadata.get("native_size"),
+                    title=f"worldgame — {metadata['game']} ({engine.kind})")
     try:
         loop = PlayLoop(
             engine,
@@ -77,85 +77,3 @@ def check_settings(cfg: DictConfig) -> None:
         raise WorldgameError("fusion_window must be >= 0 and fusion_base > 0")
     if float(cfg.fps) < 0 or int(cfg.scale) < 1 or int(cfg.frames) < 0:
         raise WorldgameError("fps must be >= 0, scale >= 1 and frames >= 0")
-
-
-def game_of(cfg: DictConfig) -> Any:
-    """The game to run: the one a given checkpoint was trained on, unless ``game=`` was chosen on
-    the command line (then the two must agree, which ``load_model`` checks)."""
-    if cfg.get("checkpoint") and cfg.get("engine", "model") != "real" and not _game_chosen():
-        from worldgame.models.checkpoint_checks import read_metadata
-        from worldgame.models.world_model import METADATA
-
-        meta_file = Path(cfg.checkpoint) / METADATA
-        if meta_file.is_file():  # a missing one is reported by load_model with the full story
-            return make_game(read_metadata(meta_file)["game_config"])
-    return make_game(cfg.game)
-
-
-def _game_chosen() -> bool:
-    """Did the command line choose the game (``game=…`` or ``game.<setting>=…``)?"""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        task = HydraConfig.get().overrides.task
-    except ValueError:  # called as a library, not through the CLI: cfg.game is the caller's choice
-        return True
-    return any(o.lstrip("+~").split("=")[0].split(".")[0] == "game" for o in task)
-
-
-def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
-    """The engine ``cfg`` asks for, and the session metadata that describes it."""
-    game = game_of(cfg)
-    metadata: dict[str, Any] = {
-        "game": game.name,
-        "game_config": OmegaConf.to_container(cfg.game, resolve=True),
-        "frame_size": game.frame_size,
-        "action_names": list(game.action_names),
-        "policy": "human" if cfg.engine == "real" else "model",
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    if cfg.engine == "real":
-        return RealEngine(game), metadata
-    import torch
-
-    from worldgame.runtime.model_engine import ModelEngine
-
-    model = load_model(cfg.checkpoint, game.name, game.frame_size, cfg.device, cfg.half)
-    configure_threads(int(cfg.threads), model.device)
-    engine = ModelEngine(
-        model,
-        steps=int(cfg.steps),
-        fusion=cfg.fusion,
-        fusion_window=int(cfg.fusion_window),
-        fusion_base=float(cfg.fusion_base),
-        seed=seed,
-        optimize=bool(cfg.optimize),
-    )
-    metadata.update(
-        game_config=model.metadata["game_config"],
-        checkpoint=str(Path(model.path).resolve()),
-        checkpoint_id=checkpoint_id(model.path),
-        device=str(model.device),
-        dtype=str(model.dtype).removeprefix("torch."),
-        optimized=engine.optimized,
-        threads=torch.get_num_threads(),
-        fusion_window=int(cfg.fusion_window),
-        fusion_base=float(cfg.fusion_base),
-        context_length=model.context_length,
-    )
-    return engine, metadata
-
-
-def load_model(checkpoint: str | None, game: str, frame_size: int, device: str, half: bool | None) -> Any:
-    """Load ``checkpoint`` (None = the game's shipped one) and check it was trained on ``game``."""
-    from worldgame.models.world_model import WorldModel, default_checkpoint
-
-    path = Path(checkpoint) if checkpoint else default_checkpoint(game)
-    if not checkpoint and not path.is_dir():
-        raise WorldgameError(
-            f"no checkpoint shipped for {game} (looked in {path}); pass checkpoint=DIR "
-            "(make one with `worldgame train`), or play the real game with engine=real"
-        )
-    model = WorldModel.from_pretrained(path, device=device, half=half)
-    model.check_game(game, frame_size)
-    return model

@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> Any:
         print(f"wrote {len(episode)} frames of {files[index]} to {out}")
         result = str(out)
     if cfg.regenerate:
-        result = run_regenerate(files[index], str(cfg.device))
+        result = run_regenerate(files[index], str(cfg.device), progress=bool(cfg.progress))
     return result
 
 
@@ -116,18 +116,20 @@ def load(path: Path) -> Episode:
     return episode
 
 
-def run_regenerate(path: Path, device: str) -> dict[str, Any]:
-    """Re-run the model of a recorded session; print a summary, then the result as one JSON line."""
+def run_regenerate(path: Path, device: str, progress: bool = True) -> dict[str, Any]:
+    """Re-run the model of a recorded session; print a summary, then the result as one JSON line.
+    ``progress`` shows a progress bar on a terminal."""
     meta = load(path).metadata
     if meta.get("policy") != "model" and "checkpoint" not in meta:
         raise WorldgameError(
             f"{path} is a {meta.get('policy', 'non-model')} episode, not a model session; "
             "regenerate needs a session recorded by `worldgame play engine=model record=true`"
         )
+    print(f"loading {meta.get('checkpoint', 'the model')} ...", flush=True)  # torch and the model take seconds
     from worldgame.runtime.session import regenerate  # imports torch: only when asked
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unfinished")  # already noted by load() above
-        result = regenerate(path, device=device)
+        result = regenerate(path, device=device, progress=progress)
     if result["identical"]:
         print(f"regenerated {result['frames']} frames of {path}: bit-identical to the recording")
     else:
@@ -198,6 +200,7 @@ class _Player:
             if script is not None:
                 self._post(next(script, None))
             for event in pg.event.get():
+                self.window.handle(event)
                 if event.type == pg.QUIT:
                     state.running = False
                 elif event.type == pg.KEYDOWN:
@@ -271,15 +274,19 @@ class _Player:
             self.returns = np.cumsum(episode.rewards, dtype=np.float64)
             self.names = list(episode.metadata.get("action_names") or [])
             size = max(episode.frames.shape[1:3])
+            native = episode.metadata.get("native_size") if episode.frames.shape[1] == episode.frames.shape[2] else None
         else:
             size = self.window.frame_size if self.window else 64
+            native = self.window.native_size if self.window else None
         if self.window is None or self.window.frame_size != size:
             if self.window is not None:
                 self.window.close()
             try:
-                self.window = Window(size, self.scale, hud_lines=HUD_LINES, title="worldgame replay")
+                self.window = Window(size, self.scale, hud_lines=HUD_LINES, title="worldgame replay", native_size=native)
             except self.pg.error as e:
                 raise WorldgameError(f"cannot open a window ({e}); use export=out.mp4 to watch without one") from e
+        else:
+            self.window.set_native_size(native)
         self.pg.display.set_caption(f"worldgame replay - {self.files[index].name}")
 
     def _last(self) -> int:

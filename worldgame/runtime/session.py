@@ -19,7 +19,6 @@ frames; resets within the session use seed ``seed + reset_index + n`` for the n-
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import math
 import time
@@ -28,26 +27,26 @@ from typing import Any
 
 import numpy as np
 
-from worldgame.data.episode import SUFFIX, Episode, EpisodeWriter, read_episode
+from worldgame.data.episode import (  # the event codes are read from here too (tests, tools)
+    EVENT_RESET,  # noqa: F401
+    EVENT_RESYNC,  # noqa: F401
+    EVENT_START,
+    EVENT_STEP,
+    SUFFIX,
+    Episode,
+    EpisodeWriter,
+    read_episode,
+)
 from worldgame.errors import WorldgameError
-from worldgame.runtime.engines import Engine, configure_threads
+from worldgame.runtime.engines import Driver, Engine
+from worldgame.runtime.factory import checkpoint_id, configure_threads, load_model, model_engine
 
-EVENT_STEP, EVENT_RESET, EVENT_RESYNC, EVENT_START = 0, 1, 2, 3
 PER_FRAME = {
     "event": "0 step, 1 reset, 2 re-sync to the real game then step, 3 first frame of the recording",
     "lcm_steps": "LCM sampling steps used for this frame (model sessions)",
     "fusion_mode": "display fusion: 0 off, 1 latent, 2 pixel (model sessions)",
     "latency": "ms from the action being read to its frame being presented",
 }
-
-
-def checkpoint_id(path: str | Path) -> str:
-    """A short id of a checkpoint's weights: sha256 over its vae and denoiser safetensors files."""
-    h = hashlib.sha256()
-    for part in ("vae", "denoiser"):
-        for f in sorted((Path(path) / part).glob("*.safetensors")):
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def encode_state(state: dict[str, Any]) -> str:
@@ -106,10 +105,10 @@ class SessionRecorder:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "per_frame": PER_FRAME,
         }
-        extra: dict[str, float] = {}
-        if engine.kind == "model":
-            meta["snapshot"] = encode_state(engine.state())
-            extra = {"lcm_steps": engine.steps, "fusion_mode": engine.fusion_mode.code}
+        state = engine.state()
+        if state is not None:
+            meta["snapshot"] = encode_state(state)
+        extra = engine.status().columns
         self.writer = EpisodeWriter(path, meta)
         self.path = path
         self.writer.add(np.array(frame, np.uint8), action, timings_ms={**extra, "event": EVENT_START})
@@ -137,7 +136,7 @@ class SessionRecorder:
         return self.path
 
 
-def regenerate(path: str | Path, device: str = "auto") -> dict:
+def regenerate(path: str | Path, device: str = "auto", progress: bool = False) -> dict:
     """Re-run the model of a recorded model session on its actions and settings; compare frames.
 
     Returns ``{'frames', 'identical', 'psnr', 'max_abs_diff'}``: ``frames`` counts the session's
@@ -146,55 +145,55 @@ def regenerate(path: str | Path, device: str = "auto") -> dict:
     is True when every regenerated frame equals the recorded one bit for bit (expected on the
     device and dtype that recorded it), and then ``psnr`` is ``inf``; ``max_abs_diff`` is the
     largest per-pixel difference. Also ``checkpoint_changed`` when the weights' id differs.
+    ``progress`` shows a progress bar on a terminal (each frame is a full model step).
     """
     import torch
 
-    from worldgame.models.world_model import WorldModel, pick_device
+    from worldgame.models.world_model import pick_device
 
     episode = read_episode(path)
     meta = episode.metadata
     if meta.get("engine") != "model" or "snapshot" not in meta:
         raise WorldgameError(f"{path}: not a model session (engine={meta.get('engine', 'none')}); only model sessions can be regenerated")
+    missing = [k for k in ("checkpoint", "seed", "fusion_window", "fusion_base") if k not in meta]
+    if missing or not isinstance(meta["checkpoint"], str):
+        raise WorldgameError(f"{path}: the session's metadata lacks {', '.join(missing) or 'a checkpoint path'}; "
+                             "it cannot be regenerated (was it written by `worldgame play record=true`?)")
     dev = pick_device(device)
     same_kind = str(meta.get("device", "cpu")).split(":")[0] == dev.type
-    half = (meta.get("dtype") == "float16") if same_kind else None
+    settings = {
+        "fusion_window": meta["fusion_window"],
+        "fusion_base": meta["fusion_base"],
+        "optimize": meta.get("optimized", True),
+        # sessions before backends were torch; ONNX runs on the CPU only (elsewhere: torch, compared by PSNR)
+        "backend": str(meta.get("backend", "torch")) if dev.type == "cpu" else "torch",
+        # the thread count the session ran with: CPU kernels may round differently with another
+        "threads": int(meta.get("threads", 0)) if same_kind else 0,
+    }
     threads = torch.get_num_threads()
     try:
-        model = WorldModel.from_pretrained(meta["checkpoint"], device=str(dev), half=half)
-        # the thread count the session ran with: CPU kernels may round differently with another
-        configure_threads(int(meta.get("threads", 0)) if same_kind else 0, dev)
-        return _regenerate(episode, model)
+        model = load_model(meta["checkpoint"], str(dev), (meta.get("dtype") == "float16") if same_kind else None)
+        engine = model_engine(model, settings, seed=int(meta["seed"]))
+        return _regenerate(episode, engine, progress)
     finally:
-        torch.set_num_threads(threads)
+        configure_threads(threads, dev)  # as the caller had it
 
 
-def _regenerate(episode: Episode, model: Any) -> dict:
-    from worldgame.runtime.model_engine import ModelEngine
+def _regenerate(episode: Episode, engine: Any, progress: bool = False) -> dict:
+    """Restore the snapshot, then tick the engine through the play loop's own :class:`Driver` on
+    each recorded row's event, action and settings; compare every frame with the recorded one."""
+    from tqdm import tqdm
 
     meta = episode.metadata
-    engine = ModelEngine(
-        model,
-        fusion_window=int(meta["fusion_window"]),
-        fusion_base=float(meta["fusion_base"]),
-        seed=int(meta["seed"]),
-        optimize=bool(meta.get("optimized", True)),
-    )
     engine.load_state(decode_state(meta["snapshot"]))
+    driver = Driver(engine, int(meta["seed"]), resets=int(meta.get("reset_index", 0)))
     cols = episode.timings_ms
     events = cols.get("event", np.zeros(len(episode)))
-    next_reset = int(meta["seed"]) + int(meta.get("reset_index", 0))
     sq_err, max_diff, identical = 0.0, 0, True
-    for i in range(1, len(episode)):
+    for i in tqdm(range(1, len(episode)), desc="regenerate", unit="frame", disable=None if progress else True):
         engine.set_steps(int(cols["lcm_steps"][i]))
         engine.set_fusion(int(cols["fusion_mode"][i]))
-        event = int(events[i])
-        if event == EVENT_RESET:
-            frame = engine.reset(next_reset)
-            next_reset += 1
-        else:
-            if event == EVENT_RESYNC:
-                engine.resync()
-            frame = engine.step(int(episode.actions[i])).frame
+        frame = driver.tick(int(events[i]), int(episode.actions[i])).frame
         diff = np.abs(frame.astype(np.int16) - episode.frames[i].astype(np.int16))
         max_diff = max(max_diff, int(diff.max()))
         identical = identical and max_diff == 0
@@ -204,4 +203,6 @@ def _regenerate(episode: Episode, model: Any) -> dict:
     result: dict[str, Any] = {"frames": len(episode), "identical": identical, "psnr": psnr, "max_abs_diff": max_diff}
     if meta.get("checkpoint_id") and meta["checkpoint_id"] != checkpoint_id(meta["checkpoint"]):
         result["checkpoint_changed"] = True
+    if engine.backend != meta.get("backend", "torch"):
+        result["backend_changed"] = True
     return result

@@ -1,20 +1,53 @@
-"""The source's four view modes: which frames the window shows side by side, and with what caption.
+"""The source's four view modes: which frames the window shows side by side, and with what caption;
+and the size a frame is shown at (``display_size``, shared by the window and video export).
 
 * **Stream** — the generated game alone.
 * **LCM Steps** — the denoised estimate after each sampling step (what each step adds).
 * **Temporal** — the unfused and the fused frame, the fusion weights in the HUD.
-* **World Model** — the real game (stepped in lockstep on the same actions) beside the model.
+* **World Model** — the real game (on the same actions, runtime/lockstep.py) beside the model.
+
+Each view tells the engine what it will draw (``View.wants``), so the engine computes nothing else.
 """
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import numpy as np
 
-from worldgame.runtime.engines import StepResult
+from worldgame.runtime.engines import EngineStatus, StepResult, Wants
 
 Panel = tuple[np.ndarray, str | None]
+MAX_NATIVE_SIDE = 4096
+
+
+def parse_native_size(value: object) -> tuple[int, int] | None:
+    """A game's own frame geometry ``(height, width)`` from metadata's ``native_size`` (or a game's
+    attribute); None, meaning square, for anything but two whole numbers in 1..4096 (the value may
+    come from any file, so nothing else is trusted)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_NATIVE_SIDE for v in value
+    ):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def display_size(frame_size: int, native_size: object, scale: int) -> tuple[int, int]:
+    """``(width, height)`` to show a square ``frame_size`` frame at its game's own aspect ratio.
+
+    Square games (or no valid ``native_size``): ``frame_size * scale`` a side, as always. Otherwise
+    about the same area at the native aspect: the longer side gets a whole zoom of
+    ``frame_size`` (so its pixels stay even), the shorter side the matching length.
+    """
+    native = parse_native_size(native_size)
+    side = frame_size * scale
+    if native is None or native[0] == native[1]:
+        return side, side
+    h, w = native
+    long_side = frame_size * max(1, round(scale * math.sqrt(max(h, w) / min(h, w))))
+    short_side = max(1, round(long_side * min(h, w) / max(h, w)))
+    return (short_side, long_side) if h > w else (long_side, short_side)
 
 
 class View(str, Enum):
@@ -47,17 +80,20 @@ class View(str, Enum):
         return {View.STREAM: 1, View.LCM_STEPS: steps, View.TEMPORAL: 2, View.WORLD_MODEL: 2}[self]
 
     @property
-    def needs_steps(self) -> bool:
-        """The engine must decode every step's estimate."""
-        return self is View.LCM_STEPS
+    def wants(self) -> Wants:
+        """What the engine must compute for this view besides the frame."""
+        return Wants(step_frames=self is View.LCM_STEPS, unfused=self is View.TEMPORAL, real=self is View.WORLD_MODEL)
 
-    @property
-    def needs_unfused(self) -> bool:
-        """The engine must also decode the frame before fusion."""
-        return self is View.TEMPORAL
+    def detail(self, status: EngineStatus) -> str:
+        """The HUD's line about this view ("" for Stream)."""
+        if self is View.TEMPORAL:
+            weights = status.fusion_weights
+            return "weights " + " ".join(f"{w:.2f}" for w in weights) if weights else "fusion off: F turns it on"
+        return {View.LCM_STEPS: "denoised estimate after each LCM step",
+                View.WORLD_MODEL: "left: real game, right: model | Y re-syncs"}.get(self, "")
 
 
-def panels(view: View, result: StepResult, steps: int, fusion_label: str) -> list[Panel]:
+def panels(view: View, result: StepResult, status: EngineStatus) -> list[Panel]:
     """The frames to draw for ``view`` from one engine result.
 
     Where the result lacks what the view needs (the view was switched while paused, or the real
@@ -66,6 +102,7 @@ def panels(view: View, result: StepResult, steps: int, fusion_label: str) -> lis
     frame = result.frame
     if view is View.STREAM:
         return [(frame, None)]
+    steps = status.steps or 1
     if view is View.LCM_STEPS:
         sf = result.step_frames
         if sf is None or len(sf) != steps:
@@ -74,6 +111,7 @@ def panels(view: View, result: StepResult, steps: int, fusion_label: str) -> lis
         return [(sf[i], f"step {i + 1}" + (f" t={ts[i]}" if ts[i] is not None else "")) for i in range(steps)]
     if view is View.TEMPORAL:
         unfused = result.unfused if result.unfused is not None else frame
-        return [(unfused, "unfused"), (frame, f"fused: {fusion_label}")]
-    real = result.real if result.real is not None else frame
-    return [(real, "real game"), (frame, "model")]
+        return [(unfused, "unfused"), (frame, "fused: " + (status.fusion.label if status.fusion else "off"))]
+    if result.real is None:
+        return [(frame, "(next frame)"), (frame, "model")]
+    return [(result.real, "real game"), (frame, "model")]

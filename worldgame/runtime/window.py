@@ -11,6 +11,7 @@ import numpy as np
 import pygame
 
 from worldgame.errors import WorldgameError
+from worldgame.runtime.views import display_size, parse_native_size
 
 HUD_BG = (12, 12, 18)
 HUD_FG = (220, 220, 230)
@@ -74,24 +75,44 @@ def _is_mac() -> bool:
 class Window:
     """A window showing ``panels`` frames side by side, each scaled by ``scale`` (nearest), above a HUD.
 
+    Drawing allocates nothing per frame: a frame is written into one small surface in the
+    window's own pixel format and scaled straight into its panel of the window (no intermediate
+    surface, no format conversion); text (HUD lines, captions, the help box) is rendered once per
+    distinct string and kept; the HUD strip is redrawn only when its text changes, and
+    :meth:`present` sends the display only the areas drawn since the last one.
+
     Args:
         frame_size: side of one frame in pixels.
         scale: integer zoom of every frame.
         panels: how many frames fit side by side (views like side-by-side use 2-4).
         hud_lines: text lines reserved below the frames.
         title: window caption.
+        native_size: the game's own frame (height, width); frames are shown at that aspect
+            (``views.display_size``). None: square.
     """
 
-    def __init__(self, frame_size: int, scale: int = 8, panels: int = 1, hud_lines: int = 3, title: str = "worldgame") -> None:
+    TEXT_CACHE = 256  # rendered strings kept (captions with timesteps, HUD lines); cleared when full
+
+    def __init__(
+        self,
+        frame_size: int,
+        scale: int = 8,
+        panels: int = 1,
+        hud_lines: int = 3,
+        title: str = "worldgame",
+        native_size: object = None,
+    ) -> None:
         require_display()
         pygame.display.init()
         pygame.font.init()
         self.frame_size, self.scale, self.title = frame_size, scale, title
+        self.native_size = parse_native_size(native_size)
         self.font = pygame.font.Font(None, max(16, 2 * scale + 4))
         self.line_h = self.font.get_linesize()
         self.hud_lines = hud_lines
         self.panels = 0
-        self._hud_cache: dict[int, tuple[str, tuple[int, int, int], pygame.Surface]] = {}
+        self._text: dict[tuple, pygame.Surface] = {}
+        self._overlay: tuple[list[str], pygame.Surface] | None = None
         self.resize(panels)
         pygame.display.set_caption(title)
 
@@ -102,45 +123,71 @@ class Window:
         if panels == self.panels and scale == self.scale:
             return
         self.panels, self.scale = panels, scale
-        side = self.frame_size * self.scale
-        self.screen = pygame.display.set_mode((side * panels, side + self.line_h * self.hud_lines + 8))
-        self._frame_surface = pygame.Surface((self.frame_size, self.frame_size))
-        self._scaled = pygame.Surface((side, side))
+        w, h = self.panel_size()
+        self.screen = pygame.display.set_mode((w * panels, h + self.line_h * self.hud_lines + 8))
+        self._frame_surface = pygame.Surface((self.frame_size, self.frame_size), 0, self.screen)  # the window's format
+        self._panel_rects = [pygame.Rect(i * w, 0, w, h) for i in range(panels)]
+        self._panels = [self.screen.subsurface(r) for r in self._panel_rects]
+        self._hud_shown: tuple[list[str], set[int] | None] | None = None  # the strip is blank: draw it
+        self._dirty: list[pygame.Rect] = [self.screen.get_rect()]  # areas drawn since the last present
+
+    def panel_size(self, scale: int | None = None) -> tuple[int, int]:
+        """(width, height) of one frame panel at ``scale`` (default: the current one)."""
+        return display_size(self.frame_size, self.native_size, self.scale if scale is None else scale)
+
+    def set_native_size(self, native_size: object) -> None:
+        """Show frames at the aspect of a game whose own frames are ``native_size`` (height, width)."""
+        native = parse_native_size(native_size)
+        if native != self.native_size:
+            self.native_size = native
+            panels, self.panels = self.panels, 0  # makes resize() reallocate
+            self.resize(panels)
 
     def blit_frame(self, frame: np.ndarray, panel: int = 0, label: str | None = None) -> None:
         """Draw one (H, W, 3) uint8 frame into ``panel``, nearest-scaled, with an optional caption."""
         pygame.surfarray.blit_array(self._frame_surface, frame.swapaxes(0, 1))
-        pygame.transform.scale(self._frame_surface, self._scaled.get_size(), self._scaled)
-        x = panel * self._scaled.get_width()
-        self.screen.blit(self._scaled, (x, 0))
+        target = self._panels[panel]
+        pygame.transform.scale(self._frame_surface, target.get_size(), target)
+        self._dirty.append(self._panel_rects[panel])
         if label:
-            text = self.font.render(label, True, HUD_FG, HUD_BG)
-            self.screen.blit(text, (x + 4, 4))
+            target.blit(self._render(label, HUD_FG, HUD_BG), (4, 4))
 
     def draw_hud(self, lines: list[str], warn: set[int] | None = None) -> None:
-        """Draw text ``lines`` in the strip below the frames; indices in ``warn`` are highlighted."""
-        top = self.frame_size * self.scale
-        self.screen.fill(HUD_BG, (0, top, self.screen.get_width(), self.screen.get_height() - top))
+        """Draw text ``lines`` in the strip below the frames; indices in ``warn`` are highlighted.
+        Nothing is drawn when the strip already shows exactly this."""
+        if self._hud_shown is not None and self._hud_shown == (lines, warn):
+            return
+        self._hud_shown = (list(lines), set(warn) if warn else warn)
+        top = self._panels[0].get_height()
+        self._dirty.append(self.screen.fill(HUD_BG, (0, top, self.screen.get_width(), self.screen.get_height() - top)))
         for i, line in enumerate(lines[: self.hud_lines]):
-            colour = HUD_WARN if warn and i in warn else HUD_FG
-            cached = self._hud_cache.get(i)
-            if cached is None or cached[0] != line or cached[1] != colour:  # render text only when it changes
-                cached = (line, colour, self.font.render(line, True, colour))
-                self._hud_cache[i] = cached
-            self.screen.blit(cached[2], (6, top + 4 + i * self.line_h))
+            self.screen.blit(self._render(line, HUD_WARN if warn and i in warn else HUD_FG), (6, top + 4 + i * self.line_h))
 
     def draw_overlay(self, lines: list[str]) -> None:
         """A translucent box of text over the frames (the H help overlay)."""
-        w = max(self.font.size(line)[0] for line in lines) + 24
-        h = self.line_h * len(lines) + 16
-        box = pygame.Surface((w, h), pygame.SRCALPHA)
-        box.fill((0, 0, 0, 200))
-        for i, line in enumerate(lines):
-            box.blit(self.font.render(line, True, HUD_FG), (12, 8 + i * self.line_h))
-        self.screen.blit(box, ((self.screen.get_width() - w) // 2, max(0, (self.frame_size * self.scale - h) // 2)))
+        if self._overlay is None or self._overlay[0] != lines:
+            w = max(self.font.size(line)[0] for line in lines) + 24
+            box = pygame.Surface((w, self.line_h * len(lines) + 16), pygame.SRCALPHA)
+            box.fill((0, 0, 0, 200))
+            for i, line in enumerate(lines):
+                box.blit(self.font.render(line, True, HUD_FG), (12, 8 + i * self.line_h))
+            self._overlay = (list(lines), box)
+        box = self._overlay[1]
+        top = max(0, (self._panels[0].get_height() - box.get_height()) // 2)
+        self._dirty.append(self.screen.blit(box, ((self.screen.get_width() - box.get_width()) // 2, top)))
+        if top + box.get_height() > self._panels[0].get_height():
+            self._hud_shown = None  # the box reaches into the HUD strip: redraw it next time
+
+    def handle(self, event: pygame.event.Event) -> None:
+        """Window events: where the system uncovered the window, send all of it at the next present
+        (only the areas drawn are sent otherwise, and an unchanged HUD is not redrawn)."""
+        if event.type in (pygame.WINDOWEXPOSED, pygame.VIDEOEXPOSE):
+            self._dirty.append(self.screen.get_rect())
 
     def present(self) -> None:
-        pygame.display.flip()
+        """Show what was drawn since the last call (only those areas are sent to the display)."""
+        pygame.display.update(self._dirty)
+        self._dirty.clear()
 
     def snapshot(self) -> np.ndarray:
         """The window's pixels as (H, W, 3) uint8 (for tests and screenshots)."""
@@ -148,3 +195,12 @@ class Window:
 
     def close(self) -> None:
         pygame.display.quit()
+
+    def _render(self, text: str, colour: tuple[int, int, int], background: tuple[int, int, int] | None = None) -> pygame.Surface:
+        key = (text, colour, background)
+        surface = self._text.get(key)
+        if surface is None:
+            if len(self._text) >= self.TEXT_CACHE:
+                self._text.clear()
+            surface = self._text[key] = self.font.render(text, True, colour, background)
+        return surface

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgame.data.episode import list_episodes, read_episode
+from worldgame.data.episode import EVENT_RESET, list_episodes, read_episode, read_metadata
 from worldgame.errors import WorldgameError
 
 
@@ -30,30 +32,72 @@ class FrameData:
         return len(self.ends)
 
 
-def load_frame_data(data_dir: str | Path, context_length: int, val_fraction: float) -> tuple[FrameData, FrameData]:
-    """Read every episode under ``data_dir``; the last ``val_fraction`` of the files are held out."""
-    files = list_episodes(data_dir)
-    n_val = max(1, round(len(files) * val_fraction)) if len(files) > 1 else 0
-    if len(files) - n_val < 1:
-        raise WorldgameError(f"{data_dir}: need at least 2 episodes (one to train, one to validate)")
-    parts = [_load(files[: len(files) - n_val], context_length)]
-    parts.append(_load(files[len(files) - n_val :], context_length) if n_val else parts[0])
-    return parts[0], parts[1]
+def load_frame_data(data: str | Path | Sequence[str | Path], context_length: int,
+                    val_fraction: float) -> tuple[FrameData, FrameData]:
+    """Read every episode under ``data`` -- a folder, or a list of folders (e.g. collected
+    episodes plus recorded play: ``data=[data/boxing,sessions]``).
+
+    From each folder the last ``val_fraction`` of its files are held out (at least one file in
+    all, unless there is only one). Sessions of the world model (``engine: model``) are dreams, not the game: they are
+    skipped with a warning, and a folder of nothing else is refused.
+    """
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    if not folders:
+        raise WorldgameError("data=[]: name at least one folder of episodes (made by `worldgame collect`)")
+    train_files: list[Path] = []
+    val_files: list[Path] = []
+    for folder in folders:
+        files, dreams = _ground_truth(folder)
+        if dreams:
+            warnings.warn(f"{folder}: skipped {dreams} session(s) of the world model: a dream is not ground truth "
+                          "(record the real game with `worldgame play engine=real record=true`)", stacklevel=2)
+        n_val = round(len(files) * val_fraction) if len(files) > 1 else 0
+        train_files += files[: len(files) - n_val]
+        val_files += files[len(files) - n_val:]
+    if not val_files and len(train_files) > 1:
+        val_files.append(train_files.pop())
+    train = _load(train_files, context_length)
+    # a single episode validates on itself (a smoke run); otherwise on files it never trains on
+    return train, _load(val_files, context_length, train.metadata) if val_files else train
 
 
-def _load(files: list[Path], k: int) -> FrameData:
-    frames, actions, ends, offset, meta = [], [], [], 0, None
+def _ground_truth(folder: str | Path) -> tuple[list[Path], int]:
+    """The episode files of ``folder`` that recorded the real game, and how many were dreams."""
+    files, dreams = [], 0
+    for f in list_episodes(folder):
+        if read_metadata(f).get("engine", "real") == "real":
+            files.append(f)
+        else:
+            dreams += 1
+    if not files:
+        raise WorldgameError(f"{folder}: holds only sessions of the world model, which are dreams, not the game; "
+                             "train on episodes from `worldgame collect` or `worldgame play engine=real record=true`")
+    return files, dreams
+
+
+# what must agree between all episodes trained on together
+_SAME = ("game", "frame_size", "action_names", "game_config")
+
+
+def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
+    frames, actions, ends, offset, first = [], [], [], 0, files[0]
     for f in tqdm(files, desc="read episodes", unit="file", leave=False, disable=None):
         ep = read_episode(f)
         if meta is None:
             meta = ep.metadata
-        elif (ep.metadata.get("game"), ep.metadata.get("frame_size")) != (meta.get("game"), meta.get("frame_size")):
-            raise WorldgameError(f"{f}: from {ep.metadata.get('game')} at {ep.metadata.get('frame_size')}px, "
-                                 f"but {files[0]} is {meta.get('game')} at {meta.get('frame_size')}px; keep one game per data folder")
-        # a window may not cross a game reset: frame i+1 after dones[i] starts a new game
-        resets = np.flatnonzero(ep.dones[:-1]) + 1
-        starts = np.concatenate([[0], resets])
-        stops = np.concatenate([resets, [len(ep)]])
+        else:
+            for key in _SAME:
+                if key in meta and ep.metadata.get(key) != meta.get(key):
+                    raise WorldgameError(f"{f}: its {key} ({_short(ep.metadata.get(key))}) differs from {first}'s "
+                                         f"({_short(meta.get(key))}); train on one game with one set of settings")
+        # a window may not cross a game reset: frame i+1 after dones[i] starts a new game, and in
+        # a recorded session so does every row whose event is a reset (the R key or game over)
+        resets = set((np.flatnonzero(ep.dones[:-1]) + 1).tolist())
+        events = ep.timings_ms.get("event")
+        if events is not None:
+            resets |= set(np.flatnonzero(events == EVENT_RESET).tolist()) - {0}
+        starts = np.array([0, *sorted(resets)], dtype=np.int64)
+        stops = np.array([*sorted(resets), len(ep)], dtype=np.int64)
         for a, b in zip(starts, stops):
             if b - a > k:
                 ends.append(np.arange(offset + a + k, offset + b))
@@ -61,13 +105,18 @@ def _load(files: list[Path], k: int) -> FrameData:
         actions.append(ep.actions)
         offset += len(ep)
     if not ends:
-        raise WorldgameError(f"{files[0].parent}: episodes are shorter than the context length {k} + 1")
+        raise WorldgameError(f"{first.parent}: episodes are shorter than the context length {k} + 1")
     return FrameData(
         frames=torch.from_numpy(np.concatenate(frames)),
         actions=torch.from_numpy(np.concatenate(actions)).long(),
         ends=torch.from_numpy(np.concatenate(ends)).long(),
         metadata=meta or {},
     )
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def windows(ends: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

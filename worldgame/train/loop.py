@@ -3,7 +3,8 @@
 Read top to bottom: load episodes -> for each stage build its objective (train/vae.py,
 train/teacher.py, train/distill.py, train/rollout.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
 periodic validation that keeps the best weights, resumable state every ``save_every`` steps and
-on Ctrl-C) -> the out folder is a checkpoint folder after every stage.
+on Ctrl-C) -> the out folder is a checkpoint folder after every stage. Under torchrun the same loop
+runs in every process (train/distributed.py: sharded batches, averaged gradients, rank 0 writes).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, read_json_object
+from worldgame.games.registry import key_bindings_for
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import MAX_JSON_BYTES
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
+from worldgame.train import distributed
 from worldgame.train.data import load_frame_data
 from worldgame.train.distill import DistillObjective
 from worldgame.train.latents import LatentBatches, encode_all
@@ -36,19 +39,21 @@ def run(cfg: DictConfig) -> dict:
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     if any(s not in STAGES for s in stages):
         raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill, rollout or all")
-    device = pick_device(cfg.device)
+    ctx = distributed.setup(pick_device(cfg.device))  # one process unless started by torchrun
+    device = ctx.device
     # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
     torch.set_num_threads(cfg.threads or (1 if device.type == "cpu" else torch.get_num_threads()))
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train, val = load_frame_data(cfg.data, cfg.model.denoiser.context_length, cfg.val_fraction)
-    print(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
+    data = OmegaConf.to_container(cfg.data) if OmegaConf.is_list(cfg.data) else cfg.data
+    train, val = load_frame_data(data, cfg.model.denoiser.context_length, cfg.val_fraction)
+    ctx.log(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
     _check_same_game(out, train.metadata)
     _check_game_config(train.metadata)
     report = {}
     for stage in stages:
-        report[stage] = train_stage(stage, cfg, train, val, out, device)
+        report[stage] = train_stage(stage, cfg, train, val, out, device, ctx)
     return report
 
 
@@ -70,9 +75,12 @@ def build(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.devi
     return DistillObjective(cfg, batches, val_batches, vae, teacher, device)
 
 
-def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.device) -> dict:
+def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.device,
+                ctx: distributed.Single = distributed.SINGLE) -> dict:
     scfg = cfg.train[stage]
-    objective = build(stage, cfg, train, val, out, device)
+    ctx.seed(cfg.seed)  # under torchrun: every rank builds the same model (and EMA / target copies)
+    with ctx.main_first():  # rank 0 writes the latents cache, the others read it
+        objective = build(stage, cfg, train, val, out, device)
     model = objective.trainable()
     opt = torch.optim.AdamW(model.parameters(), lr=scfg.lr, weight_decay=scfg.weight_decay)
     warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, scfg.warmup_steps)))
@@ -97,7 +105,7 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
         if "extra" in state:
             objective.load_extra(state["extra"])
         step, elapsed, best, history = state["step"], state["elapsed"], state["best"], state["history"]
-        print(f"{stage}: resuming at step {step} ({elapsed / 60:.1f} min done, best {best:.2f})")
+        ctx.log(f"{stage}: resuming at step {step} ({elapsed / 60:.1f} min done, best {best:.2f})")
 
     def save_state() -> None:
         extra = objective.extra_state() if hasattr(objective, "extra_state") else None
@@ -117,41 +125,49 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
             best = metrics["score"]
             save_weights(stage, objective, cfg, out, train.metadata, history)
 
+    ctx.broadcast(model)
     budget = scfg.max_minutes * 60
-    bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True, disable=not cfg.progress)
+    bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True,
+               disable=not cfg.progress or not ctx.main)
     if step == 0 and stage in ("distill", "rollout"):
-        validate()  # the starting point is a candidate too: a fine-tune that only hurts keeps it
+        ctx.on_main(validate)  # the starting point is a candidate too: a fine-tune that only hurts keeps it
     model.train()
     try:
         while step < scfg.steps and elapsed < budget:
             t0 = time.perf_counter()
-            loss = objective.loss(gen)
+            loss = objective.loss(ctx.generator(gen))  # under torchrun: this rank's own batch
             if not torch.isfinite(loss):
                 raise WorldgameError(f"{stage}: loss became {loss.item()} at step {step}; lower {stage}.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            value = ctx.average_gradients(model, loss)  # loss.item(), or the mean over ranks
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             warmup.step()
             objective.after_step()
             step += 1
-            elapsed += time.perf_counter() - t0
-            losses.append(loss.item())
+            elapsed = ctx.agree(elapsed + time.perf_counter() - t0)
+            losses.append(value)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", min=f"{elapsed / 60:.1f}")
+            bar.set_postfix(loss=f"{value:.4f}", min=f"{elapsed / 60:.1f}")
             if step % scfg.val_every == 0:
-                validate()
+                ctx.on_main(validate)
             if step % cfg.save_every == 0:
-                save_state()
+                ctx.on_main(save_state)
     except KeyboardInterrupt:
-        save_state()
+        if ctx.main:  # no barrier: the other ranks are being interrupted too
+            save_state()
         bar.close()
         raise
-    if not history or history[-1]["step"] != step:
-        validate()
-    save_state()
+
+    def finish() -> None:
+        if not history or history[-1]["step"] != step:
+            validate()
+        save_state()
+
+    ctx.on_main(finish)
     bar.close()
-    print(f"{stage}: {step} steps in {elapsed / 60:.1f} min; best score {best:.2f}; weights in {out}")
+    ctx.log(f"{stage}: {step} steps in {elapsed / 60:.1f} min; best score {best:.2f}; weights in {out}")
     n = max(1, len(losses) // 5)  # mean loss over the first and last fifth of this run's steps
     loss_start = sum(losses[:n]) / n if losses else float("nan")
     loss_end = sum(losses[-n:]) / n if losses else float("nan")
@@ -178,8 +194,11 @@ def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: d
         "game": data_meta.get("game"),
         "game_config": game_cfg,
         "frame_size": data_meta.get("frame_size"),
+        "native_size": data_meta.get("native_size") or [data_meta.get("frame_size")] * 2,
         "action_names": data_meta.get("action_names"),
-        "key_bindings": _key_bindings(game_cfg),
+        # data collected before episodes carried their keys: derived from the action names,
+        # never by building the game (an Atari env takes seconds and prints a banner)
+        "key_bindings": data_meta.get("key_bindings") or key_bindings_for(game_cfg, data_meta.get("action_names") or []),
         "prediction_type": cfg.model.prediction_type,
         "context_noise": cfg.model.play_context_noise,
         "context_length": cfg.model.denoiser.context_length,
@@ -219,14 +238,6 @@ def _check_same_game(out: Path, data_meta: dict) -> None:
     if mine != theirs:
         raise WorldgameError(f"out={out} holds a checkpoint of {theirs[0]} at {theirs[1]}px, but the data is "
                              f"{mine[0]} at {mine[1]}px; use another out= for this game")
-
-
-def _key_bindings(game_cfg: dict) -> dict:
-    if not game_cfg:
-        return {}
-    from worldgame.games import make_game
-
-    return dict(make_game(game_cfg).key_bindings)
 
 
 def _require(cls, folder: Path, stage: str):

@@ -1,4 +1,4 @@
-"""Sampling with a bare denoiser network during training (WorldModel does the same at play time),
+"""Sampling with a bare denoiser network during training (through the sampling loop inference runs),
 and the closed-loop check that validation uses: does a short dream keep the real game's objects?"""
 
 from __future__ import annotations
@@ -6,26 +6,17 @@ from __future__ import annotations
 import torch
 
 from worldgame.eval.objects import foreground_mask, foreground_scores
+from worldgame.models.world_model import scheduler_sample
 
 
 @torch.no_grad()
 def sample(net, scheduler, context: torch.Tensor, actions: torch.Tensor, steps: int, seed: int = 0,
            context_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Run ``scheduler`` (LCM or DDIM) for ``steps`` steps; returns the final estimate.
-
-    ``context_noise`` > 0 noises the context and tells the model so, exactly as play does."""
+    """Run ``scheduler`` (LCM or DDIM) for ``steps`` steps with a bare network; returns the final
+    estimate. The loop is inference's own (``world_model.scheduler_sample``), so validation
+    dreams exactly as play does (``context_noise`` > 0 noises the context and tells the model so)."""
     gen = generator if generator is not None else torch.Generator(device=context.device).manual_seed(seed)
-    b = context.shape[0]
-    scheduler.set_timesteps(steps, device=context.device)
-    level = torch.full((b,), float(context_noise), device=context.device)
-    if context_noise > 0:
-        context = context + context_noise * torch.randn(context.shape, generator=gen, device=context.device)
-    x = torch.randn((b, *context.shape[2:]), generator=gen, device=context.device)
-    denoised = x
-    for t in scheduler.timesteps:
-        out = net(x, t.expand(b), context, actions, level)
-        x, denoised = scheduler.step(out, t, x, generator=gen, return_dict=False)[:2]
-    return denoised
+    return scheduler_sample(net, scheduler, context, actions, steps, gen, context_noise)
 
 
 @torch.no_grad()

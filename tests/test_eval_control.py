@@ -1,0 +1,143 @@
+"""The control check: holding a movement key moves the sprite that way in the dream, judged
+against the real game. Its logic runs on a small sprite world (a dream that moves the sprite the
+right way passes; a wrong, frozen or feeble one fails); its plumbing on tiny checkpoints of the
+built-in game and an Atari game, whose eval shows only what applies to each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from worldgame.eval.control import control_check, move_pairs, shift
+from worldgame.eval.objects import median_background
+from worldgame.eval.rollout import NotReplayable, held_out_episode, held_out_game, hold_real, replay
+
+# a sprite world whose keys move the sprite as Pong's do: RIGHT goes up, LEFT down, no sideways move
+NAMES = ("NOOP", "FIRE", "RIGHT", "LEFT")
+PONG_MOVES = {2: (0, -2), 3: (0, 2)}
+
+
+def _draw(x: int, y: int) -> np.ndarray:
+    f = np.zeros((64, 64, 3), np.uint8)
+    f[:, 30:32] = 90  # a net both continuations draw alike
+    f[y : y + 4, x : x + 3] = 255
+    return f
+
+
+def _world(moves: dict[int, tuple[int, int]]):
+    """(contexts = sprite positions, action, n) -> frames holding the action, per ``moves``."""
+    def cont(contexts, action, n):
+        out = []
+        for x, y in contexts:
+            dx, dy = moves.get(action, (0, 0))
+            out.append([_draw(x + dx * t, int(np.clip(y + dy * t, 0, 60))) for t in range(1, n + 1)])
+        return np.asarray(out)
+    return cont
+
+
+CONTEXTS = [(5, 20), (10, 30), (50, 25), (40, 35), (8, 28), (45, 22)]
+BG = median_background(np.stack([_draw(x, y) for x, y in CONTEXTS * 3]))
+
+
+def _check(dream_moves):
+    return control_check(_world(dream_moves), _world(PONG_MOVES), CONTEXTS, [BG] * len(CONTEXTS), NAMES, frames=8)
+
+
+def test_move_pairs_come_from_the_action_names() -> None:
+    assert [p[0] for p in move_pairs(NAMES)] == ["RIGHT/LEFT"]
+    assert move_pairs(("NOOP", "UP", "DOWN", "LEFT", "RIGHT", "FIRE")) == [("RIGHT/LEFT", 4, 3), ("DOWN/UP", 2, 1)]
+    assert move_pairs(("A0", "A1")) == []
+
+
+def test_shift_is_the_sprites_move() -> None:
+    assert np.allclose(shift(_draw(20, 10), _draw(10, 10), BG), [10, 0])  # the net cancels, never dilutes
+    assert np.allclose(shift(_draw(10, 10), _draw(10, 10), BG), [0, 0])
+
+
+def test_right_moves_pass_wrong_frozen_and_feeble_ones_fail() -> None:
+    good = _check(PONG_MOVES)
+    pair = good["pairs"]["RIGHT/LEFT"]
+    assert good["passed"] is True and pair["agree_frac"] == 1.0
+    assert pair["real_xy"][0] == 0 and pair["real_xy"][1] < -10  # RIGHT went up: read from the game, not the name
+    assert pair["dream_px"] == pair["real_px"]
+    assert _check({2: (0, 2), 3: (0, -2)})["passed"] is False  # the keys swapped
+    assert _check({2: (2, 0), 3: (-2, 0)})["passed"] is False  # sideways, as the name says, but not as the game does
+    assert _check({})["passed"] is False  # the model ignores its actions
+    assert _check({2: (0, -1), 3: (0, 1)})["passed"] is True  # half the move is enough
+    assert _check({2: (0, 0), 3: (0, 1)})["passed"] is False  # a quarter is not (the 1/3 threshold)
+
+
+def test_contexts_where_the_game_does_not_move_are_not_counted() -> None:
+    stuck = {2: (0, 0), 3: (0, 0)}  # e.g. a paddle between points: no real move, no verdict
+    out = control_check(_world(PONG_MOVES), _world(stuck), CONTEXTS, [BG] * len(CONTEXTS), NAMES, frames=8)
+    assert out["pairs"]["RIGHT/LEFT"]["contexts"] == [0, len(CONTEXTS)] and out["passed"] is None
+
+
+@pytest.mark.parametrize("game", [{"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64},
+                                  {"_target_": "worldgame.games.gym_adapter.GymGame", "id": "CartPole-v1", "frame_size": 64}])
+def test_the_real_game_replays_from_seed_and_actions(game: dict) -> None:
+    if "id" in game:
+        pytest.importorskip("gymnasium")
+    frames, actions = held_out_episode(game, 12, 60)
+    assert np.array_equal(replay(held_out_game(game)[0], 12, actions), frames)
+    held = hold_real(game, [(12, frames, actions)], [(0, 30)], 1, 5)
+    assert held.shape == (1, 5, 64, 64, 3)
+    with pytest.raises(NotReplayable):  # another seed is another game: no false reference
+        hold_real(game, [(13, frames, actions)], [(0, 30)], 1, 5)
+
+
+@pytest.fixture(scope="module")
+def breakout_checkpoint(tmp_path_factory):
+    """An untrained tiny checkpoint of an Atari game with RIGHT/LEFT keys (plumbing, not quality)."""
+    pytest.importorskip("ale_py")
+    import torch
+
+    from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
+
+    torch.manual_seed(0)
+    names = ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    model = WorldModel(
+        TinyAutoencoder(width=16, encoder_blocks=1, decoder_blocks=1),
+        ActionDenoiser(num_actions=len(names), context_length=2, block_out_channels=(16, 16), norm_num_groups=8),
+        metadata={"game": "gym:ALE/Breakout-v5", "frame_size": 64, "action_names": names, "key_bindings": {},
+                  "game_config": {"_target_": "worldgame.games.gym_adapter.GymGame", "id": "ALE/Breakout-v5",
+                                  "frame_size": 64},
+                  "context_noise": 0.05, "prediction_type": "sample", "context_length": 2},
+    )
+    path = tmp_path_factory.mktemp("ck") / "breakout"
+    model.save_pretrained(path)
+    return path
+
+
+SMALL = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", "steps=[1]", "rollout_frames=8",
+         "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1", "object_horizons=[8]", "threads=1",
+         "control_contexts=3", "control_frames=4"]
+BOUNCER_ONLY = ("player_err_px", "player_lost_frac", "first_hit_frame", "player_err_px_until_first_hit")
+
+
+def _eval(run_cli, checkpoint, out):
+    r = run_cli("eval", f"checkpoint={checkpoint}", f"out={out}", *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert "eval:" not in r.stderr  # progress bars only on a terminal: logs stay clean
+    lines = r.stdout.strip().splitlines()
+    return json.loads(lines[-1]), "\n".join(lines[:-1]), (out / "report.md").read_text()
+
+
+def test_gym_eval_shows_only_what_applies(breakout_checkpoint, run_cli, tmp_path) -> None:
+    result, printed, report = _eval(run_cli, breakout_checkpoint, tmp_path)
+    assert not set(BOUNCER_ONLY) & set(result["rollout"]) and "bouncer" not in result["objects"]
+    assert "collapsed" in result["rollout"]
+    control = result["objects"]["control"]
+    assert list(control["pairs"]) == ["RIGHT/LEFT"] and control["pairs"]["RIGHT/LEFT"]["contexts"][1] == 3
+    for text in (printed, report):
+        assert "player" not in text and "orb" not in text and "pip" not in text
+        assert "RIGHT/LEFT" in text and "foreground" in text
+
+
+def test_bouncer_eval_keeps_its_checks_and_adds_control(tiny_checkpoint, run_cli, tmp_path) -> None:
+    result, printed, report = _eval(run_cli, tiny_checkpoint, tmp_path)
+    assert set(BOUNCER_ONLY) <= set(result["rollout"]) and "control" in result["objects"]["bouncer"]
+    assert list(result["objects"]["control"]["pairs"]) == ["RIGHT/LEFT", "DOWN/UP"]
+    assert "player" in printed and "player position error" in report and "orbs" in report

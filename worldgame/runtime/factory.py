@@ -1,0 +1,137 @@
+"""The one place engines are made: play and bench from their config (:func:`make_engine`), session
+regeneration from a session's metadata (:func:`model_engine` on the model it loads), and the one
+thread policy they all run under (:func:`configure_threads`).
+
+Only :func:`make_engine` for ``engine=real`` stays free of torch, so the real game starts in a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from worldgame.errors import WorldgameError
+from worldgame.games import game_metadata, make_game
+from worldgame.runtime.engines import Engine, RealEngine
+
+ENGINES = ("model", "real", "side_by_side")
+
+
+def configure_threads(threads: int, device: Any) -> int:
+    """THE thread policy: torch's CPU threads ``threads`` > 0 as given; 0 = auto, which is 1 when
+    the model runs on the CPU (ONNX Runtime takes torch's count). Measured on the 2-core target:
+    1 thread beats 2 for these small convolutions, and 2 OpenMP threads collapse (seconds per
+    frame) as soon as another process wants a core. Returns the thread count now in use."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
+def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
+    """The engine a play or bench config asks for, and the session metadata that describes it."""
+    kind = cfg.get("engine", "model")
+    game = game_of(cfg)
+    metadata: dict[str, Any] = {
+        **game_metadata(game, cfg.game),
+        "policy": "human" if kind == "real" else "model",
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if kind == "real":
+        return RealEngine(game), metadata
+    # importing torch and loading the model take seconds: say what is happening first
+    print(f"loading {cfg.checkpoint or f'the shipped model for {game.name}'} ...", flush=True)
+    import torch
+
+    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game)
+    engine = model_engine(model, cfg, seed)
+    metadata.update(
+        game_config=model.metadata["game_config"],
+        native_size=model.metadata.get("native_size", metadata["native_size"]),
+        checkpoint=str(Path(model.path).resolve()),
+        checkpoint_id=checkpoint_id(model.path),
+        device=str(model.device),
+        dtype=str(model.dtype).removeprefix("torch."),
+        optimized=engine.optimized,
+        backend=engine.backend,  # regenerate runs the same one: bit-identical only on the same backend
+        threads=torch.get_num_threads(),
+        fusion_window=int(cfg.fusion_window),
+        fusion_base=float(cfg.fusion_base),
+        context_length=model.context_length,
+    )
+    return engine, metadata
+
+
+def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
+    """A ModelEngine for ``model`` under the thread policy; ``settings`` as in conf/play.yaml
+    (steps, fusion, fusion_window, fusion_base, optimize, backend, threads; missing ones default)."""
+    from worldgame.runtime.model_engine import ModelEngine  # loads torch
+
+    configure_threads(int(settings.get("threads", 0)), model.device)
+    steps = settings.get("steps", 4)
+    return ModelEngine(
+        model,
+        steps=int(steps[0] if isinstance(steps, Sequence) else steps),  # bench lists several: the first
+        fusion=settings.get("fusion", "off"),
+        fusion_window=int(settings.get("fusion_window", 4)),
+        fusion_base=float(settings.get("fusion_base", 1.618033988749895)),
+        seed=seed,
+        optimize=bool(settings.get("optimize", True)),
+        backend=str(settings.get("backend", "auto")),
+    )
+
+
+def checkpoint_id(path: str | Path) -> str:
+    """A short id of a checkpoint's weights: sha256 over its vae and denoiser safetensors files."""
+    h = hashlib.sha256()
+    for part in ("vae", "denoiser"):
+        for f in sorted((Path(path) / part).glob("*.safetensors")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def game_of(cfg: DictConfig) -> Any:
+    """The game to run: the one a given checkpoint was trained on, unless ``game=`` was chosen on
+    the command line (then the two must agree, which ``load_model`` checks)."""
+    if cfg.get("checkpoint") and cfg.get("engine", "model") != "real" and not _game_chosen():
+        from worldgame.models.checkpoint_checks import read_metadata
+        from worldgame.models.world_model import METADATA
+
+        meta_file = Path(cfg.checkpoint) / METADATA
+        if meta_file.is_file():  # a missing one is reported by load_model with the full story
+            return make_game(read_metadata(meta_file)["game_config"])
+    return make_game(cfg.game)
+
+
+def _game_chosen() -> bool:
+    """Did the command line choose the game (``game=…`` or ``game.<setting>=…``)?"""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = HydraConfig.get().overrides.task
+    except ValueError:  # called as a library, not through the CLI: cfg.game is the caller's choice
+        return True
+    return any(o.lstrip("+~").split("=")[0].split(".")[0] == "game" for o in task)
+
+
+def load_model(checkpoint: str | None, device: str, half: bool | None, game: Any = None) -> Any:
+    """Load ``checkpoint`` (None = ``game``'s shipped one); with ``game``, check it was trained on it."""
+    from worldgame.models.world_model import WorldModel, default_checkpoint
+
+    path = Path(checkpoint) if checkpoint or game is None else default_checkpoint(game.name)
+    if not checkpoint and game is not None and not path.is_dir():
+        raise WorldgameError(
+            f"no checkpoint shipped for {game.name} (looked in {path}); pass checkpoint=DIR "
+            "(make one with `worldgame train`), or play the real game with engine=real"
+        )
+    model = WorldModel.from_pretrained(path, device=device, half=half)
+    if game is not None:
+        model.check_game(game.name, game.frame_size)
+    return model
