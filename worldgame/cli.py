@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": ("worldgame.eval.evaluate", "measure a checkpoint's quality; prints one JSON line"),
     "bench": ("worldgame.runtime.bench", "measure play speed headless; prints one JSON line"),
     "replay": ("worldgame.runtime.replay", "play back or export an episode or session"),
+    "serve": ("worldgame.runtime.serve", "serve the game as a web page (one dream per player)"),
 }
 USAGE = "usage: worldgame <command> [key=value ...] [-m]\n       worldgame --version\n\ncommands:\n" + "\n".join(
     f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()

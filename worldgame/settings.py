@@ -27,6 +27,13 @@ def _device(value: Any) -> str | None:
     return None if ok else "choose auto, cpu, mps, cuda or cuda:N"
 
 
+def _host(value: Any) -> str | None:
+    import re
+
+    ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9.:\-]{1,253}", value)
+    return None if ok else "a host name or IP address (127.0.0.1 = this machine only, 0.0.0.0 = every interface)"
+
+
 class Engine(enum.Enum):
     model = "model"
     real = "real"
@@ -44,6 +51,11 @@ class View(enum.Enum):
     lcm_steps = "lcm_steps"
     temporal = "temporal"
     world_model = "world_model"
+
+
+class Interpolation(enum.Enum):
+    warp = "warp"
+    blend = "blend"
 
 
 class Policy(enum.Enum):
@@ -70,6 +82,8 @@ class Display:
     optimize: bool = True
     threads: int = setting(0, ge=0, le=1024)
     backend: str = setting("auto", choices=["auto", "torch", "onnx"])
+    display_hz: float = setting(0.0, ge=0.0, le=1000.0)  # 0 = off; else a whole multiple of fps (runtime/tsr.py)
+    display_interp: Interpolation = Interpolation.warp
 
 
 @dataclass
@@ -93,6 +107,7 @@ class BenchSettings(Display):
     soak_frames: int = setting(10000, ge=1)
     seed: int = setting(0, ge=0, le=SEED_MAX)
     display: bool = False
+    fps: float = setting(30.0, gt=0.0, le=1000.0)  # the play tick rate display_hz divides (bench itself runs unpaced)
 
 
 @dataclass
@@ -250,7 +265,30 @@ class TrainSettings:
     train: Recipe = field(default_factory=Recipe)
 
 
+@dataclass
+class ServeSettings:
+    checkpoint: str | None = None
+    host: str = setting("127.0.0.1", check=_host)
+    port: int = setting(8765, ge=0, le=65535)
+    max_clients: int = setting(4, ge=1, le=64)
+    idle_timeout: float = setting(300.0, ge=0.0, le=86400.0)  # seconds without a client message; 0 = never
+    seed: int | None = setting(None, ge=0, le=SEED_MAX)
+    steps: int = setting(4, choices=STEP_COUNTS)
+    fps: float = setting(30.0, gt=0.0, le=240.0)
+    fusion: Fusion = Fusion.off
+    fusion_window: int = setting(4, ge=0, le=64)
+    fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
+    view: View = View.stream
+    sessions: str = "sessions"
+    device: str = setting("auto", check=_device)
+    half: bool | None = None
+    optimize: bool = True
+    threads: int = setting(0, ge=0, le=1024)
+    backend: str = setting("auto", choices=["auto", "torch", "onnx"])
+
+
 SCHEMAS = {
+    "serve": ServeSettings,
     "play": PlaySettings,
     "bench": BenchSettings,
     "collect": CollectSettings,
@@ -266,7 +304,7 @@ def validate(command: str, cfg: DictConfig) -> None:
     merged = check(SCHEMAS[command], plain)
     if "game" in cfg:
         resolve_game(OmegaConf.to_container(cfg.game, resolve=False))
-    relations = {"train": _train_relations, "eval": _eval_relations}.get(command)
+    relations = {"train": _train_relations, "eval": _eval_relations, "play": _display_relations, "bench": _display_relations}.get(command)
     if relations:
         relations(merged)
 
@@ -288,3 +326,9 @@ def _eval_relations(cfg: Any) -> None:
         raise SettingError("horizons", cfg.horizons, f"each must be < episode_frames ({cfg.episode_frames}): the context comes first")
     if not any(h <= cfg.rollout_frames for h in cfg.object_horizons):  # longer ones are skipped
         raise SettingError("object_horizons", cfg.object_horizons, f"at least one must be <= rollout_frames ({cfg.rollout_frames})")
+
+
+def _display_relations(cfg: Any) -> None:
+    from worldgame.runtime.tsr import frames_per_tick  # numpy only
+
+    frames_per_tick(cfg.fps, cfg.display_hz)  # raises SettingError: 0, or a whole multiple (2x or more) of fps

@@ -6,7 +6,9 @@
     dream.py        Dream.step: action ring → LCM sampling (models/) → fusion → decode
     lockstep.py     the real game on the dream's actions, played only when looked at
     views.py        which frames a view shows; window.py draws them; hud.py the text under them
+    tsr.py          with display_hz: the frames shown between two model frames (the loop paces them)
 
 Around it: factory.py (engines from config, the thread policy), session.py (record, regenerate
-through the same Driver), play.py, bench.py, replay.py (the commands), controls.py, fusion.py, stats.py.
+through the same Driver), play.py, bench.py, replay.py (the commands), controls.py, fusion.py, stats.py,
+tsr_measure.py (how tsr.py's in-between frames were chosen).
 """

@@ -10,6 +10,14 @@ Input is a script of held keys posted through pygame's event queue, so the input
 FPS counts presented frames per second; latency runs from the action being read to its frame
 being presented; stages are means per frame. ``frames`` >= ``soak_frames`` adds, per step count,
 the process RSS after warm-up and at the end, and the number of non-finite predicted latents.
+
+``display_hz`` (temporal super-resolution, tsr.py; a whole multiple of ``fps``, the play tick rate
+it is relative to) shows ``display_hz / fps`` frames per model frame in the unpaced run, and adds
+``tsr`` to each result: the cost of one in-between frame (making it, presenting it), frames
+presented per second, and the key-to-frame latency it adds, measured in two short runs paced at
+``fps`` as play runs, TSR off then on (``added_latency_ms`` = on - off). The other keys keep their
+meaning: ``fps`` counts model frames, and ``latency_ms`` runs to the model frame being presented
+(after its in-between frames).
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ from worldgame.errors import WorldgameError
 from worldgame.runtime.engines import Engine
 from worldgame.runtime.factory import make_engine
 from worldgame.runtime.hud import HUD_LINES
-from worldgame.runtime.loop import FrameInfo, PlayLoop
+from worldgame.runtime.loop import BetweenInfo, FrameInfo, PlayLoop
 from worldgame.runtime.stats import RunStats
+from worldgame.runtime.tsr import frames_per_tick
 from worldgame.runtime.views import View
 
 CONTRACT_STAGES = ("input", "denoise", "fusion", "decode", "present")
+PACED_TICKS, PACED_WARMUP = 60, 5  # model ticks of each paced TSR latency run (at most ``frames``), and unmeasured ticks first
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -41,6 +51,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise WorldgameError(f"steps={list(steps_list)}: each must be 1, 2, 4 or 8")
     if int(cfg.frames) < 2 or int(cfg.warmup) < 0:
         raise WorldgameError("frames must be >= 2 and warmup >= 0")
+    tick_hz, display_hz = float(cfg.get("fps", 30)), float(cfg.get("display_hz", 0))
+    per_tick, interpolation = frames_per_tick(tick_hz, display_hz), str(cfg.get("display_interp", "warp"))
     from worldgame.runtime.window import Window, require_display
 
     if cfg.get("display", False):
@@ -56,16 +68,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         for steps in steps_list:
             engine.set_steps(steps)
-            result = bench_steps(engine, window, int(cfg.frames), int(cfg.warmup), int(cfg.seed), View.parse(cfg.view), soak)
+            view = View.parse(cfg.view)
+            result = bench_steps(engine, window, int(cfg.frames), int(cfg.warmup), int(cfg.seed), view, soak, per_tick, interpolation)
             # per result: the top-level keys are a fixed contract
             result.update(backend=engine.backend, window=pygame.display.get_driver())
-            results.append(result)
             stages = " ".join(f"{k} {v:.2f}" for k, v in result["stages_ms"].items())
             print(
                 f"steps {steps} ({engine.backend}, {result['window']} window): {result['fps']:.1f} FPS, "
                 f"latency p50 {result['latency_ms']['p50']:.1f} ms p95 {result['latency_ms']['p95']:.1f} ms | {stages} ms",
                 flush=True,
             )
+            if per_tick > 1:
+                paced = paced_latency(engine, window, tick_hz, per_tick, interpolation, min(int(cfg.frames), PACED_TICKS),
+                                      int(cfg.seed), view)
+                tsr = result["tsr"] = {"display_hz": display_hz, "fps": tick_hz, **result["tsr"], **paced}
+                made, paced_ms = tsr["interp_frame_ms"], tsr["paced"]["latency_ms"]
+                print(
+                    f"  TSR {tick_hz:g} -> {display_hz:g} Hz ({interpolation}): {made['total']:.2f} ms per in-between frame "
+                    f"(interpolate {made['interpolate']:.2f}, present {made['present']:.2f}); paced at {tick_hz:g} Hz, "
+                    f"key-to-frame p50 {paced_ms['off']['p50']:.1f} -> {paced_ms['on']['p50']:.1f} ms "
+                    f"(+{tsr['added_latency_ms']['p50']:.1f}), to the first in-between frame {paced_ms['on_first_frame']['p50']:.1f} ms, "
+                    f"shown at {tsr['paced']['display_fps']:.1f} Hz",
+                    flush=True,
+                )
+            results.append(result)
     finally:
         window.close()
     report = {"device": meta["device"].split(":")[0], "threads": meta["threads"], "results": results}
@@ -73,9 +99,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int, view: View, soak: bool) -> dict[str, Any]:
-    """Run the play loop unpaced for ``warmup + frames`` frames at the engine's step count."""
-    stats = RunStats()
+def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int, view: View, soak: bool,
+                per_tick: int = 1, interpolation: str = "warp") -> dict[str, Any]:
+    """Run the play loop unpaced for ``warmup + frames`` frames at the engine's step count
+    (``per_tick`` > 1: with TSR's in-between frames, and a ``tsr`` entry for them)."""
+    stats, between, shown = RunStats(), RunStats(), RunStats()
     process = psutil.Process()
     rss: dict[str, float] = {}
     nonfinite_before = engine.status().nonfinite
@@ -83,10 +111,17 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
     def on_frame(info: FrameInfo) -> None:
         if info.index > warmup:
             stats.add(info.stages_ms, info.latency_ms, info.presented_at)
+            shown.add({}, 0.0, info.presented_at)
         elif info.index == warmup and soak:
             rss["start"] = process.memory_info().rss / 2**20
 
-    loop = PlayLoop(engine, window, fps=0, seed=seed, view=view, script=held_keys(), max_frames=warmup + frames, on_frame=on_frame)
+    def on_between(info: BetweenInfo) -> None:
+        if info.index > warmup:
+            between.add({"interpolate": info.interpolate_ms, "present": info.present_ms}, 0.0, info.presented_at)
+            shown.add({}, 0.0, info.presented_at)
+
+    loop = PlayLoop(engine, window, fps=0, seed=seed, view=view, script=held_keys(), max_frames=warmup + frames, on_frame=on_frame,
+                    display_per_tick=per_tick, interpolation=interpolation, on_between=on_between)
     loop.run()
     means = stats.stage_means()
     result: dict[str, Any] = {
@@ -99,7 +134,55 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
         rss["end"] = process.memory_info().rss / 2**20
         result["rss_mb"] = {k: round(v, 1) for k, v in rss.items()}
         result["nonfinite"] = engine.status().nonfinite - nonfinite_before
+    if per_tick > 1:
+        made = between.stage_means()
+        made = {k: round(made.get(k, 0.0), 3) for k in ("interpolate", "present")}
+        result["tsr"] = {
+            "per_tick": per_tick,
+            "interpolation": interpolation,
+            "display_fps": round(shown.fps(), 2),  # model and in-between frames presented per second, unpaced
+            "interpolated_frames": between.frames,
+            "interp_frame_ms": {**made, "total": round(made["interpolate"] + made["present"], 3)},
+        }
     return result
+
+
+def paced_latency(engine: Engine, window: Any, fps: float, per_tick: int, interpolation: str, ticks: int, seed: int,
+                  view: View) -> dict[str, Any]:
+    """Key-to-frame latency as a player gets it: the play loop paced at ``fps`` for ``ticks`` model
+    ticks, without TSR and then with it (``per_tick`` frames shown per model frame)."""
+    off = _paced_run(engine, window, fps, 1, interpolation, ticks, seed, view)
+    on = _paced_run(engine, window, fps, per_tick, interpolation, ticks, seed, view)
+    latency = {"off": _percentiles(off[0]), "on": _percentiles(on[0]),
+               "on_first_frame": _percentiles(on[1])}  # to the first in-between frame, the first to show any of it
+    return {
+        "paced": {"ticks": ticks, "latency_ms": latency, "display_fps": round(on[2].fps(), 2)},
+        "added_latency_ms": {q: round(latency["on"][q] - latency["off"][q], 2) for q in ("p50", "p95")},
+    }
+
+
+def _paced_run(engine: Engine, window: Any, fps: float, per_tick: int, interpolation: str, ticks: int, seed: int,
+               view: View) -> tuple[RunStats, RunStats, RunStats]:
+    """(latency to the model frame, latency to the first frame shown for it, every presented frame)."""
+    to_frame, to_first, shown = RunStats(), RunStats(), RunStats()
+
+    def on_frame(info: FrameInfo) -> None:
+        if info.index > PACED_WARMUP:
+            to_frame.add({}, info.latency_ms, info.presented_at)
+            to_first.add({}, info.first_latency_ms, info.presented_at)
+            shown.add({}, 0.0, info.presented_at)
+
+    def on_between(info: BetweenInfo) -> None:
+        if info.index > PACED_WARMUP:
+            shown.add({}, 0.0, info.presented_at)
+
+    PlayLoop(engine, window, fps=fps, seed=seed, view=view, script=held_keys(), max_frames=PACED_WARMUP + ticks,
+             on_frame=on_frame, display_per_tick=per_tick, interpolation=interpolation, on_between=on_between).run()
+    return to_frame, to_first, shown
+
+
+def _percentiles(stats: RunStats) -> dict[str, float]:
+    return {"p50": round(stats.latency_percentile(50), 2), "p95": round(stats.latency_percentile(95), 2)}
 
 
 def held_keys() -> Iterator[set[str]]:

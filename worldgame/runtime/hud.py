@@ -27,6 +27,8 @@ class HudState:
     detail: str = ""  # view-specific line (fusion weights, timesteps) or a transient notice
     nonfinite: int = 0
     score_label: str = "score"
+    display_hz: float = 0.0  # TSR's display rate (0: off)
+    display_fps: float = 0.0  # frames presented per second, in-between frames included
 
 
 def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
@@ -37,6 +39,10 @@ def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
     if state.target_fps > 0 and stats.frames >= 10 and fps < SLOW_MARGIN * state.target_fps:
         first = f"{state.engine} slower than {state.target_fps:g} Hz: {fps:.0f} FPS | p95 latency {p95:.1f} ms"
         warn.add(0)
+    elif state.display_hz > 0:  # TSR: the model's rate and the window's
+        first = f"FPS {fps:.1f} | display {state.display_fps:.1f} Hz | p95 latency {p95:.1f} ms"
+        if stats.frames >= 10 and state.display_fps < SLOW_MARGIN * state.display_hz:
+            warn.add(0)
     else:
         first = f"FPS {fps:.1f} | frame {stats.frame_ms():.1f} ms | p95 latency {p95:.1f} ms"
     stages = "  ".join(f"{k} {v:.1f}" for k, v in stats.stage_means().items()) + " ms"

@@ -13,6 +13,12 @@ progress is saved). Live controls, for the engines that list them in ``engine.li
 1/2/4/8 LCM steps; F fusion off → φ latent → φ pixel; M or Tab view Stream → LCM Steps → Temporal →
 World Model; Y re-syncs the model's context to the real game. The view tells the engine what it
 will draw (``engine.want``); the HUD reads the engine's ``status()``.
+
+Temporal super-resolution (``display_per_tick`` n > 1, play's ``display_hz``; tsr.py): in the Stream
+view a stepped tick shows n frames, the n-1 in-between frames from the previous model frame to the
+new one, one every 1/(n·fps) s (closer together if the model step leaves less of the tick), then
+the new frame. Keys are still read once per tick, and only model frames are recorded or returned
+to ``on_frame``; ``on_between`` sees the in-between ones.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pygame
 
 from worldgame.runtime.controls import (
@@ -36,6 +43,7 @@ from worldgame.runtime.engines import Driver, Engine, EngineStatus, StepResult
 from worldgame.runtime.hud import HudState, hud_lines
 from worldgame.runtime.session import EVENT_RESET, EVENT_RESYNC, EVENT_STEP, SessionRecorder
 from worldgame.runtime.stats import FrameStats, RunStats
+from worldgame.runtime.tsr import Interpolator
 from worldgame.runtime.views import View, panels
 from worldgame.runtime.window import Window
 
@@ -56,6 +64,20 @@ class FrameInfo:
     presented_at: float  # perf_counter
     view: View
     panels: int  # frames side by side in the window
+    shown: int = 1  # frames presented for this model frame: with TSR, the in-between ones and itself
+    first_latency_ms: float = 0.0  # action read -> the first of those presented (latency_ms without TSR)
+
+
+@dataclass
+class BetweenInfo:
+    """One in-between frame presented by temporal super-resolution, as handed to ``on_between``."""
+
+    index: int  # the model frame it leads to (FrameInfo.index)
+    alpha: float  # how far from the previous model frame (0) to that one (1)
+    frame: np.ndarray  # a buffer reused by the next in-between frame: copy what you keep
+    interpolate_ms: float
+    present_ms: float
+    presented_at: float  # perf_counter
 
 
 @dataclass
@@ -69,6 +91,8 @@ class LoopSummary:
     stages_ms: dict[str, float]
     sessions: list[str] = field(default_factory=list)
     nonfinite: int = 0
+    display_fps: float = 0.0  # frames presented per second, in-between frames included (TSR; else fps)
+    between_frames: int = 0  # in-between frames presented (TSR)
 
 
 class PlayLoop:
@@ -87,6 +111,10 @@ class PlayLoop:
         max_frames: stop after this many ticks (0 = no limit).
         on_frame: called after every presented frame.
         max_width: widest the window may grow in multi-panel views (panels shrink to fit).
+        display_per_tick: frames shown per model frame (TSR, tsr.py): 1 = off; n > 1 shows n - 1
+            in-between frames before each stepped model frame in the Stream view.
+        interpolation: how in-between frames are made (``warp`` or ``blend``, tsr.py).
+        on_between: called after every in-between frame presented.
     """
 
     def __init__(
@@ -103,6 +131,9 @@ class PlayLoop:
         max_frames: int = 0,
         on_frame: Callable[[FrameInfo], None] | None = None,
         max_width: int = 1600,
+        display_per_tick: int = 1,
+        interpolation: str = "warp",
+        on_between: Callable[[BetweenInfo], None] | None = None,
     ) -> None:
         self.engine = engine
         self.driver = Driver(engine, seed)
@@ -133,6 +164,14 @@ class PlayLoop:
         self._hud: tuple[list[str], set[int]] = ([], set())
         self._hud_at = 0.0
         self._deadline = 0.0
+        self.per_tick = max(1, int(display_per_tick))
+        self.interpolator = Interpolator(interpolation) if self.per_tick > 1 else None
+        self.on_between = on_between
+        self.display_stats = FrameStats()  # every presented frame, in-between ones included (TSR)
+        self.display_run = RunStats()
+        self.between_frames = 0
+        self._previous: np.ndarray | None = None  # the last model frame, the start of the next in-betweens
+        self._last_display: float | None = None
 
     # --- running -------------------------------------------------------------------------------
     def run(self) -> LoopSummary:
@@ -142,6 +181,7 @@ class PlayLoop:
             self._last = self.driver.tick(EVENT_RESET, 0)
             self._apply_view()  # after the reset: a gym game may know its own frame size only from its first frame
             self._present(self._last)
+            self._keep(self._last.frame)
             if self.record_at_start:
                 self._toggle_recording()
             self._deadline = time.perf_counter()
@@ -159,6 +199,8 @@ class PlayLoop:
             stages_ms=stats.stage_means(),
             sessions=list(self.sessions),
             nonfinite=self.engine.status().nonfinite,
+            display_fps=self.display_run.fps() if self.interpolator is not None else stats.fps(),
+            between_frames=self.between_frames,
         )
 
     def tick(self) -> None:
@@ -186,18 +228,25 @@ class PlayLoop:
             self._reset_pending = self._game_over = False
         elif self.paused and not self._step_once:  # keep the window alive
             self._present(self._last)
-            self._last_present = None
+            self._last_present = self._last_display = None
             return
         else:  # a re-sync asked for while paused waits for the next stepped frame
             event = EVENT_RESYNC if self._resync_pending else EVENT_STEP
             self._step_once = self._resync_pending = False
         result = self.driver.tick(event, action)
+        between = self._between(result.frame, event) if self.interpolator is not None else None
         t_present = time.perf_counter()
         self._present(result)
         now = time.perf_counter()
+        self._keep(result.frame)
         stages = dict(result.stages_ms)
         stages["input"] = stages.get("input", 0.0) + (t_read - t0) * 1000
         stages["present"] = (now - t_present) * 1000
+        first = now
+        if self.interpolator is not None:  # with TSR: the in-between frames' making and presenting count too
+            made, presented, first = between or (0.0, 0.0, now)
+            stages["interpolate"] = made
+            stages["present"] += presented
         latency = (now - t_read) * 1000
         interval = None if self._last_present is None else (now - self._last_present) * 1000
         self._last_present = now
@@ -212,7 +261,59 @@ class PlayLoop:
             columns = {**stages, "latency": latency, **self.engine.status().columns}
             self.recorder.add(result.frame, action, result.reward, result.done, columns, event)
         if self.on_frame is not None:
-            self.on_frame(FrameInfo(self.frames, action, event, result, stages, latency, now, self.view, self.window.panels))
+            shown = self.per_tick if between is not None else 1
+            self.on_frame(FrameInfo(self.frames, action, event, result, stages, latency, now, self.view, self.window.panels,
+                                    shown, (first - t_read) * 1000))
+
+    # --- temporal super-resolution --------------------------------------------------------------
+    def _between(self, frame: np.ndarray, event: int) -> tuple[float, float, float] | None:
+        """Present the in-between frames leading from the last model frame to ``frame``, paced one
+        display period apart, and wait until ``frame``'s own turn. Returns (ms making them, ms
+        presenting them, perf_counter when the first was presented), or None: nothing between (not
+        a plain step in the Stream view: a reset or re-sync jumps, and other views show model frames only)."""
+        previous, n = self._previous, self.per_tick
+        if event != EVENT_STEP or self.view is not View.STREAM or previous is None or previous.shape != frame.shape:
+            return None
+        assert self.interpolator is not None
+        self.interpolator.start(previous, frame)
+        slot, made, presented, first = 0.0, 0.0, 0.0, 0.0
+        for j in range(1, n):
+            t0 = time.perf_counter()
+            between = self.interpolator.frame(j / n)
+            t1 = time.perf_counter()
+            if j > 1:
+                _sleep_until(first + (j - 1) * slot)
+            t2 = time.perf_counter()
+            self._present_frame(between)
+            t3 = time.perf_counter()
+            if j == 1 and self.fps > 0:  # one display period apart, and the model frame shown by the next tick
+                next_tick = self._deadline + 1.0 / self.fps
+                slot = max(0.0, min(1.0 / (self.fps * n), (next_tick - t3) / (n - 1)))
+            first = first or t3
+            made, presented = made + (t1 - t0) * 1000, presented + (t3 - t2) * 1000
+            self.between_frames += 1
+            self._count_display(t3)
+            if self.on_between is not None:
+                self.on_between(BetweenInfo(self.frames + 1, j / n, between, (t1 - t0) * 1000, (t3 - t2) * 1000, t3))
+        _sleep_until(first + (n - 1) * slot)
+        return made, presented, first
+
+    def _keep(self, frame: np.ndarray) -> None:
+        """Keep a copy of the model frame just shown (engines reuse their buffers): the next
+        in-between frames start from it."""
+        if self.interpolator is None:
+            return
+        if self._previous is None or self._previous.shape != frame.shape:
+            self._previous = np.array(frame, np.uint8)
+        else:
+            np.copyto(self._previous, frame)
+        self._count_display(time.perf_counter())
+
+    def _count_display(self, now: float) -> None:
+        interval = None if self._last_display is None else (now - self._last_display) * 1000
+        self._last_display = now
+        self.display_stats.add({}, 0.0, interval)
+        self.display_run.add({}, 0.0, now)
 
     def _pace(self) -> None:
         if self.fps <= 0:
@@ -296,6 +397,15 @@ class PlayLoop:
         status = self.engine.status()
         for i, (frame, label) in enumerate(panels(self.view, result, status)):
             self.window.blit_frame(frame, i, label)
+        self._finish(status)
+
+    def _present_frame(self, frame: np.ndarray) -> None:
+        """Present one frame in the Stream view's panel (an in-between frame)."""
+        self.window.blit_frame(frame, 0)
+        self._finish(self.engine.status())
+
+    def _finish(self, status: EngineStatus) -> None:
+        """Draw the HUD (and help) over what was drawn, and present."""
         now = time.perf_counter()
         if now - self._hud_at >= HUD_REFRESH_S:
             self._hud = hud_lines(self.stats, self._hud_state(now, status))
@@ -324,8 +434,16 @@ class PlayLoop:
             paused=self.paused,
             detail=self._notice if now < self._notice_until else self.view.detail(status),
             nonfinite=status.nonfinite,
+            display_hz=self.fps * self.per_tick if self.interpolator is not None else 0.0,
+            display_fps=self.display_stats.fps(),
         )
 
     def _say(self, text: str) -> None:
         self._notice, self._notice_until = text, time.perf_counter() + NOTICE_S
         self._hud_at = 0.0
+
+
+def _sleep_until(deadline: float) -> None:
+    delay = deadline - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)

@@ -1,16 +1,17 @@
 """Frame statistics: a rolling window for the HUD and whole-run totals for summaries and bench.
 
 Stage names follow the source pipeline: input (keys, bookkeeping), denoise (LCM sampling),
-fusion (φ-decay), decode (VAE), present (scale + blit + HUD + flip); the real engine has ``game``
-in place of the model stages. Latency runs from the moment the action is read to the moment its
-frame is presented. Both classes preallocate everything: nothing grows with play time.
+fusion (φ-decay), decode (VAE), interpolate (TSR's in-between frames, when on), present (scale +
+blit + HUD + flip); the real engine has ``game`` in place of the model stages. Latency runs from
+the moment the action is read to the moment its frame is presented. Both classes preallocate
+everything: nothing grows with play time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-STAGES = ("input", "game", "denoise", "fusion", "decode", "present")
+STAGES = ("input", "game", "denoise", "fusion", "decode", "interpolate", "present")
 
 
 class FrameStats:

@@ -1,0 +1,153 @@
+// worldgame serve's page: frames from the WebSocket onto a canvas, keys and controls back.
+// Protocol: worldgame/runtime/serve.py (binary frame: "WGF1", u32 number, u16 panels, u16 h, u16 w, RGB...).
+"use strict";
+(function () {
+  const canvas = document.getElementById("game");
+  const ctx = canvas.getContext("2d");
+  const hud = document.getElementById("hud");
+  const notice = document.getElementById("notice");
+  const KEY_NAMES = { ArrowUp: "up", ArrowDown: "down", ArrowLeft: "left", ArrowRight: "right", " ": "space",
+    Enter: "return", Shift: "left shift", Control: "left ctrl", Alt: "left alt" };
+  const STEP_KEYS = { "1": 1, "2": 2, "4": 4, "8": 8 };
+  const scratch = document.createElement("canvas");
+  const sctx = scratch.getContext("2d");
+  let hello = null, stats = null, held = [], received = 0, frameTimes = [], lastNumber = 0, recording = false;
+  const page = { frames: 0, keysSent: 0, lastKeys: null };
+  window.worldgame = page;  // for tests and the curious
+
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+  ws.binaryType = "arraybuffer";
+  const send = (obj) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); };
+
+  function layout(panels) {
+    const n = hello.frame_size, ns = hello.native_size;  // [h, w] or null (square)
+    const scale = 8;
+    let w = n * scale, h = n * scale;
+    if (ns && ns[0] !== ns[1]) {
+      const long = n * Math.max(1, Math.round(scale * Math.sqrt(Math.max(ns[0], ns[1]) / Math.min(ns[0], ns[1]))));
+      const short = Math.max(1, Math.round(long * Math.min(ns[0], ns[1]) / Math.max(ns[0], ns[1])));
+      if (ns[0] > ns[1]) { w = short; h = long; } else { w = long; h = short; }
+    }
+    const shrink = Math.min(1, 1600 / (w * panels));
+    w = Math.max(1, Math.floor(w * shrink)); h = Math.max(1, Math.floor(h * shrink));
+    if (canvas.width !== w * panels || canvas.height !== h) { canvas.width = w * panels; canvas.height = h; }
+    return [w, h];
+  }
+
+  function drawFrame(buf) {
+    const dv = new DataView(buf);
+    if (buf.byteLength < 14 || String.fromCharCode(dv.getUint8(0), dv.getUint8(1), dv.getUint8(2), dv.getUint8(3)) !== "WGF1") return;
+    const number = dv.getUint32(4), panels = dv.getUint16(8), h = dv.getUint16(10), w = dv.getUint16(12);
+    if (buf.byteLength !== 14 + panels * h * w * 3 || !hello) return;
+    const [pw, ph] = layout(panels);
+    const rgb = new Uint8Array(buf, 14);
+    scratch.width = w; scratch.height = h;
+    const img = sctx.createImageData(w, h);
+    ctx.imageSmoothingEnabled = false;
+    for (let p = 0; p < panels; p++) {
+      const src = p * w * h * 3, out = img.data;
+      for (let i = 0, j = src; i < w * h * 4; i += 4, j += 3) { out[i] = rgb[j]; out[i + 1] = rgb[j + 1]; out[i + 2] = rgb[j + 2]; out[i + 3] = 255; }
+      sctx.putImageData(img, 0, 0);
+      ctx.drawImage(scratch, 0, 0, w, h, p * pw, 0, pw, ph);
+    }
+    lastNumber = number; page.frames++;
+    const now = performance.now();
+    frameTimes.push(now);
+    while (frameTimes.length && now - frameTimes[0] > 2000) frameTimes.shift();
+  }
+
+  function fps() {
+    if (frameTimes.length < 2) return 0;
+    return (frameTimes.length - 1) * 1000 / (frameTimes[frameTimes.length - 1] - frameTimes[0]);
+  }
+
+  function showHud() {
+    if (!hello) return;
+    const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (recording ? "  ● REC" : "")];
+    if (stats) {
+      lines.push(`steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
+      for (const [k, label] of Object.entries(hello.stages)) {
+        const v = stats.stages_ms[k];
+        lines.push(`  ${label.padEnd(16)} ${v === undefined ? "   -" : v.toFixed(2).padStart(7)} ms`);
+      }
+      if (stats.weights) lines.push("  φ weights " + stats.weights.map((x) => x.toFixed(2)).join(" "));
+    }
+    lines.push("keys: " + Object.entries(hello.key_bindings).map(([a, k]) => `${a} ${k.join("/")}`).join("  "));
+    lines.push("1/2/4/8 steps  F fusion  M/Tab view  Y re-sync  Backspace reset  R record");
+    hud.textContent = lines.join("\n");
+  }
+
+  function setButtons() {
+    if (!hello || !stats) return;
+    document.querySelectorAll("#modes button").forEach((b) => b.classList.toggle("on", b.dataset.view === stats.view));
+    document.getElementById("steps").querySelectorAll("button").forEach((b) => b.classList.toggle("on", +b.dataset.steps === stats.steps));
+    const f = document.getElementById("fusion"); if (document.activeElement !== f) f.value = stats.fusion;
+    document.getElementById("record").classList.toggle("on", recording);
+  }
+
+  function buildControls() {
+    const modes = document.getElementById("modes");
+    modes.textContent = "";
+    for (const v of hello.views) {
+      const b = document.createElement("button");
+      b.textContent = v.label; b.dataset.view = v.value; b.id = "view-" + v.value;
+      b.onclick = () => { send({ type: "view", value: v.value }); canvas.focus(); };
+      modes.appendChild(b);
+    }
+    const steps = document.getElementById("steps");
+    steps.textContent = "";
+    for (const s of [1, 2, 4, 8]) {
+      const b = document.createElement("button");
+      b.textContent = s; b.dataset.steps = s; b.id = "steps-" + s;
+      b.onclick = () => { send({ type: "steps", value: s }); canvas.focus(); };
+      steps.appendChild(b);
+    }
+  }
+
+  function sendKeys() {
+    page.keysSent++; page.lastKeys = held.slice();
+    send({ type: "keys", held: held });
+  }
+
+  function keyName(e) { return KEY_NAMES[e.key] || (e.key.length === 1 ? e.key.toLowerCase() : e.key.toLowerCase()); }
+
+  document.addEventListener("keydown", (e) => {
+    if (!hello || e.target.tagName === "SELECT") return;
+    const name = keyName(e);
+    if (e.repeat) { if (hello.keys.includes(name)) e.preventDefault(); return; }
+    if (name in STEP_KEYS) { send({ type: "steps", value: STEP_KEYS[name] }); return; }
+    if (name === "f") { const order = ["off", "latent", "pixel"]; send({ type: "fusion", value: order[(order.indexOf(stats ? stats.fusion : "off") + 1) % 3] }); return; }
+    if (name === "m" || name === "tab") {
+      e.preventDefault();
+      const order = hello.views.map((v) => v.value);
+      send({ type: "view", value: order[(order.indexOf(stats ? stats.view : "stream") + 1) % order.length] }); return;
+    }
+    if (name === "y") { send({ type: "resync" }); return; }
+    if (name === "backspace") { e.preventDefault(); send({ type: "reset" }); return; }
+    if (name === "r") { send({ type: "record", value: !recording }); return; }
+    if (hello.keys.includes(name) && !held.includes(name) && held.length < 8) {
+      e.preventDefault(); held.push(name); sendKeys();
+    }
+  });
+  document.addEventListener("keyup", (e) => {
+    if (!hello) return;
+    const name = keyName(e), i = held.indexOf(name);
+    if (i >= 0) { held.splice(i, 1); sendKeys(); }
+  });
+  window.addEventListener("blur", () => { if (held.length) { held = []; sendKeys(); } });
+  document.getElementById("reset").onclick = () => { send({ type: "reset" }); canvas.focus(); };
+  document.getElementById("resync").onclick = () => { send({ type: "resync" }); canvas.focus(); };
+  document.getElementById("record").onclick = () => { send({ type: "record", value: !recording }); canvas.focus(); };
+  document.getElementById("fusion").onchange = (e) => { send({ type: "fusion", value: e.target.value }); canvas.focus(); };
+
+  ws.onmessage = (e) => {
+    if (typeof e.data !== "string") { drawFrame(e.data); return; }
+    let m; try { m = JSON.parse(e.data); } catch (err) { return; }
+    if (m.type === "hello") { hello = m; buildControls(); notice.textContent = `playing ${m.game} (seed ${m.seed})`; canvas.focus(); }
+    else if (m.type === "stats") { stats = m; recording = m.recording; setButtons(); }
+    else if (m.type === "recording") { recording = m.active; notice.textContent = m.message; setButtons(); }
+    else if (m.type === "busy" || m.type === "error") { notice.textContent = m.message; }
+  };
+  ws.onclose = (e) => { notice.textContent = "disconnected" + (e.reason ? ": " + e.reason : "") + " — reload to play again"; };
+  setInterval(showHud, 250);
+})();
