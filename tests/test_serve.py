@@ -146,6 +146,13 @@ BAD_MESSAGES = [
     "[" * 5000, '{"type": "keys", "held": ["' + "a" * 2000 + '"]}', "\udcff",
     b"\x00\x01binary", b"",
 ]
+# and every field given each value of the wrong type or out of its range (record's true is valid)
+WRONG = [None, True, False, -1, 0, 3, 2**40, 1.5, "", "x" * 300, [], {}, ["left"], {"a": 1}]
+VALID = {"steps": 4, "fusion": "off", "view": "stream", "record": True}
+BAD_MESSAGES += [json.dumps({"type": t, "value": v}) for t in VALID for v in WRONG if not (t == "record" and isinstance(v, bool))]
+BAD_MESSAGES += [json.dumps({"type": "keys", "held": v}) for v in WRONG if v not in ([], ["left"])]
+BAD_MESSAGES += [json.dumps({"type": t, "value": v, "extra": 1}) for t, v in VALID.items()]
+BAD_MESSAGES += [json.dumps({"type": t, "value": 1}) for t in ("reset", "resync")] + [json.dumps({"Type": "reset"})]
 
 
 def test_malformed_messages_close_only_their_connection(tiny_checkpoint, tmp_path):
@@ -178,7 +185,7 @@ def test_malformed_messages_close_only_their_connection(tiny_checkpoint, tmp_pat
             return closes
 
     closes = asyncio.run(main())
-    assert len(closes) == len(BAD_MESSAGES) >= 20
+    assert len(closes) == len(BAD_MESSAGES) >= 100
     assert all(code in (1008, 1009, 1007) for code, _ in closes.values()), closes
     assert sum(code == 1008 for code, _ in closes.values()) >= 30, closes
 
