@@ -27,24 +27,6 @@ STEPS = 20
 SEED = 0
 
 
-def _episodes(folder: Path, n: int = 3, steps: int = 60) -> None:
-    from worldgame.data import EpisodeWriter
-    from worldgame.data.policies import ScriptedPolicy
-    from worldgame.games.bouncer import Bouncer
-
-    game = Bouncer(lives=100)
-    for e in range(n):
-        meta = {"game": game.name, "game_config": {"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64},
-                "seed": e, "frame_size": 64, "action_names": list(game.action_names), "policy": "scripted"}
-        policy = ScriptedPolicy(game, seed=e)
-        with EpisodeWriter(folder / f"ep_{e:06d}.wgep", meta) as w:
-            w.add(game.reset(e), 0)
-            for _ in range(steps):
-                a = policy()
-                frame, r, d, _ = game.step(a)
-                w.add(frame, a, r, d)
-
-
 def _overrides(data: Path, out: Path, stage: str, steps: int) -> list[str]:
     # validation only at the end (rank 0), a resumable state every 10 steps
     return [f"data={data}", f"out={out}", "train=tiny", "model=tiny", "progress=false", "threads=1", f"seed={SEED}",
@@ -124,7 +106,9 @@ def _max_diff(a: dict, b: dict) -> float:
 
 def test_two_cpu_ranks_match_one_process_and_resume(tmp_path: Path, torch_one_thread) -> None:
     data, out, dumps = tmp_path / "data", tmp_path / "run", tmp_path / "dumps"
-    _episodes(data)
+    from test_train import _episodes  # the same scripted Bouncer episodes as the one-process tests
+
+    _episodes(data, steps=60)
     # 1. 2 ranks: autoencoder then teacher, 20 steps each; each rank dumps its weights and what it wrote
     done = _torchrun(__file__, str(data), str(out), str(dumps))
     assert done.stdout.count("vae: 20 steps") == 1 and done.stdout.count("teacher: 20 steps") == 1  # rank 0 prints

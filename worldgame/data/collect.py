@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from worldgame.data.episode import SUFFIX, EpisodeWriter, read_metadata
 from worldgame.data.policies import make_policy
-from worldgame.errors import WorldgameError
+from worldgame.errors import WorldgameError, shorten
 from worldgame.games import game_metadata, make_game
 from worldgame.games.registry import folder_name
 
@@ -70,13 +70,8 @@ def _check_same_game(out: Path, mine: dict) -> None:
     theirs = read_metadata(max(out.glob(f"ep_*{SUFFIX}")))
     for key in ("game", "game_config", "action_names"):
         if key in theirs and theirs[key] != mine[key]:
-            raise WorldgameError(f"out={out} holds episodes of {theirs.get('game')} with {key}={_short(theirs[key])}, "
-                                 f"not {_short(mine[key])}; collect into another out= (or the default, one folder per game)")
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+            raise WorldgameError(f"out={out} holds episodes of {theirs.get('game')} with {key}={shorten(theirs[key])}, "
+                                 f"not {shorten(mine[key])}; collect into another out= (or the default, one folder per game)")
 
 
 def _next_index(out: Path) -> int:

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from worldgame.data.episode import EVENT_RESET, list_episodes, read_episode, read_metadata
-from worldgame.errors import WorldgameError
+from worldgame.errors import WorldgameError, shorten
 
 
 @dataclass
@@ -88,8 +88,8 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
         else:
             for key in _SAME:
                 if key in meta and ep.metadata.get(key) != meta.get(key):
-                    raise WorldgameError(f"{f}: its {key} ({_short(ep.metadata.get(key))}) differs from {first}'s "
-                                         f"({_short(meta.get(key))}); train on one game with one set of settings")
+                    raise WorldgameError(f"{f}: its {key} ({shorten(ep.metadata.get(key), 60)}) differs from {first}'s "
+                                         f"({shorten(meta.get(key), 60)}); train on one game with one set of settings")
         # a window may not cross a game reset: frame i+1 after dones[i] starts a new game, and in
         # a recorded session so does every row whose event is a reset (the R key or game over)
         resets = set((np.flatnonzero(ep.dones[:-1]) + 1).tolist())
@@ -112,11 +112,6 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
         ends=torch.from_numpy(np.concatenate(ends)).long(),
         metadata=meta or {},
     )
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def windows(ends: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
