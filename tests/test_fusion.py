@@ -56,8 +56,8 @@ def test_state_round_trip():
 
 
 def test_mode_cycle_and_parse():
-    assert [FusionMode.OFF.next(), FusionMode.LATENT.next(), FusionMode.PIXEL.next()] == [
-        FusionMode.LATENT, FusionMode.PIXEL, FusionMode.OFF,
+    assert [FusionMode.OFF.next(), FusionMode.PIXEL.next(), FusionMode.LATENT.next()] == [
+        FusionMode.PIXEL, FusionMode.LATENT, FusionMode.OFF,
     ]
     assert FusionMode.parse("latent") is FusionMode.LATENT and FusionMode.parse(2) is FusionMode.PIXEL
     assert FusionMode.LATENT.label == "φ latent"

@@ -59,12 +59,12 @@ def test_views_fusion_and_steps_switch_mid_run(tiny_checkpoint, play_config):
 
 def test_record_then_regenerate_is_identical(tiny_checkpoint, play_config, tmp_path):
     cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=11", "record=true", f"sessions={tmp_path}", "steps=2",
-                      "fusion=latent")
+                      "fusion=pixel")
     moves = [{"right"}] * 3 + [{"up", "space"}] * 2 + [{"left"}] * 3
     script = (
         moves
         + [tap("1")] + moves  # steps change
-        + [tap("f")] + moves  # pixel fusion
+        + [tap("f")] + moves  # latent fusion (F: off -> pixel -> latent)
         + [tap("m"), tap("m"), tap("y")] + moves  # Temporal view, re-sync
         + [tap("backspace")] + moves  # reset: seed + n
         + [tap("r")] + moves  # stop

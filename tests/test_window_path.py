@@ -77,12 +77,12 @@ def test_loop_drives_an_engine_only_through_its_interface():
         loop.on_frame = lambda f: hud.append("\n".join(loop._hud[0]))
         loop.run()
         calls = [c for c in engine.calls if c[0] != "want"]
-        assert calls == [("reset", 4), ("step", 1), ("steps", 2), ("step", 1), ("fusion", FusionMode.LATENT), ("step", 1),
+        assert calls == [("reset", 4), ("step", 1), ("steps", 2), ("step", 1), ("fusion", FusionMode.PIXEL), ("step", 1),
                          ("step", 1), ("step", 1), ("step", 1), ("resync",), ("step", 1), ("step", 0),
                          ("resync",), ("step", 0)]  # Y while paused waits for the next stepped frame
         wants = [c[1] for c in engine.calls if c[0] == "want"]
         assert wants[0] == Wants() and Wants(step_frames=True) in wants and wants[-1] == Wants(real=True)
-        assert window.panels == 2 and "steps 2 | fusion φ latent | view World Model" in hud[-1]
+        assert window.panels == 2 and "steps 2 | fusion φ pixel | view World Model" in hud[-1]
         assert "real game score 7" in hud[-1]  # the HUD reads the status snapshot
     finally:
         window.close()

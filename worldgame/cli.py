@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import warnings
@@ -21,6 +22,11 @@ COMMANDS = {
     "replay": ("worldgame.runtime.replay", "play back or export an episode or session"),
     "serve": ("worldgame.runtime.serve", "serve the game as a web page (one dream per player)"),
 }
+# -m sweeps run on hydra's joblib launcher (conf/base.yaml), each job with one torch thread (threads=0).
+# These commands' sweeps run one job at a time: parallel jobs would distort the speed they measure.
+SERIAL_SWEEPS = {"bench"}
+# In a -m sweep these commands' out=null becomes the job's own folder (the default is shared by every job).
+OWN_OUT = {"eval"}
 USAGE = "usage: worldgame <command> [key=value ...] [-m]\n       worldgame --version\n\ncommands:\n" + "\n".join(
     f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()
 ) + "\n\nShow a command's settings: worldgame <command> --cfg job"
@@ -104,6 +110,37 @@ def _bad_setting(command: str, message: str) -> None:
     sys.exit(2)
 
 
+def _sweep_job() -> Any:
+    """hydra's config of this job when it is one job of a ``-m`` sweep, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return hc if hc.mode == RunMode.MULTIRUN else None
+
+
+def _jsonable(obj: Any) -> Any:
+    item = getattr(obj, "item", None)  # numpy and torch scalars
+    return item() if callable(item) else str(obj)
+
+
+def _write_result(command: str, job: Any, result: Any) -> None:
+    """``<job output dir>/result.json``: what one sweep job returned, with the overrides that made it
+    (``tools/sweep_table.py`` tabulates a sweep folder of them)."""
+    if os.environ.get("RANK", "0") != "0":  # a multi-process job (DDP): its process 0 writes
+        return
+    from worldgame.fileio import atomic_write
+
+    record = {"command": command, "overrides": list(job.overrides.task), "result": result}
+    path = Path(job.runtime.output_dir) / "result.json"
+    try:
+        atomic_write(path, json.dumps(record, indent=2, default=_jsonable))
+    except OSError as e:
+        raise WorldgameError(f"cannot write {path}: {e.strerror or e}") from e
+
+
 def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     from worldgame.settings import validate
 
@@ -112,8 +149,17 @@ def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             validate(command, cfg)  # again here: each job of a -m sweep has its own settings
         except WorldgameError as e:
             _bad_setting(command, str(e))
+        job = _sweep_job()
+        if job is not None and command in OWN_OUT and cfg.get("out") is None:
+            from omegaconf import open_dict
+
+            with open_dict(cfg):  # jobs of one sweep never share a report folder
+                cfg.out = str(job.runtime.output_dir)
         try:
-            return fn(cfg)
+            result = fn(cfg)
+            if job is not None:
+                _write_result(command, job, result)
+            return result
         except WorldgameError as e:
             print(f"worldgame {command}: error: {e}", file=sys.stderr)
             sys.exit(1)
@@ -122,6 +168,17 @@ def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             sys.exit(130)
 
     return task
+
+
+def _sweep_overrides(command: str, overrides: list[str]) -> list[str]:
+    """A ``-m`` sweep of a command in SERIAL_SWEEPS runs one job at a time on the joblib launcher
+    (conf/base.yaml) unless the command line picks the launcher or its ``n_jobs``."""
+    if command not in SERIAL_SWEEPS or not {"-m", "--multirun"} & set(overrides):
+        return overrides
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    if any(k in ("hydra/launcher", "hydra.launcher.n_jobs") for k in keys):
+        return overrides
+    return [*overrides, "hydra.launcher.n_jobs=1"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(
         _task(command, module.run)
     )
-    sys.argv = [f"worldgame {command}", *overrides]
+    sys.argv = [f"worldgame {command}", *_sweep_overrides(command, overrides)]
     app()
 
 

@@ -18,6 +18,17 @@ from worldgame.schema import SettingError, check, setting, show
 
 SEED_MAX = 2**32 - 1
 STEP_COUNTS = [1, 2, 4, 8]  # LCM steps the sampler supports (keys 1/2/4/8)
+TEACHER_STEPS_MAX = 1000  # sampler=teacher: DDIM steps of the undistilled reference
+
+
+def check_steps(name: str, steps: Any, sampler: str) -> None:
+    """LCM runs 1, 2, 4 or 8 steps; the teacher's DDIM any count up to TEACHER_STEPS_MAX."""
+    values = [int(s) for s in (steps if isinstance(steps, (list, tuple, ListConfig)) else [steps])]
+    if sampler == "teacher":
+        if not values or any(not 1 <= v <= TEACHER_STEPS_MAX for v in values):
+            raise SettingError(name, steps, f"with sampler=teacher each must be 1..{TEACHER_STEPS_MAX} (e.g. 50)")
+    elif not values or any(v not in STEP_COUNTS for v in values):
+        raise SettingError(name, steps, "each must be 1, 2, 4 or 8 (LCM steps; sampler=teacher runs any count)")
 
 
 def _device(value: Any) -> str | None:
@@ -63,6 +74,11 @@ class Policy(enum.Enum):
     random = "random"
 
 
+class Sampler(enum.Enum):
+    lcm = "lcm"
+    teacher = "teacher"
+
+
 class Prediction(enum.Enum):
     sample = "sample"
     v_prediction = "v_prediction"
@@ -101,7 +117,8 @@ class PlaySettings(Display):
 @dataclass
 class BenchSettings(Display):
     checkpoint: str | None = None
-    steps: list[int] = setting(STEP_COUNTS[:3], choices=STEP_COUNTS, nonempty=True)
+    steps: list[int] = setting(STEP_COUNTS[:3], ge=1, le=TEACHER_STEPS_MAX, nonempty=True)  # check_steps: 1/2/4/8 for lcm
+    sampler: Sampler = Sampler.lcm
     frames: int = setting(300, ge=2, le=10_000_000)
     warmup: int = setting(30, ge=0, le=1_000_000)
     soak_frames: int = setting(10000, ge=1)
@@ -146,7 +163,8 @@ class EvalSettings:
     steps: list[int] = setting(STEP_COUNTS[:3], choices=STEP_COUNTS, nonempty=True)
     teacher_steps: int = setting(50, ge=1, le=1000)
     rollout_frames: int = setting(1000, ge=1, le=1_000_000)
-    rollout_steps: int = setting(4, choices=STEP_COUNTS)
+    rollout_steps: int = setting(4, ge=1, le=TEACHER_STEPS_MAX)  # check_steps: 1/2/4/8 for lcm
+    sampler: Sampler = Sampler.lcm
     long_rollouts: int = setting(4, ge=1, le=1024)
     horizons: list[int] = setting([1, 10, 100], ge=1, nonempty=True)
     horizon_rollouts: int = setting(16, ge=1, le=4096)
@@ -322,6 +340,7 @@ def _train_relations(cfg: Any) -> None:
 
 
 def _eval_relations(cfg: Any) -> None:
+    check_steps("rollout_steps", cfg.rollout_steps, cfg.sampler.value)
     if any(h >= cfg.episode_frames for h in cfg.horizons):
         raise SettingError("horizons", cfg.horizons, f"each must be < episode_frames ({cfg.episode_frames}): the context comes first")
     if not any(h <= cfg.rollout_frames for h in cfg.object_horizons):  # longer ones are skipped
@@ -330,5 +349,8 @@ def _eval_relations(cfg: Any) -> None:
 
 def _display_relations(cfg: Any) -> None:
     from worldgame.runtime.tsr import frames_per_tick  # numpy only
+
+    if "sampler" in cfg:  # bench
+        check_steps("steps", cfg.steps, cfg.sampler.value)
 
     frames_per_tick(cfg.fps, cfg.display_hz)  # raises SettingError: 0, or a whole multiple (2x or more) of fps

@@ -13,6 +13,9 @@ Keys beyond the contract:
 * built-in game only: ``rollout.player_err_px``, ``player_lost_frac``, ``first_hit_frame``,
   ``player_err_px_until_first_hit`` (its green player, tracked) and ``objects.bouncer``; a gym
   game's JSON and report do not carry them.
+* ``display``: flicker (where the real game is still), foreground PSNR and lag (frames) of the
+  stream as play shows it with this fusion, teacher-forced on the held-out episodes, and ``off``
+  the same without fusion (``worldgame/eval/display.py``; docs/fusion.md).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tqdm import tqdm
 from worldgame.errors import WorldgameError
 from worldgame.eval import bouncer_checks
 from worldgame.eval.control import control_check
+from worldgame.eval.display import display_figures
 from worldgame.eval.metrics import frames_to_unit, psnr, ssim
 from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores, median_background
 from worldgame.eval.report import write_report
@@ -101,6 +105,8 @@ def run(cfg: DictConfig) -> dict:
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
     stage(f"{cfg.long_rollouts} dreams of {cfg.rollout_frames} frames")
+    sampler = str(cfg.get("sampler", "lcm"))
+    model.use_sampler(sampler)  # the dreams' sampler; "teacher": DDIM at rollout_steps (the LCM table's reference)
     if model.device.type == "cpu":
         model.optimize(1)
     # the same real actions, ``long_rollouts`` dreams that differ only in sampling noise
@@ -127,6 +133,8 @@ def run(cfg: DictConfig) -> dict:
     objects["control"] = control
     tail = dreams[:, -10:].reshape(-1, *dreams.shape[2:])
     health = _health(tail) if is_bouncer else _foreground_health(tail, long_real[-10:], median_background(long_frames))
+    display = display_figures(model, episodes, cfg.rollout_steps,
+                              (cfg.fusion, cfg.fusion_window, cfg.fusion_base) if fusion else None, cfg.seed)
 
     result = {
         "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),  # dreamed, not control
@@ -138,6 +146,7 @@ def run(cfg: DictConfig) -> dict:
         "rollout": {
             "frames": int(cfg.rollout_frames),
             "steps": int(cfg.rollout_steps),
+            "sampler": sampler,
             "context_noise": model.context_noise,
             **{key: player[key] for key in ("player_err_px", "player_lost_frac") if key in player},
             "rollouts": int(cfg.long_rollouts),
@@ -148,6 +157,7 @@ def run(cfg: DictConfig) -> dict:
             "collapsed": not health["ok"],
         },
         "objects": objects,
+        "display": display,
         "checkpoint": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -30,6 +30,10 @@ from worldgame.models.schedulers import LCMPlan, lcm_scheduler, teacher_schedule
 METADATA = "worldgame.json"
 
 
+SAMPLERS = ("lcm", "teacher")
+MAX_TEACHER_STEPS = 1000
+
+
 def default_checkpoint(game: str = "bouncer") -> Path:
     """The checkpoint shipped for ``game`` (checkpoints/<game> in a checkout, or inside the wheel;
     ``gym:ALE/Boxing-v5`` looks in checkpoints/boxing)."""
@@ -98,6 +102,8 @@ class WorldModel:
         self._vae_decode: Callable[[torch.Tensor], torch.Tensor] = self.vae.decode
         self._fast_batch = 0
         self._plans: dict[tuple, LCMPlan] = {}  # (steps, context shape, context noise) -> prepared sampler
+        self.sampler = "lcm"  # what step() runs: "lcm" (the few-step student) or "teacher" (see use_sampler)
+        self._teacher_scheduler: Any = None
 
     # --- loading -----------------------------------------------------------------------------
     @classmethod
@@ -151,7 +157,8 @@ class WorldModel:
             )
 
     def optimize(self, batch_size: int = 1) -> None:
-        """Trace the denoiser for one batch size (CPU: ~1.5x faster per step); other sizes stay eager."""
+        """Trace the network :meth:`step` runs (the denoiser; the teacher under ``use_sampler("teacher")``)
+        for one batch size (CPU: ~1.5x faster per step); other sizes stay eager."""
         k, c, s = self.context_length, self.denoiser.config.latent_channels, self.denoiser.config.latent_size
         d = {"device": self.device, "dtype": self.dtype}
         example = (
@@ -163,7 +170,7 @@ class WorldModel:
         )
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside diffusers blocks
-            traced = torch.jit.trace(self.denoiser, example, check_trace=False)
+            traced = torch.jit.trace(self._stepped_net(), example, check_trace=False)
         self.accelerate(torch.jit.freeze(traced.eval()) if self.device.type == "cpu" else traced, None, batch_size)
 
     def accelerate(self, denoise: Callable[..., torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor] | None,
@@ -212,7 +219,15 @@ class WorldModel:
             out: (B, C, h, w) tensor to write the result into (play reuses one); None: a new one.
         Returns:
             (B, C, h, w) predicted latent (``out`` when given).
+
+        After ``use_sampler("teacher")`` the same call runs the undistilled teacher with DDIM at
+        ``steps`` steps instead (1..1000; torch modules only), so play's per-frame path, bench and
+        eval's dreams can measure the slow reference the LCM steps are compared with.
         """
+        if self.sampler == "teacher":
+            fn = self._denoise if context.shape[0] == self._fast_batch else self.teacher
+            z = scheduler_sample(fn, self._teacher_scheduler, context, actions, steps, generator, self.context_noise, on_step)
+            return z if out is None else out.copy_(z)
         plan = self.prepare(steps, context)
         fn = self._denoise if context.shape[0] == self._fast_batch else self.denoiser
         if out is None:
@@ -230,9 +245,28 @@ class WorldModel:
         return plan
 
     def timesteps(self, steps: int) -> list[int]:
-        """The LCM timesteps of a ``steps``-step sample (what the LCM Steps view labels)."""
-        self.scheduler.set_timesteps(steps)
-        return [int(t) for t in self.scheduler.timesteps]
+        """The timesteps of a ``steps``-step sample of the current sampler (what the LCM Steps view labels)."""
+        scheduler = self._teacher_scheduler if self.sampler == "teacher" else self.scheduler
+        scheduler.set_timesteps(steps)
+        return [int(t) for t in scheduler.timesteps]
+
+    def use_sampler(self, name: str) -> None:
+        """Choose what :meth:`step` runs: ``"lcm"`` (the student with the LCM scheduler, 1-8 steps, the
+        fast path) or ``"teacher"`` (the checkpoint's teacher/ network with DDIM, any step count; load
+        with ``teacher=True``). The teacher is the quality reference of the LCM steps (eval, bench)."""
+        if name not in SAMPLERS:
+            raise WorldgameError(f"sampler={name!r}: choose {' or '.join(SAMPLERS)}")
+        if name == "teacher":
+            if self.teacher is None:
+                raise WorldgameError(f"sampler=teacher: checkpoint {getattr(self, 'path', '')} has no teacher/ folder "
+                                     "(or was loaded without it); use sampler=lcm")
+            self._teacher_scheduler = teacher_scheduler(self.scheduler.config)
+        if name != self.sampler:  # a traced or exported graph belongs to the other network: optimize() again
+            self.sampler = name
+            self.accelerate(self._stepped_net(), None, 0)
+
+    def _stepped_net(self) -> ActionDenoiser:
+        return self.teacher if self.sampler == "teacher" and self.teacher is not None else self.denoiser
 
     @torch.inference_mode()
     def step_teacher(

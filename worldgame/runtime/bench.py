@@ -39,6 +39,7 @@ from worldgame.runtime.loop import BetweenInfo, FrameInfo, PlayLoop
 from worldgame.runtime.stats import RunStats
 from worldgame.runtime.tsr import frames_per_tick
 from worldgame.runtime.views import View
+from worldgame.settings import check_steps
 
 CONTRACT_STAGES = ("input", "denoise", "fusion", "decode", "present")
 PACED_TICKS, PACED_WARMUP = 60, 5  # model ticks of each paced TSR latency run (at most ``frames``), and unmeasured ticks first
@@ -47,8 +48,7 @@ PACED_TICKS, PACED_WARMUP = 60, 5  # model ticks of each paced TSR latency run (
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of ``worldgame bench`` (hydra config: conf/bench.yaml)."""
     steps_list = [int(s) for s in (cfg.steps if not isinstance(cfg.steps, (int, str)) else [cfg.steps])]
-    if not steps_list or any(s not in (1, 2, 4, 8) for s in steps_list):
-        raise WorldgameError(f"steps={list(steps_list)}: each must be 1, 2, 4 or 8")
+    check_steps("steps", steps_list, str(cfg.get("sampler", "lcm")))
     if int(cfg.frames) < 2 or int(cfg.warmup) < 0:
         raise WorldgameError("frames must be >= 2 and warmup >= 0")
     tick_hz, display_hz = float(cfg.get("fps", 30)), float(cfg.get("display_hz", 0))

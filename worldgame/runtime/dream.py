@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldgame.models.world_model import WorldModel
+from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel
 from worldgame.runtime.engines import StepResult, Wants, ms_since
 from worldgame.runtime.fusion import PHI, FusionMode, TemporalFusion
 
@@ -56,9 +56,10 @@ class Dream:
         self.nonfinite = 0  # predicted latents holding NaN/inf (should stay 0)
 
     def set_steps(self, steps: int) -> None:
-        """LCM sampling steps per frame (1..8)."""
-        if not 1 <= int(steps) <= max(STEP_COUNTS):
-            raise ValueError(f"steps must be 1..{max(STEP_COUNTS)}, got {steps}")
+        """Sampling steps per frame: 1..8 LCM steps (1..1000 DDIM steps with the teacher sampler)."""
+        most = MAX_TEACHER_STEPS if self.model.sampler == "teacher" else max(STEP_COUNTS)
+        if not 1 <= int(steps) <= most:
+            raise ValueError(f"steps must be 1..{most}, got {steps}")
         if int(steps) != self.steps:
             self.steps, self._timesteps = int(steps), self.model.timesteps(int(steps))
 
@@ -100,7 +101,7 @@ class Dream:
         decoded = self.model.decode(latent)[0]
         if wants.unfused and mode is FusionMode.LATENT:
             unfused = self.model.decode(z)[0].cpu().numpy()
-        step_frames = self.model.decode(self._step_latents[: self.steps]).cpu().numpy() if wants.step_frames else None
+        step_frames = self.model.decode(self._step_latents[: min(self.steps, len(self._step_latents))]).cpu().numpy() if wants.step_frames else None
         self._sync()
         stages["decode"] = ms_since(t0)
         if mode is FusionMode.PIXEL:
@@ -113,7 +114,7 @@ class Dream:
             stages["fusion"] = ms_since(t0)
         frame = decoded.cpu().numpy()
         return StepResult(frame, stages_ms=stages, step_frames=step_frames,
-                          step_timesteps=self._timesteps[: self.steps] if wants.step_frames else None,
+                          step_timesteps=self._timesteps[: min(self.steps, len(self._step_latents))] if wants.step_frames else None,
                           unfused=frame if wants.unfused and unfused is None else unfused)
 
     def warm_up(self) -> None:
@@ -154,7 +155,8 @@ class Dream:
         self.fusion.load_state(ring, self.model.device, self.model.dtype if self.fusion_mode is FusionMode.LATENT else torch.float32)
 
     def _capture_step(self, i: int, denoised: torch.Tensor) -> None:
-        self._step_latents[i].copy_(denoised[0])
+        if i < len(self._step_latents):  # the teacher's many DDIM steps: the view shows the first 8
+            self._step_latents[i].copy_(denoised[0])
 
     def _sync(self) -> None:  # CUDA runs ahead of the host: stage timings must wait for it
         if self.model.device.type == "cuda":

@@ -50,7 +50,9 @@ def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
     print(f"loading {cfg.checkpoint or f'the shipped model for {game.name}'} ...", flush=True)
     import torch
 
-    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game)
+    sampler = str(cfg.get("sampler", "lcm"))
+    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=sampler == "teacher")
+    model.use_sampler(sampler)  # "teacher": the slow DDIM reference (bench's LCM table row), torch only
     engine = model_engine(model, cfg, seed)
     metadata.update(
         game_config=model.metadata["game_config"],
@@ -83,8 +85,8 @@ def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
         fusion_window=int(settings.get("fusion_window", 4)),
         fusion_base=float(settings.get("fusion_base", 1.618033988749895)),
         seed=seed,
-        optimize=bool(settings.get("optimize", True)),
-        backend=str(settings.get("backend", "auto")),
+        optimize=bool(settings.get("optimize", True)),  # traces the network step() runs (the teacher too)
+        backend=str(settings.get("backend", "auto")) if model.sampler == "lcm" else "torch",  # the teacher: torch modules
     )
 
 
@@ -121,8 +123,9 @@ def _game_chosen() -> bool:
     return any(o.lstrip("+~").split("=")[0].split(".")[0] == "game" for o in task)
 
 
-def load_model(checkpoint: str | None, device: str, half: bool | None, game: Any = None) -> Any:
-    """Load ``checkpoint`` (None = ``game``'s shipped one); with ``game``, check it was trained on it."""
+def load_model(checkpoint: str | None, device: str, half: bool | None, game: Any = None, teacher: bool = False) -> Any:
+    """Load ``checkpoint`` (None = ``game``'s shipped one); with ``game``, check it was trained on it;
+    ``teacher``: its teacher/ network too (sampler=teacher)."""
     from worldgame.models.world_model import WorldModel, default_checkpoint
 
     path = Path(checkpoint) if checkpoint or game is None else default_checkpoint(game.name)
@@ -131,7 +134,7 @@ def load_model(checkpoint: str | None, device: str, half: bool | None, game: Any
             f"no checkpoint shipped for {game.name} (looked in {path}); pass checkpoint=DIR "
             "(make one with `worldgame train`), or play the real game with engine=real"
         )
-    model = WorldModel.from_pretrained(path, device=device, half=half)
+    model = WorldModel.from_pretrained(path, device=device, half=half, teacher=teacher)
     if game is not None:
         model.check_game(game.name, game.frame_size)
     return model

@@ -116,7 +116,7 @@
     const name = keyName(e);
     if (e.repeat) { if (hello.keys.includes(name)) e.preventDefault(); return; }
     if (name in STEP_KEYS) { send({ type: "steps", value: STEP_KEYS[name] }); return; }
-    if (name === "f") { const order = ["off", "latent", "pixel"]; send({ type: "fusion", value: order[(order.indexOf(stats ? stats.fusion : "off") + 1) % 3] }); return; }
+    if (name === "f") { const order = ["off", "pixel", "latent"]; send({ type: "fusion", value: order[(order.indexOf(stats ? stats.fusion : "off") + 1) % 3] }); return; }
     if (name === "m" || name === "tab") {
       e.preventDefault();
       const order = hello.views.map((v) => v.value);
