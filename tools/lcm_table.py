@@ -36,6 +36,8 @@ def num(v: float | None, fmt: str = ".2f") -> str:
 
 
 def main(folder: str, horizon: str = "1000") -> None:
+    if not Path(folder).is_dir():
+        sys.exit(f"lcm_table: {folder}: no such folder; run tools/lcm_table.sh first")
     rows = load_rows([Path(folder)])
     shipped = {r["_settings"].get("checkpoint") for r in rows if r["kind"] == "eval" and r["_settings"].get("sampler") == "teacher"}
     evals, distilled = {}, {}
@@ -80,4 +82,6 @@ def main(folder: str, horizon: str = "1000") -> None:
 
 
 if __name__ == "__main__":
+    if not 2 <= len(sys.argv) <= 3:
+        sys.exit("usage: python tools/lcm_table.py OUT_FOLDER_OF_lcm_table.sh [HORIZON=1000]")
     main(*sys.argv[1:])
