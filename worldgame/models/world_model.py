@@ -225,8 +225,7 @@ class WorldModel:
         eval's dreams can measure the slow reference the LCM steps are compared with.
         """
         if self.sampler == "teacher":
-            fn = self._denoise if context.shape[0] == self._fast_batch else self.teacher
-            z = scheduler_sample(fn, self._teacher_scheduler, context, actions, steps, generator, self.context_noise, on_step)
+            z = self._sample(self.teacher, self._teacher_scheduler, context, actions, steps, generator, on_step)
             return z if out is None else out.copy_(z)
         plan = self.prepare(steps, context)
         fn = self._denoise if context.shape[0] == self._fast_batch else self.denoiser
@@ -279,10 +278,10 @@ class WorldModel:
         return self._sample(self.teacher, sched, context, actions, steps, generator, None)
 
     def _sample(self, net, scheduler, context, actions, steps, generator, on_step) -> torch.Tensor:
-        """:func:`scheduler_sample` with the fast (traced / ONNX) denoiser where ``net`` is the
-        student at its prepared batch size: the teacher's DDIM, and the reference the LCM fast path
-        (:class:`LCMPlan`) is tested against."""
-        fn = self._denoise if (net is self.denoiser and context.shape[0] == self._fast_batch) else net
+        """:func:`scheduler_sample` with the fast (traced / ONNX) graph where ``net`` is the network it
+        was made of (:meth:`_stepped_net`) at its prepared batch size: the teacher's DDIM, and the
+        reference the LCM fast path (:class:`LCMPlan`) is tested against."""
+        fn = self._denoise if (net is self._stepped_net() and context.shape[0] == self._fast_batch) else net
         return scheduler_sample(fn, scheduler, context, actions, steps, generator, self.context_noise, on_step)
 
 

@@ -101,7 +101,8 @@ class Dream:
         decoded = self.model.decode(latent)[0]
         if wants.unfused and mode is FusionMode.LATENT:
             unfused = self.model.decode(z)[0].cpu().numpy()
-        step_frames = self.model.decode(self._step_latents[: min(self.steps, len(self._step_latents))]).cpu().numpy() if wants.step_frames else None
+        shown_steps = min(self.steps, len(self._step_latents))  # the teacher's many DDIM steps: the first 8
+        step_frames = self.model.decode(self._step_latents[:shown_steps]).cpu().numpy() if wants.step_frames else None
         self._sync()
         stages["decode"] = ms_since(t0)
         if mode is FusionMode.PIXEL:
@@ -114,7 +115,7 @@ class Dream:
             stages["fusion"] = ms_since(t0)
         frame = decoded.cpu().numpy()
         return StepResult(frame, stages_ms=stages, step_frames=step_frames,
-                          step_timesteps=self._timesteps[: min(self.steps, len(self._step_latents))] if wants.step_frames else None,
+                          step_timesteps=self._timesteps[:shown_steps] if wants.step_frames else None,
                           unfused=frame if wants.unfused and unfused is None else unfused)
 
     def warm_up(self) -> None:
