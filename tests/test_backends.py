@@ -67,7 +67,7 @@ def test_a_tick_allocates_no_sampler_state(tiny_checkpoint):
     engine = ModelEngine(WorldModel.from_pretrained(tiny_checkpoint, device="cpu"), steps=4, backend="torch")
     engine.reset(0)
     plans = dict(engine.model._plans)
-    assert {k[0] for k in plans} >= {1, 2, 4, 8}  # prepared at start
+    assert {k[2] for k in plans} >= {1, 2, 4, 8}  # (sampler, spacing, steps, ...): prepared at start
     buffers = {k: p.latents.data_ptr() for k, p in plans.items()}
     for steps in (1, 2, 4, 8, 4):
         engine.set_steps(steps)

@@ -182,3 +182,51 @@ def test_state_files_hold_no_pickled_objects(trained: tuple[Path, dict]) -> None
     for stage in ("teacher", "distill", "rollout"):
         state = torch.load(root / "run" / f"state_{stage}.pt", weights_only=True)
         assert state["step"] > 0 and "extra" in state
+
+
+def test_rare_windows_are_the_ones_around_events(tmp_path: Path) -> None:
+    from worldgame.train.data import load_frame_data
+
+    _episodes(tmp_path / "data", n=2)
+    train, _ = load_frame_data(tmp_path / "data", 2, 0.5)
+    events = torch.nonzero(train.events).flatten()
+    assert len(events) > 0  # the scripted player scores, shoots and gets hit in 120 frames
+    rare = train.rare_ends(2)
+    assert 0 < len(rare) < len(train.ends)
+    for t in rare.tolist():
+        assert bool(train.events[max(0, t - 2) : t + 3].any())
+    others = train.ends[~torch.isin(train.ends, rare)]
+    assert not any(bool(train.events[max(0, t - 2) : t + 3].any()) for t in others.tolist())
+    assert len(train.rare_ends(0)) <= len(rare) <= len(train.rare_ends(5))
+
+
+def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exactly(trained: tuple[Path, dict],
+                                                                                       tmp_path: Path) -> None:
+    """train.teacher.init continues a trained teacher; rare_share draws windows around events; the
+    loss falls and a run stopped at 10 steps and resumed equals one run straight to 20."""
+    import shutil
+
+    from worldgame.models import ActionDenoiser
+
+    root, _ = trained
+    start = ActionDenoiser.from_pretrained(root / "run" / "teacher")
+    straight, resumed, still = tmp_path / "straight", tmp_path / "resumed", tmp_path / "still"
+    for out in (straight, resumed, still):
+        shutil.copytree(root / "run", out, ignore=shutil.ignore_patterns("state_*.pt"))
+    common = ("stage=teacher", f"train.teacher.init={root / 'run'}", "train.teacher.rare_share=0.5",
+              "train.teacher.val_every=100", "save_every=10", "train.teacher.lr=3e-3")
+    report = loop.run(_cfg(root / "data", straight, *common, "train.teacher.steps=20"))["teacher"]
+    assert report["loss_end"] < report["loss_start"]
+    loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=10"))
+    loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=20"))
+    a = torch.load(straight / "state_teacher.pt", weights_only=True)
+    b = torch.load(resumed / "state_teacher.pt", weights_only=True)
+    assert a["step"] == b["step"] == 20 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # with no learning the continued teacher is the one it started from: init really loads the weights
+    loop.run(_cfg(root / "data", still, *common[:-1], "train.teacher.lr=1e-12", "train.teacher.steps=2"))
+    kept = ActionDenoiser.from_pretrained(still / "teacher")
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(kept.parameters(), start.parameters()))
+    shutil.copytree(root / "run", tmp_path / "bad", ignore=shutil.ignore_patterns("state_*.pt"))
+    with pytest.raises(WorldgameError, match="train.teacher.init"):  # a folder without a teacher/: one line
+        loop.run(_cfg(root / "data", tmp_path / "bad", "stage=teacher", f"train.teacher.init={tmp_path}",
+                      "train.teacher.steps=2"))

@@ -21,14 +21,14 @@ STEP_COUNTS = [1, 2, 4, 8]  # LCM steps the sampler supports (keys 1/2/4/8)
 TEACHER_STEPS_MAX = 1000  # sampler=teacher: DDIM steps of the undistilled reference
 
 
-def check_steps(name: str, steps: Any, sampler: str) -> None:
-    """LCM runs 1, 2, 4 or 8 steps; the teacher's DDIM any count up to TEACHER_STEPS_MAX."""
+def check_steps(name: str, steps: Any, sampler: str | None) -> None:
+    """The play samplers run 1, 2, 4 or 8 steps; the teacher's DDIM any count up to TEACHER_STEPS_MAX."""
     values = [int(s) for s in (steps if isinstance(steps, (list, tuple, ListConfig)) else [steps])]
     if sampler == "teacher":
         if not values or any(not 1 <= v <= TEACHER_STEPS_MAX for v in values):
             raise SettingError(name, steps, f"with sampler=teacher each must be 1..{TEACHER_STEPS_MAX} (e.g. 50)")
     elif not values or any(v not in STEP_COUNTS for v in values):
-        raise SettingError(name, steps, "each must be 1, 2, 4 or 8 (LCM steps; sampler=teacher runs any count)")
+        raise SettingError(name, steps, "each must be 1, 2, 4 or 8 (play sampler steps; sampler=teacher runs any count)")
 
 
 def _device(value: Any) -> str | None:
@@ -74,9 +74,17 @@ class Policy(enum.Enum):
     random = "random"
 
 
-class Sampler(enum.Enum):
+class Sampler(enum.Enum):  # models/schedulers.SAMPLERS says what each is
     lcm = "lcm"
+    ddim = "ddim"
+    dpmsolver = "dpmsolver"
     teacher = "teacher"
+
+
+class Spacing(enum.Enum):  # diffusers' timestep_spacing (ddim, dpmsolver, teacher)
+    leading = "leading"
+    trailing = "trailing"
+    linspace = "linspace"
 
 
 class Prediction(enum.Enum):
@@ -110,6 +118,8 @@ class PlaySettings(Display):
     sessions: str = "sessions"
     seed: int | None = setting(None, ge=0, le=SEED_MAX)
     steps: int = setting(4, choices=STEP_COUNTS)
+    sampler: Sampler | None = None  # None: the checkpoint's play default (worldgame.json "play"; LCM without one)
+    spacing: Spacing | None = None  # None: the sampler's default
     fps: float = setting(30.0, ge=0.0, le=1000.0)
     frames: int = setting(0, ge=0)
 
@@ -118,7 +128,8 @@ class PlaySettings(Display):
 class BenchSettings(Display):
     checkpoint: str | None = None
     steps: list[int] = setting(STEP_COUNTS[:3], ge=1, le=TEACHER_STEPS_MAX, nonempty=True)  # check_steps: 1/2/4/8 for lcm
-    sampler: Sampler = Sampler.lcm
+    sampler: Sampler | None = None
+    spacing: Spacing | None = None
     frames: int = setting(300, ge=2, le=10_000_000)
     warmup: int = setting(30, ge=0, le=1_000_000)
     soak_frames: int = setting(10000, ge=1)
@@ -164,8 +175,9 @@ class EvalSettings:
     teacher_steps: int = setting(50, ge=1, le=1000)
     rollout_frames: int = setting(1000, ge=1, le=1_000_000)
     rollout_steps: int = setting(4, ge=1, le=TEACHER_STEPS_MAX)  # check_steps: 1/2/4/8 for lcm
-    sampler: Sampler = Sampler.lcm
-    long_rollouts: int = setting(4, ge=1, le=1024)
+    sampler: Sampler | None = None
+    spacing: Spacing | None = None
+    long_rollouts: int = setting(8, ge=1, le=1024)
     horizons: list[int] = setting([1, 10, 100], ge=1, nonempty=True)
     horizon_rollouts: int = setting(16, ge=1, le=4096)
     context_noise: float | None = setting(None, ge=0.0, le=10.0)
@@ -229,6 +241,9 @@ class VaeStage(Stage):
 class TeacherStage(Stage):
     ema_decay: float = setting(0.999, ge=0.0, le=1.0)
     max_context_noise: float = setting(0.3, ge=0.0, le=10.0)
+    init: str | None = None  # a checkpoint folder whose teacher/ the stage starts from (a longer teacher)
+    rare_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch from windows around the game's events
+    rare_radius: int = setting(2, ge=0, le=64)  # an event within this many frames of the target makes a window rare
 
 
 @dataclass
@@ -292,6 +307,8 @@ class ServeSettings:
     idle_timeout: float = setting(300.0, ge=0.0, le=86400.0)  # seconds without a client message; 0 = never
     seed: int | None = setting(None, ge=0, le=SEED_MAX)
     steps: int = setting(4, choices=STEP_COUNTS)
+    sampler: Sampler | None = None
+    spacing: Spacing | None = None
     fps: float = setting(30.0, gt=0.0, le=240.0)
     fusion: Fusion = Fusion.off
     fusion_window: int = setting(4, ge=0, le=64)
@@ -322,7 +339,8 @@ def validate(command: str, cfg: DictConfig) -> None:
     merged = check(SCHEMAS[command], plain)
     if "game" in cfg:
         resolve_game(OmegaConf.to_container(cfg.game, resolve=False))
-    relations = {"train": _train_relations, "eval": _eval_relations, "play": _display_relations, "bench": _display_relations}.get(command)
+    relations = {"train": _train_relations, "eval": _eval_relations, "play": _display_relations, "bench": _display_relations,
+                 "serve": _serve_relations}.get(command)
     if relations:
         relations(merged)
 
@@ -340,7 +358,8 @@ def _train_relations(cfg: Any) -> None:
 
 
 def _eval_relations(cfg: Any) -> None:
-    check_steps("rollout_steps", cfg.rollout_steps, cfg.sampler.value)
+    check_steps("rollout_steps", cfg.rollout_steps, cfg.sampler and cfg.sampler.value)
+    _spacing_relation(cfg)
     if any(h >= cfg.episode_frames for h in cfg.horizons):
         raise SettingError("horizons", cfg.horizons, f"each must be < episode_frames ({cfg.episode_frames}): the context comes first")
     if not any(h <= cfg.rollout_frames for h in cfg.object_horizons):  # longer ones are skipped
@@ -350,7 +369,19 @@ def _eval_relations(cfg: Any) -> None:
 def _display_relations(cfg: Any) -> None:
     from worldgame.runtime.tsr import frames_per_tick  # numpy only
 
-    if "sampler" in cfg:  # bench
-        check_steps("steps", cfg.steps, cfg.sampler.value)
+    if "sampler" in cfg:
+        check_steps("steps", cfg.steps, cfg.sampler and cfg.sampler.value)
+        _spacing_relation(cfg)
 
     frames_per_tick(cfg.fps, cfg.display_hz)  # raises SettingError: 0, or a whole multiple (2x or more) of fps
+
+
+def _spacing_relation(cfg: Any) -> None:
+    if cfg.spacing is not None and cfg.sampler is Sampler.lcm:
+        raise SettingError("spacing", cfg.spacing.value, "LCM has its own timesteps; leave spacing unset with sampler=lcm")
+
+
+def _serve_relations(cfg: Any) -> None:
+    if cfg.sampler is Sampler.teacher:
+        raise SettingError("sampler", "teacher", "serve runs the play samplers: lcm, ddim or dpmsolver")
+    _spacing_relation(cfg)

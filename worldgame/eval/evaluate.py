@@ -42,6 +42,7 @@ from worldgame.fileio import atomic_path, atomic_write_json
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
 from worldgame.models.world_model import WorldModel, default_checkpoint
+from worldgame.runtime.factory import choose_sampler
 from worldgame.runtime.fusion import FusionMode, TemporalFusion
 
 
@@ -52,6 +53,9 @@ def run(cfg: DictConfig) -> dict:
     model = WorldModel.from_pretrained(path, device=cfg.device, teacher=True)
     if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
         model.context_noise = float(cfg.context_noise)
+    # the sampler measured, teacher-forced and in the dreams: the checkpoint's play default unless chosen
+    choose_sampler(model, cfg.get("sampler"), cfg.get("spacing"))
+    sampler, spacing = model.sampler, model.spacing
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
     # one stage bar on a terminal (disable=None: nothing in a log); rollouts add a frame bar below it
@@ -71,7 +75,7 @@ def run(cfg: DictConfig) -> dict:
                              f"raise episode_frames (now {cfg.episode_frames}) or lower the horizons")
     gen = np.random.default_rng(cfg.seed)
 
-    stage(f"teacher-forced ({cfg.samples} samples; samplers {list(cfg.steps)}, teacher {cfg.teacher_steps} steps)")
+    stage(f"teacher-forced ({cfg.samples} samples; {sampler} at {list(cfg.steps)} steps, teacher {cfg.teacher_steps} steps)")
     # teacher-forced: real context, one predicted frame
     picks = [(e, int(gen.integers(k, len(episodes[e][0])))) for e in gen.integers(len(episodes), size=cfg.samples)]
     ctx_frames = np.stack([episodes[e][0][t - k : t] for e, t in picks])
@@ -105,10 +109,8 @@ def run(cfg: DictConfig) -> dict:
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
     stage(f"{cfg.long_rollouts} dreams of {cfg.rollout_frames} frames")
-    sampler = str(cfg.get("sampler", "lcm"))
-    model.use_sampler(sampler)  # the dreams' sampler; "teacher": DDIM at rollout_steps (the LCM table's reference)
     if model.device.type == "cpu":
-        model.optimize(1)
+        model.optimize(cfg.long_rollouts)  # the long dreams' batch: the longest stretch of eval
     # the same real actions, ``long_rollouts`` dreams that differ only in sampling noise
     fusion = _fusion(cfg)
     dreams = closed_loop(model, long_frames, long_actions, [k] * cfg.long_rollouts, cfg.rollout_frames,
@@ -140,13 +142,14 @@ def run(cfg: DictConfig) -> dict:
         "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),  # dreamed, not control
         "vae_psnr": round(vae_psnr, 2),
         "vae_foreground": _r(vae_fg, 3),
-        "teacher_forced": {"psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4),
+        "teacher_forced": {"sampler": sampler, "spacing": spacing, "psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4),
                            **{key: {name: round(v[key], 3) for name, v in tf_fg.items()}
                               for key in ("fg_psnr", "fg_recall", "fg_precision")}},
         "rollout": {
             "frames": int(cfg.rollout_frames),
             "steps": int(cfg.rollout_steps),
             "sampler": sampler,
+            "spacing": spacing,
             "context_noise": model.context_noise,
             **{key: player[key] for key in ("player_err_px", "player_lost_frac") if key in player},
             "rollouts": int(cfg.long_rollouts),
@@ -266,8 +269,11 @@ def _objects(cfg: DictConfig, dreams: np.ndarray, real: np.ndarray, actions: np.
     the real frame preceding the first one."""
     horizons = [h for h in cfg.object_horizons if h <= dreams.shape[1]]
     blobs = np.stack([blobs_per_frame(d, background) for d in dreams])
-    out = {"horizons": horizons, "blobs": {"dream": curve_at(blobs, horizons),
-                                           "real": curve_at(blobs_per_frame(real, background)[None], horizons)}}
+    real_blobs = blobs_per_frame(real, background)
+    out = {"horizons": horizons, "dreams": int(dreams.shape[0]),
+           "blobs": {"dream": curve_at(blobs, horizons), "real": curve_at(real_blobs[None], horizons),
+                     "dream_mean": round(float(blobs.mean()), 3), "real_mean": round(float(real_blobs.mean()), 3),
+                     "count_error": round(float(np.abs(blobs - real_blobs[None]).mean()), 3)}}
     if not _is_bouncer(game_cfg):
         return out
     orbs = np.stack([bouncer_checks.orbs_per_frame(d) for d in dreams])
@@ -279,9 +285,15 @@ def _objects(cfg: DictConfig, dreams: np.ndarray, real: np.ndarray, actions: np.
     per_k = 1000 / (dreams.shape[0] * max(1, dreams.shape[1] - 1))  # changes per 1,000 dream frames
     out["bouncer"] = {
         "orbs": {"dream": curve_at(orbs, horizons), "real": curve_at(real_orbs[None], horizons),
-                 "dream_mean": round(float(orbs.mean()), 3), "real_mean": round(float(real_orbs.mean()), 3)},
+                 "dream_mean": round(float(orbs.mean()), 3), "real_mean": round(float(real_orbs.mean()), 3),
+                 # what a player sees wrong per frame: each orb missing or invented against the real game
+                 # on the same actions counts one (the figure the play sampler is chosen by)
+                 "count_error": round(float(np.abs(orbs - real_orbs[None]).mean()), 3)},
         "all_orbs_frac": {"dream": round(float((orbs >= n_orbs).mean()), 4),
                           "real": round(float((real_orbs >= n_orbs).mean()), 4)},
+        "no_orbs_frac": {"dream": round(float((orbs == 0).mean()), 4), "real": round(float((real_orbs == 0).mean()), 4)},
+        # more orbs than the game ever has (num_orbs): objects the dream invented
+        "invented_frac": {"dream": round(float((orbs > n_orbs).mean()), 4), "real": round(float((real_orbs > n_orbs).mean()), 4)},
         "pip_changes_per_1000": {
             "dream": round(sum(p["changes"] for p in pips) * per_k, 2),
             "dream_uncaused": round(sum(p["uncaused"] for p in pips) * per_k, 2),

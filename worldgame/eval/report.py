@@ -21,9 +21,11 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
         "## Teacher-forced next frame (real context)\n",
         ("Foreground: pixels away from the episode's median background (a background-only model scores recall 0). "
         "`copy_last` repeats the last context frame: a model that does not beat it predicts nothing.\n"),
+        f"Numbered rows: {_sampler(tf)} at that many steps; `teacher`: the teacher/ network with many DDIM steps.\n",
         "| sampler (steps) | PSNR dB | SSIM | fg PSNR dB | fg recall | fg precision |\n|---|---|---|---|---|---|",
         rows + "\n",
-        f"## Closed loop ({ro['frames']} frames at {ro['steps']} steps, real actions, fusion {ro.get('fusion', 'off')})\n",
+        (f"## Closed loop ({ro.get('rollouts', 1)} dreams of {ro['frames']} frames, {_sampler(ro)} at {ro['steps']} steps, "
+         f"real actions, fusion {ro.get('fusion', 'off')})\n"),
     ]
     if ro.get("player_lost_frac") is not None:
         lines += [
@@ -48,6 +50,10 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
                       "| orbs, real | " + " | ".join(f"{b['orbs']['real'][h]:.2f}" for h in hs) + " |\n",
                       (f"* all orbs visible in {100 * b['all_orbs_frac']['dream']:.1f}% of dream frames "
                       f"(real game {100 * b['all_orbs_frac']['real']:.1f}%)"),
+                      (f"* orbs, mean over all dream frames: {b['orbs']['dream_mean']:.2f} (real {b['orbs']['real_mean']:.2f}); "
+                      f"missing or invented per frame: {b['orbs'].get('count_error', float('nan')):.2f}; no orb in "
+                      f"{100 * b.get('no_orbs_frac', {}).get('dream', 0):.1f}% of frames, more than the game has in "
+                      f"{100 * b.get('invented_frac', {}).get('dream', 0):.1f}%"),
                       (f"* pip changes per 1,000 frames: {b['pip_changes_per_1000']['dream']:.1f}, of which without a cause "
                       f"{b['pip_changes_per_1000']['dream_uncaused']:.1f} (real game {b['pip_changes_per_1000']['real_uncaused']:.1f})"),
                       (f"* control: the player moved within 1 px of what the key says on "
@@ -76,3 +82,9 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
     at = ", ".join(str(h) for h in strip_at)
     lines.append(f"![real (top) vs generated (bottom) at frames {at}](strip.png)\n")
     atomic_write(path, "\n".join(lines))
+
+
+def _sampler(part: dict) -> str:
+    """'ddim (leading)' from a JSON part's sampler and spacing (reports of older evals: LCM)."""
+    name = part.get("sampler", "lcm")
+    return f"{name} ({part['spacing']})" if part.get("spacing") else name

@@ -51,6 +51,9 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
         raise bad("context_noise", f"is {noise!r}, not a number 0..10")
     if meta.get("prediction_type", "sample") not in PREDICTIONS:
         raise bad("prediction_type", f"is not one of {', '.join(PREDICTIONS)}")
+    play = meta.get("play")  # the checkpoint's play default sampler (docs/fidelity.md)
+    if play is not None and not _play_default_ok(play):
+        raise bad("play", f"is {str(play)[:80]}, not {{\"sampler\": lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null}}")
     bindings = meta.get("key_bindings", {})
     if not isinstance(bindings, dict) or not all(
         isinstance(v, list) and all(isinstance(k, str) for k in v) for v in bindings.values()
@@ -115,3 +118,13 @@ def _sane(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return depth < 2 and len(value) <= MAX_CONFIG_LIST and all(_sane(v, depth + 1) for v in value)
     return False
+
+
+def _play_default_ok(play: Any) -> bool:
+    from worldgame.settings import Sampler, Spacing
+
+    if not isinstance(play, dict) or set(play) - {"sampler", "spacing", "chosen_by"}:
+        return False
+    sampler, spacing = play.get("sampler"), play.get("spacing")
+    return (sampler in {s.value for s in Sampler} - {"teacher"}
+            and (spacing is None or spacing in {s.value for s in Spacing}) and not (sampler == "lcm" and spacing))

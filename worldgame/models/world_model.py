@@ -25,12 +25,20 @@ from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
-from worldgame.models.schedulers import LCMPlan, lcm_scheduler, teacher_scheduler
+from worldgame.models.schedulers import (
+    DEFAULT_SPACING,
+    SAMPLERS,
+    SPACINGS,
+    PreparedSampler,
+    lcm_scheduler,
+    make_plan,
+    play_scheduler,
+    teacher_scheduler,
+)
 
 METADATA = "worldgame.json"
 
 
-SAMPLERS = ("lcm", "teacher")
 MAX_TEACHER_STEPS = 1000
 
 
@@ -45,6 +53,20 @@ def default_checkpoint(game: str = "bouncer") -> Path:
         if candidate.is_dir():
             return candidate
     return root.parent / "checkpoints" / game
+
+
+def play_default(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The sampler a checkpoint names for play (worldgame.json ``"play": {"sampler", "spacing"}``),
+    checked; checkpoints without one were made for LCM."""
+    play = metadata.get("play")
+    if play is None:
+        return {"sampler": "lcm", "spacing": None}
+    sampler, spacing = (play.get("sampler"), play.get("spacing")) if isinstance(play, dict) else (None, None)
+    if sampler not in SAMPLERS or sampler == "teacher" or not (spacing is None or spacing in SPACINGS) \
+            or (sampler == "lcm" and spacing is not None):
+        raise WorldgameError(f"{METADATA}: \"play\" must name a sampler of lcm, ddim, dpmsolver and a spacing of "
+                             f"{', '.join(SPACINGS)} or null, got {str(play)[:80]}; fix or remove it")
+    return {"sampler": sampler, "spacing": spacing}
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -101,9 +123,14 @@ class WorldModel:
         self._denoise: Callable[..., torch.Tensor] = self.denoiser
         self._vae_decode: Callable[[torch.Tensor], torch.Tensor] = self.vae.decode
         self._fast_batch = 0
-        self._plans: dict[tuple, LCMPlan] = {}  # (steps, context shape, context noise) -> prepared sampler
-        self.sampler = "lcm"  # what step() runs: "lcm" (the few-step student) or "teacher" (see use_sampler)
+        self._plans: dict[tuple, PreparedSampler] = {}  # (sampler, spacing, steps, shape, noise) -> prepared
+        # what step() runs (see use_sampler): the checkpoint's play default, LCM for checkpoints without one
+        self.sampler, self.spacing = "lcm", None
+        self._play_scheduler: Any = self.scheduler
         self._teacher_scheduler: Any = None
+        default = play_default(metadata)
+        if default["sampler"] != "teacher":
+            self.use_sampler(default["sampler"], default["spacing"])
 
     # --- loading -----------------------------------------------------------------------------
     @classmethod
@@ -206,23 +233,24 @@ class WorldModel:
         on_step: Callable[[int, torch.Tensor], None] | None = None,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predict the next latent with ``steps`` LCM steps (a prepared :class:`LCMPlan`, bit-identical
-        to running diffusers' LCMScheduler step by step).
+        """Predict the next latent with ``steps`` steps of the current sampler (:meth:`use_sampler`): a
+        prepared plan (schedulers.PreparedSampler), bit-identical to running the diffusers scheduler it
+        mirrors step by step.
 
         Args:
             context: (B, K, C, h, w) the last K latents, oldest first.
             actions: (B, K) long, the actions that produced context frames 2..K and, last, the
                 action being taken now (the one the predicted frame answers).
-            steps: LCM sampling steps (1, 2, 4 or 8).
+            steps: sampling steps (1, 2, 4 or 8 in play; any count 1..1000 for the teacher).
             generator: torch generator for the sampling noise (same seed -> same frames).
             on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
             out: (B, C, h, w) tensor to write the result into (play reuses one); None: a new one.
         Returns:
             (B, C, h, w) predicted latent (``out`` when given).
 
-        After ``use_sampler("teacher")`` the same call runs the undistilled teacher with DDIM at
+        Under ``use_sampler("teacher")`` the same call runs the undistilled teacher with DDIM at
         ``steps`` steps instead (1..1000; torch modules only), so play's per-frame path, bench and
-        eval's dreams can measure the slow reference the LCM steps are compared with.
+        eval's dreams can measure the slow reference the few-step samplers are compared with.
         """
         if self.sampler == "teacher":
             z = self._sample(self.teacher, self._teacher_scheduler, context, actions, steps, generator, on_step)
@@ -233,35 +261,43 @@ class WorldModel:
             out = torch.empty_like(plan.latents)
         return plan.sample(fn, context, actions, generator, on_step, out)
 
-    def prepare(self, steps: int, context: torch.Tensor) -> LCMPlan:
-        """The LCM sampler for ``steps`` and ``context``'s shape, made on first use and kept."""
-        key = (steps, tuple(context.shape), self.context_noise)
+    def prepare(self, steps: int, context: torch.Tensor) -> PreparedSampler:
+        """The current sampler prepared for ``steps`` and ``context``'s shape, made on first use and kept."""
+        key = (self.sampler, self.spacing, steps, tuple(context.shape), self.context_noise)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= 32:  # eval's many batch sizes: keep memory bounded
                 self._plans.clear()
-            plan = self._plans[key] = LCMPlan(self.scheduler, steps, context, self.context_noise)
+            plan = self._plans[key] = make_plan(self.sampler, self._play_scheduler, steps, context, self.context_noise)
         return plan
 
     def timesteps(self, steps: int) -> list[int]:
         """The timesteps of a ``steps``-step sample of the current sampler (what the LCM Steps view labels)."""
-        scheduler = self._teacher_scheduler if self.sampler == "teacher" else self.scheduler
+        scheduler = self._teacher_scheduler if self.sampler == "teacher" else self._play_scheduler
         scheduler.set_timesteps(steps)
         return [int(t) for t in scheduler.timesteps]
 
-    def use_sampler(self, name: str) -> None:
-        """Choose what :meth:`step` runs: ``"lcm"`` (the student with the LCM scheduler, 1-8 steps, the
-        fast path) or ``"teacher"`` (the checkpoint's teacher/ network with DDIM, any step count; load
-        with ``teacher=True``). The teacher is the quality reference of the LCM steps (eval, bench)."""
+    def use_sampler(self, name: str, spacing: str | None = None) -> None:
+        """Choose what :meth:`step` runs: ``"lcm"``, ``"ddim"`` or ``"dpmsolver"`` (the denoiser/ network
+        through a prepared plan, 1-8 steps, the fast path; ``spacing`` = diffusers' timestep_spacing for
+        the last two, None = their default) or ``"teacher"`` (the checkpoint's teacher/ network with
+        DDIM, any step count; load with ``teacher=True``), the quality reference (eval, bench)."""
         if name not in SAMPLERS:
-            raise WorldgameError(f"sampler={name!r}: choose {' or '.join(SAMPLERS)}")
+            raise WorldgameError(f"sampler={name!r}: choose {', '.join(SAMPLERS)}")
+        if spacing is not None and (name == "lcm" or spacing not in SPACINGS):
+            raise WorldgameError(f"spacing={spacing!r}: " + ("LCM has its own timesteps; leave spacing unset (null)"
+                                                             if name == "lcm" else f"choose {', '.join(SPACINGS)}"))
+        spacing = spacing or DEFAULT_SPACING.get(name)
         if name == "teacher":
             if self.teacher is None:
                 raise WorldgameError(f"sampler=teacher: checkpoint {getattr(self, 'path', '')} has no teacher/ folder "
                                      "(or was loaded without it); use sampler=lcm")
-            self._teacher_scheduler = teacher_scheduler(self.scheduler.config)
-        if name != self.sampler:  # a traced or exported graph belongs to the other network: optimize() again
-            self.sampler = name
+            self._teacher_scheduler = teacher_scheduler(self.scheduler.config, spacing)
+        else:
+            self._play_scheduler = play_scheduler(name, spacing, self.prediction_type)
+        network_changes = (name == "teacher") != (self.sampler == "teacher")
+        self.sampler, self.spacing = name, spacing
+        if network_changes:  # a traced or exported graph belongs to the other network: optimize() again
             self.accelerate(self._stepped_net(), None, 0)
 
     def _stepped_net(self) -> ActionDenoiser:

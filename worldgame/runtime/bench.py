@@ -48,7 +48,7 @@ PACED_TICKS, PACED_WARMUP = 60, 5  # model ticks of each paced TSR latency run (
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of ``worldgame bench`` (hydra config: conf/bench.yaml)."""
     steps_list = [int(s) for s in (cfg.steps if not isinstance(cfg.steps, (int, str)) else [cfg.steps])]
-    check_steps("steps", steps_list, str(cfg.get("sampler", "lcm")))
+    check_steps("steps", steps_list, cfg.get("sampler"))
     if int(cfg.frames) < 2 or int(cfg.warmup) < 0:
         raise WorldgameError("frames must be >= 2 and warmup >= 0")
     tick_hz, display_hz = float(cfg.get("fps", 30)), float(cfg.get("display_hz", 0))
@@ -71,10 +71,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             view = View.parse(cfg.view)
             result = bench_steps(engine, window, int(cfg.frames), int(cfg.warmup), int(cfg.seed), view, soak, per_tick, interpolation)
             # per result: the top-level keys are a fixed contract
-            result.update(backend=engine.backend, window=pygame.display.get_driver())
+            result.update(backend=engine.backend, window=pygame.display.get_driver(), sampler=meta["sampler"], spacing=meta["spacing"])
             stages = " ".join(f"{k} {v:.2f}" for k, v in result["stages_ms"].items())
             print(
-                f"steps {steps} ({engine.backend}, {result['window']} window): {result['fps']:.1f} FPS, "
+                f"{meta['sampler']} steps {steps} ({engine.backend}, {result['window']} window): {result['fps']:.1f} FPS, "
                 f"latency p50 {result['latency_ms']['p50']:.1f} ms p95 {result['latency_ms']['p95']:.1f} ms | {stages} ms",
                 flush=True,
             )

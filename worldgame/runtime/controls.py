@@ -28,10 +28,10 @@ class Command(str, Enum):
     RESET = "reset"
     RECORD = "start/stop recording"
     HELP = "help"
-    STEPS_1 = "1 LCM step"
-    STEPS_2 = "2 LCM steps"
-    STEPS_4 = "4 LCM steps"
-    STEPS_8 = "8 LCM steps"
+    STEPS_1 = "1 sampling step"
+    STEPS_2 = "2 sampling steps"
+    STEPS_4 = "4 sampling steps"
+    STEPS_8 = "8 sampling steps"
     FUSION = "cycle fusion"
     VIEW = "cycle view"
     RESYNC = "re-sync model to the real game"
@@ -146,7 +146,7 @@ def help_lines(action_names: Sequence[str], key_bindings: Mapping[str, Sequence[
     ]
     if live:
         lines += [
-            "  1 2 4 8  LCM steps     F  fusion",
+            "  1 2 4 8  steps         F  fusion",
             "  M / Tab  view: Stream, LCM Steps,",
             "           Temporal, World Model",
             "  Y  re-sync model to the real game",

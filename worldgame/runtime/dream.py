@@ -56,7 +56,7 @@ class Dream:
         self.nonfinite = 0  # predicted latents holding NaN/inf (should stay 0)
 
     def set_steps(self, steps: int) -> None:
-        """Sampling steps per frame: 1..8 LCM steps (1..1000 DDIM steps with the teacher sampler)."""
+        """Sampling steps per frame: 1..8 (1..1000 DDIM steps with the teacher sampler)."""
         most = MAX_TEACHER_STEPS if self.model.sampler == "teacher" else max(STEP_COUNTS)
         if not 1 <= int(steps) <= most:
             raise ValueError(f"steps must be 1..{most}, got {steps}")
@@ -126,7 +126,7 @@ class Dream:
         scratch = torch.Generator(device=self.model.device).manual_seed(0)
         for steps in (1, 2):
             self.model.decode(self.model.step(self.context, self.actions, steps=steps, generator=scratch))
-        for steps in STEP_COUNTS:
+        for steps in STEP_COUNTS if self.model.sampler != "teacher" else ():  # the teacher runs diffusers' own
             self.model.prepare(steps, self.context)
         self._sync()
 

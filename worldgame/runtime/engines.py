@@ -113,7 +113,8 @@ class Wants:
 class EngineStatus:
     """The engine's settings and counters as the HUD and the recorder show them (None: not this engine's)."""
 
-    steps: int | None = None  # LCM steps per frame
+    steps: int | None = None  # sampling steps per frame
+    sampler: str | None = None  # the sampler's short name (models/schedulers.SAMPLER_LABELS)
     fusion: FusionMode | None = None
     fusion_weights: list[float] | None = None  # the weights the last fused frame used, newest first (fusion on)
     nonfinite: int = 0  # predictions holding NaN/inf (should stay 0)

@@ -50,9 +50,9 @@ def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
     print(f"loading {cfg.checkpoint or f'the shipped model for {game.name}'} ...", flush=True)
     import torch
 
-    sampler = str(cfg.get("sampler", "lcm"))
+    sampler = cfg.get("sampler")
     model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=sampler == "teacher")
-    model.use_sampler(sampler)  # "teacher": the slow DDIM reference (bench's LCM table row), torch only
+    choose_sampler(model, sampler, cfg.get("spacing"))  # "teacher": the slow DDIM reference, torch only
     engine = model_engine(model, cfg, seed)
     metadata.update(
         game_config=model.metadata["game_config"],
@@ -67,8 +67,17 @@ def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
         fusion_window=int(cfg.fusion_window),
         fusion_base=float(cfg.fusion_base),
         context_length=model.context_length,
+        sampler=model.sampler,  # regenerate runs the same sampler (sessions without it were LCM)
+        spacing=model.spacing,
     )
     return engine, metadata
+
+
+def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> None:
+    """Run ``sampler`` with ``spacing`` (None: the checkpoint's play default, which the model loaded
+    with; a spacing alone changes the default sampler's)."""
+    if sampler is not None or spacing is not None:
+        model.use_sampler(sampler or model.sampler, spacing)
 
 
 def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
@@ -86,7 +95,7 @@ def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
         fusion_base=float(settings.get("fusion_base", 1.618033988749895)),
         seed=seed,
         optimize=bool(settings.get("optimize", True)),  # traces the network step() runs (the teacher too)
-        backend=str(settings.get("backend", "auto")) if model.sampler == "lcm" else "torch",  # the teacher: torch modules
+        backend=str(settings.get("backend", "auto")) if model.sampler != "teacher" else "torch",  # the teacher: torch modules
     )
 
 

@@ -20,6 +20,7 @@ class HudState:
     score: str | None  # None: nothing meaningful to show (the dream has no score of its own)
     frame_index: int
     steps: int | None = None
+    sampler: str | None = None  # the sampler's short name (LCM, DDIM, DPM++ 2M)
     fusion: str | None = None
     view: str | None = None
     recording: bool = False
@@ -48,7 +49,7 @@ def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
     stages = "  ".join(f"{k} {v:.1f}" for k, v in stats.stage_means().items()) + " ms"
     mode = [state.engine.upper()]
     if state.steps is not None:
-        mode.append(f"steps {state.steps}")
+        mode.append(f"{state.sampler + ' ' if state.sampler else ''}steps {state.steps}")
     if state.fusion is not None:
         mode.append(f"fusion {state.fusion}")
     if state.view is not None:

@@ -348,7 +348,7 @@ class PlayLoop:
             self.stats.clear()  # the numbers now describe the new setting
             self._apply_view()
             steps = STEP_COMMANDS[command]
-            self._say(f"{steps} LCM step{'s' if steps > 1 else ''}")
+            self._say(f"{steps} {engine.status().sampler or ''} step{'s' if steps > 1 else ''}".replace("  ", " "))
         elif command is Command.FUSION:
             fusion = engine.status().fusion
             assert fusion is not None  # an engine with the "fusion" control has a mode
@@ -428,6 +428,7 @@ class PlayLoop:
             score_label=score_label,
             frame_index=self.frames,
             steps=status.steps,
+            sampler=status.sampler,
             fusion=status.fusion.label if status.fusion is not None else None,
             view=self.view.label if "views" in self.engine.live else None,
             recording=self.recorder is not None and self.recorder.active,

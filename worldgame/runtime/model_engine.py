@@ -15,6 +15,7 @@ import numpy as np
 
 from worldgame.games import make_game
 from worldgame.models.backends import attach
+from worldgame.models.schedulers import SAMPLER_LABELS
 from worldgame.models.world_model import WorldModel
 from worldgame.runtime.dream import Dream
 from worldgame.runtime.engines import EngineStatus, StepResult, Wants, ms_since
@@ -27,7 +28,7 @@ class ModelEngine:
 
     Args:
         model: a loaded WorldModel.
-        steps: LCM sampling steps per frame (1, 2, 4 or 8; change live with :meth:`set_steps`).
+        steps: sampling steps per frame (1, 2, 4 or 8; change live with :meth:`set_steps`).
         fusion: display fusion mode (off, latent, pixel).
         fusion_window: N, past frames fused with the current one.
         fusion_base: decay base (φ by default).
@@ -113,6 +114,7 @@ class ModelEngine:
         d, real_score = self.dream, self.real.info.get("score")
         return EngineStatus(
             steps=d.steps,
+            sampler=SAMPLER_LABELS[self.model.sampler],
             fusion=d.fusion_mode,
             fusion_weights=d.fusion.weights if d.fusion_mode is not FusionMode.OFF else None,
             nonfinite=d.nonfinite,

@@ -172,7 +172,8 @@ class Server:
         self.log = print
 
     def engine_settings(self) -> dict[str, Any]:
-        return {k: self.cfg[k] for k in ("steps", "fusion", "fusion_window", "fusion_base", "optimize", "backend", "threads")}
+        return {k: self.cfg[k] for k in ("steps", "sampler", "spacing", "fusion", "fusion_window", "fusion_base", "optimize",
+                                         "backend", "threads")}
 
     def make_engine(self, seed: int) -> tuple[Any, dict[str, Any]]:
         """An engine from the factory for this server's checkpoint (runs in the model thread)."""
@@ -218,8 +219,8 @@ class Connection:
             "type": "hello", "game": self.metadata.get("game"), "actions": self.engine.action_names,
             "key_bindings": self.engine.key_bindings, "keys": sorted(self.keymap.keys),
             "frame_size": self.engine.frame_size, "native_size": parse_native_size(self.metadata.get("native_size")),
-            "steps": status.steps, "fusion": status.fusion.value if status.fusion else None, "view": self.view.value,
-            "views": [{"value": v.value, "label": v.label} for v in View], "fps": float(self.server.cfg.fps),
+            "steps": status.steps, "sampler": status.sampler, "fusion": status.fusion.value if status.fusion else None,
+            "view": self.view.value, "views": [{"value": v.value, "label": v.label} for v in View], "fps": float(self.server.cfg.fps),
             "stages": STAGE_TERMS, "seed": self.seed,
         }
 
@@ -288,8 +289,8 @@ class Connection:
         self.stage_sum, self.stage_n = {}, 0
         status = self.engine.status()
         return {"type": "stats", "server_fps": round(fps, 2), "stages_ms": {k: round(v, 3) for k, v in stages.items()},
-                "steps": status.steps, "fusion": status.fusion.value if status.fusion else None, "view": self.view.value,
-                "frames": self.frames, "dropped": self.dropped, "recording": self.recorder.active,
+                "steps": status.steps, "sampler": status.sampler, "fusion": status.fusion.value if status.fusion else None,
+                "view": self.view.value, "frames": self.frames, "dropped": self.dropped, "recording": self.recorder.active,
                 "weights": status.fusion_weights}
 
 

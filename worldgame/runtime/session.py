@@ -159,6 +159,7 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False) -
     if missing or not isinstance(meta["checkpoint"], str):
         raise WorldgameError(f"{path}: the session's metadata lacks {', '.join(missing) or 'a checkpoint path'}; "
                              "it cannot be regenerated (was it written by `worldgame play record=true`?)")
+    sampler, spacing = _session_sampler(path, meta)
     dev = pick_device(device)
     same_kind = str(meta.get("device", "cpu")).split(":")[0] == dev.type
     settings = {
@@ -172,7 +173,9 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False) -
     }
     threads = torch.get_num_threads()
     try:
-        model = load_model(meta["checkpoint"], str(dev), (meta.get("dtype") == "float16") if same_kind else None)
+        model = load_model(meta["checkpoint"], str(dev), (meta.get("dtype") == "float16") if same_kind else None,
+                           teacher=sampler == "teacher")
+        model.use_sampler(sampler, spacing)
         engine = model_engine(model, settings, seed=int(meta["seed"]))
         return _regenerate(episode, engine, progress)
     finally:
@@ -206,3 +209,14 @@ def _regenerate(episode: Episode, engine: Any, progress: bool = False) -> dict:
     if engine.backend != meta.get("backend", "torch"):
         result["backend_changed"] = True
     return result
+
+
+def _session_sampler(path: Path, meta: dict) -> tuple[str, str | None]:
+    """The sampler a model session was recorded with (sessions before samplers were chosen: LCM)."""
+    from worldgame.models.schedulers import SAMPLERS, SPACINGS
+
+    sampler, spacing = meta.get("sampler", "lcm"), meta.get("spacing")
+    if sampler not in SAMPLERS or not (spacing is None or spacing in SPACINGS) or (sampler == "lcm" and spacing is not None):
+        raise WorldgameError(f"{path}: the session names sampler {str(sampler)[:40]!r} with spacing {str(spacing)[:40]!r}, "
+                             "which this worldgame does not have; it cannot be regenerated")
+    return sampler, spacing

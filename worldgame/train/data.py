@@ -27,6 +27,18 @@ class FrameData:
     actions: torch.Tensor
     ends: torch.Tensor
     metadata: dict
+    events: torch.Tensor | None = None  # (N,) bool: the game's events (a reward or an end) at frame i
+
+    def rare_ends(self, radius: int) -> torch.Tensor:
+        """The ends t with an event within ``radius`` frames of the target t (before or after): the windows
+        around shots, hits, coins and respawns -- what the game draws at random and a model sees rarely."""
+        if self.events is None or radius < 0:
+            return self.ends[:0]
+        near = self.events.clone()
+        for j in range(1, radius + 1):
+            near[j:] |= self.events[:-j]
+            near[:-j] |= self.events[j:]
+        return self.ends[near[self.ends]]
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -80,7 +92,7 @@ _SAME = ("game", "frame_size", "action_names", "game_config")
 
 
 def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
-    frames, actions, ends, offset, first = [], [], [], 0, files[0]
+    frames, actions, happened, ends, offset, first = [], [], [], [], 0, files[0]
     for f in tqdm(files, desc="read episodes", unit="file", leave=False, disable=None):
         ep = read_episode(f)
         if meta is None:
@@ -103,6 +115,7 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
                 ends.append(np.arange(offset + a + k, offset + b))
         frames.append(ep.frames)
         actions.append(ep.actions)
+        happened.append((ep.rewards != 0) | ep.dones)
         offset += len(ep)
     if not ends:
         raise WorldgameError(f"{first.parent}: episodes are shorter than the context length {k} + 1")
@@ -111,6 +124,7 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
         actions=torch.from_numpy(np.concatenate(actions)).long(),
         ends=torch.from_numpy(np.concatenate(ends)).long(),
         metadata=meta or {},
+        events=torch.from_numpy(np.concatenate(happened)),
     )
 
 

@@ -31,8 +31,11 @@ class LatentBatches:
     """
 
     def __init__(self, data: FrameData, latents: torch.Tensor, context_length: int, max_context_noise: float,
-                 device: torch.device, per_frame: bool = False) -> None:
+                 device: torch.device, per_frame: bool = False, rare_share: float = 0.0, rare_radius: int = 2) -> None:
         self.data, self.latents, self.k = data, latents, context_length
+        # rare_share of every batch comes from the windows around the game's events (FrameData.rare_ends)
+        self.rare = data.rare_ends(rare_radius) if rare_share > 0 else data.ends[:0]
+        self.rare_share = rare_share if len(self.rare) else 0.0
         self.max_context_noise, self.device, self.per_frame = max_context_noise, device, per_frame
         # valid[t]: frames t-K..t lie in one game episode (a context window plus its target)
         self.valid = torch.zeros(len(data.frames) + 1, dtype=torch.bool)
@@ -48,6 +51,9 @@ class LatentBatches:
 
     def sample(self, batch_size: int, gen: torch.Generator, noisy_context: bool = True) -> dict[str, torch.Tensor]:
         ends = self.data.ends[torch.randint(len(self.data.ends), (batch_size,), generator=gen)]
+        if self.rare_share > 0:  # the first share of the batch: windows around events
+            n = round(batch_size * self.rare_share)
+            ends[:n] = self.rare[torch.randint(len(self.rare), (n,), generator=gen)]
         return self.at(ends, gen if noisy_context else None)
 
     def at(self, ends: torch.Tensor, gen: torch.Generator | None) -> dict[str, torch.Tensor]:

@@ -64,7 +64,9 @@ def build(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.devi
     lat_train, lat_val = _latents(vae, train, val, out, device)
     k, noise = cfg.model.denoiser.context_length, cfg.train.teacher.max_context_noise
     per_frame = bool(cfg.model.denoiser.get("noise_per_frame", False))
-    batches = LatentBatches(train, lat_train, k, noise, device, per_frame)
+    rare = cfg.train.teacher
+    batches = LatentBatches(train, lat_train, k, noise, device, per_frame, float(rare.get("rare_share", 0.0)),
+                            int(rare.get("rare_radius", 2)))
     val_batches = LatentBatches(val, lat_val, k, noise, device, per_frame)
     num_actions = len(train.metadata["action_names"])
     if stage == "teacher":

@@ -4,10 +4,14 @@ Loss: MSE between the network output and the scheduler's target at a uniform ran
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers.training_utils import EMAModel
 from omegaconf import DictConfig, OmegaConf
 
+from worldgame.errors import WorldgameError
+from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
@@ -20,6 +24,8 @@ class TeacherObjective:
         self.cfg, self.batches, self.val, self.vae = cfg.train.teacher, batches, val, vae
         self.play_noise = float(cfg.model.play_context_noise)
         self.model = ActionDenoiser(num_actions=num_actions, **OmegaConf.to_container(cfg.model.denoiser, resolve=True)).to(device)
+        if self.cfg.get("init"):  # continue a trained teacher (its EMA starts from its weights too)
+            self.model.load_state_dict(_init_weights(Path(self.cfg.init), self.model).state_dict())
         self.ema = EMAModel(self.model.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
@@ -77,3 +83,23 @@ class TeacherObjective:
 
     def restore(self) -> None:
         self.ema.restore(self.model.parameters())
+
+
+def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
+    """The teacher/ of checkpoint ``folder`` (train.teacher.init), checked like any checkpoint part and
+    required to have this run's shape."""
+    part = folder / "teacher"
+    hint = "pass a checkpoint folder with a teacher/ of the same model shape, or init=null to start afresh"
+    if not (part / "config.json").is_file():
+        raise WorldgameError(f"train.teacher.init={folder}: no teacher/ there; {hint}")
+    check_part(ActionDenoiser, part, hint)
+    try:
+        init = ActionDenoiser.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
+    except Exception as e:
+        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ is damaged ({type(e).__name__}); {hint}") from e
+    def shape(m: ActionDenoiser) -> dict:  # the public settings, lists and tuples alike
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in m.config.items() if not k.startswith("_")}
+
+    if shape(init) != shape(model):
+        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
+    return init

@@ -65,7 +65,7 @@
     if (!hello) return;
     const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (recording ? "  ● REC" : "")];
     if (stats) {
-      lines.push(`steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
+      lines.push(`${stats.sampler || ""} steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
       for (const [k, label] of Object.entries(hello.stages)) {
         const v = stats.stages_ms[k];
         lines.push(`  ${label.padEnd(16)} ${v === undefined ? "   -" : v.toFixed(2).padStart(7)} ms`);
