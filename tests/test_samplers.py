@@ -191,10 +191,11 @@ def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path, run_cl
     (result,) = json.loads(r.stdout.strip().splitlines()[-1])["results"]
     assert (result["sampler"], result["spacing"]) == ("ddim", "linspace")
 
-    meta_file.write_text(json.dumps({**meta, "play": {"sampler": "euler"}}))
-    r = run_cli("bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3")
-    assert r.returncode == 1 and "play" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    for play in ({"sampler": "euler"}, {"sampler": ["ddim"]}, {"sampler": "ddim", "spacing": {"a": 1}}, "ddim"):
+        meta_file.write_text(json.dumps({**meta, "play": play}))
+        r = run_cli("bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3")
+        assert r.returncode == 1 and "play" in r.stderr and "Traceback" not in r.stderr, (play, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_bad_sampler_settings_are_one_line(tiny_checkpoint, run_cli):
@@ -216,3 +217,25 @@ def test_eval_measures_the_chosen_sampler(tiny_checkpoint, run_cli, tmp_path):
     assert report["rollout"]["spacing"] == "trailing" and report["objects"]["dreams"] == 2
     orbs = report["objects"]["bouncer"]
     assert {"no_orbs_frac", "invented_frac"} <= set(orbs) and "dream_mean" in report["objects"]["blobs"]
+
+
+@pytest.mark.parametrize("sampler,spacing", [("euler", None), ("lcm", "leading"), ("ddim", "x" * 10_000), (["ddim"], None)])
+def test_a_session_naming_a_sampler_we_lack_is_one_clear_error(tiny_checkpoint, play_config, tmp_path, monkeypatch,
+                                                               sampler, spacing):
+    """Sessions are files from elsewhere: a sampler or spacing that is not ours is refused by name."""
+    from worldgame.runtime import play as play_module
+    from worldgame.runtime.session import regenerate
+
+    def hostile(cfg, seed):
+        engine, metadata = make_engine(cfg, seed)
+        metadata.update(sampler=sampler, spacing=spacing)
+        return engine, metadata
+
+    make_engine = play_module.make_engine
+    monkeypatch.setattr(play_module, "make_engine", hostile)
+    cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=4", "record=true", f"sessions={tmp_path}",
+                      "frames=4", "backend=torch")
+    (path,) = play_module.play(cfg, script=[{"left"}] * 4).sessions
+    with pytest.raises(WorldgameError, match="cannot be regenerated") as e:
+        regenerate(path, device="cpu")
+    assert len(str(e.value)) < 400 and "\n" not in str(e.value)

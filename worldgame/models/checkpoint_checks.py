@@ -126,5 +126,7 @@ def _play_default_ok(play: Any) -> bool:
     if not isinstance(play, dict) or set(play) - {"sampler", "spacing", "chosen_by"}:
         return False
     sampler, spacing = play.get("sampler"), play.get("spacing")
+    if not isinstance(sampler, str) or not (spacing is None or isinstance(spacing, str)):
+        return False
     return (sampler in {s.value for s in Sampler} - {"teacher"}
             and (spacing is None or spacing in {s.value for s in Spacing}) and not (sampler == "lcm" and spacing))

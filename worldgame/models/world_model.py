@@ -62,7 +62,8 @@ def play_default(metadata: dict[str, Any]) -> dict[str, Any]:
     if play is None:
         return {"sampler": "lcm", "spacing": None}
     sampler, spacing = (play.get("sampler"), play.get("spacing")) if isinstance(play, dict) else (None, None)
-    if sampler not in SAMPLERS or sampler == "teacher" or not (spacing is None or spacing in SPACINGS) \
+    if not isinstance(sampler, str) or not (spacing is None or isinstance(spacing, str)) \
+            or sampler not in SAMPLERS or sampler == "teacher" or not (spacing is None or spacing in SPACINGS) \
             or (sampler == "lcm" and spacing is not None):
         raise WorldgameError(f"{METADATA}: \"play\" must name a sampler of lcm, ddim, dpmsolver and a spacing of "
                              f"{', '.join(SPACINGS)} or null, got {str(play)[:80]}; fix or remove it")

@@ -216,7 +216,8 @@ def _session_sampler(path: Path, meta: dict) -> tuple[str, str | None]:
     from worldgame.models.schedulers import SAMPLERS, SPACINGS
 
     sampler, spacing = meta.get("sampler", "lcm"), meta.get("spacing")
-    if sampler not in SAMPLERS or not (spacing is None or spacing in SPACINGS) or (sampler == "lcm" and spacing is not None):
+    known = isinstance(sampler, str) and sampler in SAMPLERS and (spacing is None or (isinstance(spacing, str) and spacing in SPACINGS))
+    if not known or (sampler == "lcm" and spacing is not None):
         raise WorldgameError(f"{path}: the session names sampler {str(sampler)[:40]!r} with spacing {str(spacing)[:40]!r}, "
                              "which this worldgame does not have; it cannot be regenerated")
     return sampler, spacing
