@@ -78,14 +78,11 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def play_config():
-    """Compose ``conf/play.yaml`` with overrides, as ``worldgame play k=v ...`` would."""
-    from hydra import compose, initialize_config_dir
-
-    from worldgame.cli import config_dir
+    """The typed settings of ``conf/play.yaml`` with overrides, as ``worldgame play k=v ...`` has them."""
+    from worldgame.settings import load
 
     def make(*overrides: str):
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="play"):
-            return compose(config_name="play", overrides=list(overrides))
+        return load("play", overrides)
 
     return make
 

@@ -31,12 +31,7 @@ def test_bench_prints_contract_json(tiny_checkpoint, run_cli):
 
 
 def test_bench_rejects_bad_steps(tiny_checkpoint):
-    from hydra import compose, initialize_config_dir
+    from worldgame.settings import load
 
-    from worldgame.cli import config_dir
-    from worldgame.runtime.bench import run
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="bench"):
-        cfg = compose(config_name="bench", overrides=[f"checkpoint={tiny_checkpoint}", "steps=[3]"])
-    with pytest.raises(WorldgameError, match="steps"):
-        run(cfg)
+    with pytest.raises(WorldgameError, match="steps"):  # refused before run() is reached
+        load("bench", [f"checkpoint={tiny_checkpoint}", "steps=[3]"])

@@ -34,12 +34,9 @@ def _overrides(data: Path, out: Path, stage: str, steps: int) -> list[str]:
 
 
 def _cfg(data: Path, out: Path, stage: str, steps: int):
-    from hydra import compose, initialize_config_dir
+    from worldgame.settings import load
 
-    from worldgame.cli import config_dir
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=_overrides(data, out, stage, steps))
+    return load("train", _overrides(data, out, stage, steps))
 
 
 def _torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from worldgame.cli import config_dir
 from worldgame.data import EpisodeWriter
 from worldgame.data.episode import (
     EVENT_RESET,
@@ -22,6 +20,7 @@ from worldgame.data.episode import (
 )
 from worldgame.errors import WorldgameError
 from worldgame.games.bouncer import Bouncer
+from worldgame.settings import load
 from worldgame.train import loop
 from worldgame.train.data import load_frame_data
 
@@ -43,8 +42,7 @@ def cartpole_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train_cfg(data: object, out: Path, *extra: str):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"data={data}", f"out={out}", *TINY_TRAIN, *extra])
+    return load("train", [f"data={data}", f"out={out}", *TINY_TRAIN, *extra])
 
 
 def test_collect_records_the_games_facts_in_a_folder_per_game(cartpole_data: Path) -> None:

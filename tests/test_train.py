@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from worldgame.cli import config_dir
 from worldgame.data import EpisodeWriter
 from worldgame.data.policies import ScriptedPolicy
 from worldgame.errors import WorldgameError
 from worldgame.games.bouncer import Bouncer
 from worldgame.models import WorldModel
+from worldgame.settings import load
 from worldgame.train import loop
 
 
@@ -33,9 +32,7 @@ def _episodes(folder: Path, n: int = 3, steps: int = 120) -> None:
 
 
 def _cfg(data: Path, out: Path, *extra: str):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"data={data}", f"out={out}", "train=tiny", "model=tiny",
-                                                       "progress=false", "threads=1", *extra])
+    return load("train", [f"data={data}", f"out={out}", "train=tiny", "model=tiny", "progress=false", "threads=1", *extra])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from worldgame.errors import WorldgameError
 COMMANDS = {
     "play": ("worldgame.runtime.play", "open the game window (neural by default, engine=real for the real game)"),
     "collect": ("worldgame.data.collect", "write episodes of a game played by a policy"),
-    "train": ("worldgame.train.loop", "train stage=vae|teacher|distill|all on collected episodes"),
+    "train": ("worldgame.train.loop", "train stage=vae|teacher|distill|rollout|all on collected episodes"),
     "eval": ("worldgame.eval.evaluate", "measure a checkpoint's quality; prints one JSON line"),
     "bench": ("worldgame.runtime.bench", "measure play speed headless; prints one JSON line"),
     "replay": ("worldgame.runtime.replay", "play back or export an episode or session"),
@@ -71,7 +71,7 @@ def _suggest(message: str, cfg_keys: list[str]) -> str:
     import re
 
     match = re.search(r"Could not override '([^']+)'", message)
-    if not match or "not in struct" not in message:
+    if not match or not re.search(r"not in (struct|'\w+')", message):
         return message
     key = match.group(1)
     close = difflib.get_close_matches(key, cfg_keys, n=1)
@@ -146,17 +146,14 @@ def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     def task(cfg: Any) -> Any:
         try:
-            validate(command, cfg)  # again here: each job of a -m sweep has its own settings
+            settings = validate(command, cfg)  # again here: each job of a -m sweep has its own settings
         except WorldgameError as e:
             _bad_setting(command, str(e))
         job = _sweep_job()
-        if job is not None and command in OWN_OUT and cfg.get("out") is None:
-            from omegaconf import open_dict
-
-            with open_dict(cfg):  # jobs of one sweep never share a report folder
-                cfg.out = str(job.runtime.output_dir)
+        if job is not None and command in OWN_OUT and settings.out is None:
+            settings.out = str(job.runtime.output_dir)  # jobs of one sweep never share a report folder
         try:
-            result = fn(cfg)
+            result = fn(settings)
             if job is not None:
                 _write_result(command, job, result)
             return result
@@ -195,16 +192,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from checkpoints/, never a hub
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from worldgame.settings import check_overrides, validate  # registers the schemas in hydra's ConfigStore
+
+    try:
+        check_overrides(command, overrides)  # a value of the wrong type: our line, which names the setting
+    except WorldgameError as e:
+        _bad_setting(command, str(e))
+    except Exception:  # noqa: BLE001, S110 -- hydra's parser refuses the line itself; compose below says why
+        pass
     plain = [o for o in overrides if not o.startswith("-")]
     if len(plain) == len(overrides):  # -m sweeps and --cfg/--help are checked by hydra itself
         try:
             cfg = _compose(command, plain)
         except Exception as e:  # noqa: BLE001 -- hydra raises several types; all mean a bad setting
             _bad_setting(command, _suggest(_one_line(e), _keys(command)))
-        from worldgame.settings import validate
-
         try:
-            validate(command, cfg)  # types, ranges and choices, before any work or heavy import
+            validate(command, cfg)  # ranges, choices and relations, before any work or heavy import
         except WorldgameError as e:
             _bad_setting(command, str(e))
     import hydra
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     app = hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")(
         _task(command, module.run)
     )
-    sys.argv = [f"worldgame {command}", *_sweep_overrides(command, overrides)]
+    sys.argv = [f"worldgame {command}", *_sweep_overrides(command, overrides), f"hydra.job.name={command}"]
     app()
 
 

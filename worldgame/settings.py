@@ -1,24 +1,30 @@
-"""Every command's settings, typed: one schema per ``conf/<command>.yaml``, checked before any work.
+"""Every command's settings, typed once: one dataclass per command, registered in hydra's ConfigStore
+as the base of ``conf/<command>.yaml`` (which adds only defaults-list choices and comments).
 
-``validate(command, cfg)`` runs from cli.py on the composed config (and again inside each hydra
-job, so ``-m`` sweeps are covered) and raises SettingError, one line naming the setting, the
-value and what is allowed. Types, choices and ranges live here and nowhere else; the game's
-settings are the game registry's (games/registry.py). Keys a yaml has that a schema does not list
-pass unchecked, so a config can grow before its schema does.
+Each field's default is the one default of that setting, and its comment is its documentation
+(``worldgame <command> --cfg job`` prints them all). hydra enforces the types; ``validate()`` is the
+one post-pass for ranges, choices and relations between settings, and returns the typed object
+each command's ``run()`` receives. Every problem is one line naming the setting, the value and what
+is allowed (schema.SettingError). The game's settings are the game registry's (games/registry.py):
+a mapping here, checked there.
 """
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import II, DictConfig, ListConfig, OmegaConf
 
 from worldgame.games.registry import resolve as resolve_game
+from worldgame.runtime.engines import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
+from worldgame.runtime.views import View  # the view modes (the loop's M key cycles them)
 from worldgame.schema import SettingError, check, setting, show
 
 SEED_MAX = 2**32 - 1
-STEP_COUNTS = [1, 2, 4, 8]  # LCM steps the sampler supports (keys 1/2/4/8)
+STEP_COUNTS = (1, 2, 4, 8)  # sampling steps the play samplers run (keys 1/2/4/8; prepared before play)
 TEACHER_STEPS_MAX = 1000  # sampler=teacher: DDIM steps of the undistilled reference
+PHI = 1.618033988749895  # the golden ratio: fusion's default decay base
 
 
 def check_steps(name: str, steps: Any, sampler: str | None) -> None:
@@ -32,169 +38,175 @@ def check_steps(name: str, steps: Any, sampler: str | None) -> None:
 
 
 def _device(value: Any) -> str | None:
-    import re
-
     ok = isinstance(value, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", value)
     return None if ok else "choose auto, cpu, mps, cuda or cuda:N"
 
 
 def _host(value: Any) -> str | None:
-    import re
-
     ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9.:\-]{1,253}", value)
     return None if ok else "a host name or IP address (127.0.0.1 = this machine only, 0.0.0.0 = every interface)"
 
 
-class Engine(enum.Enum):
-    model = "model"
-    real = "real"
-    side_by_side = "side_by_side"
+# --- one enum per concept (StrEnum: a member equals its name as text, and prints as it) --------------
+class Engine(enum.StrEnum):
+    model = "model"  # the world model dreams the game
+    real = "real"  # the game itself
+    side_by_side = "side_by_side"  # both, fed the same keys (World Model view)
 
 
-class Fusion(enum.Enum):
-    off = "off"
-    latent = "latent"
-    pixel = "pixel"
-
-
-class View(enum.Enum):
-    stream = "stream"
-    lcm_steps = "lcm_steps"
-    temporal = "temporal"
-    world_model = "world_model"
-
-
-class Interpolation(enum.Enum):
+class Interpolation(enum.StrEnum):  # runtime/tsr.py
     warp = "warp"
     blend = "blend"
 
 
-class Policy(enum.Enum):
-    scripted = "scripted"
-    random = "random"
+class Backend(enum.StrEnum):
+    auto = "auto"  # onnx on CPU when onnxruntime works, else torch
+    torch = "torch"
+    onnx = "onnx"  # ONNX Runtime, CPU; export cached in ~/.cache/worldgame/onnx
 
 
-class Sampler(enum.Enum):  # models/schedulers.SAMPLERS says what each is
+class Policy(enum.StrEnum):
+    scripted = "scripted"  # the built-in game only
+    random = "random"  # sticky random actions
+
+
+class Sampler(enum.StrEnum):  # models/schedulers.SAMPLERS says what each is
     lcm = "lcm"
     ddim = "ddim"
     dpmsolver = "dpmsolver"
     teacher = "teacher"
 
 
-class Spacing(enum.Enum):  # diffusers' timestep_spacing (ddim, dpmsolver, teacher)
+class Spacing(enum.StrEnum):  # diffusers' timestep_spacing (ddim, dpmsolver, teacher)
     leading = "leading"
     trailing = "trailing"
     linspace = "linspace"
 
 
-class Prediction(enum.Enum):
+class Prediction(enum.StrEnum):
     sample = "sample"
     v_prediction = "v_prediction"
     epsilon = "epsilon"
 
 
-# --- the window and speed settings play and bench share -------------------------------------------
+# --- the model and speed settings play, bench and serve share ----------------------------------------
 @dataclass
-class Display:
-    fusion: Fusion = Fusion.latent
-    fusion_window: int = setting(4, ge=0, le=64)
-    fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
-    view: View = View.stream
-    scale: int = setting(8, ge=1, le=32)
-    device: str = setting("auto", check=_device)
-    half: bool | None = None
-    optimize: bool = True
-    threads: int = setting(0, ge=0, le=1024)
-    backend: str = setting("auto", choices=["auto", "torch", "onnx"])
-    display_hz: float = setting(0.0, ge=0.0, le=1000.0)  # 0 = off; else a whole multiple of fps (runtime/tsr.py)
-    display_interp: Interpolation = Interpolation.warp
-
-
-@dataclass
-class PlaySettings(Display):
-    engine: Engine = Engine.model
-    checkpoint: str | None = None
-    record: bool = False
-    sessions: str = "sessions"
-    seed: int | None = setting(None, ge=0, le=SEED_MAX)
-    steps: int = setting(4, choices=STEP_COUNTS)
-    sampler: Sampler | None = None  # None: the checkpoint's play default (worldgame.json "play"; LCM without one)
-    spacing: Spacing | None = None  # None: the sampler's default
-    fps: float = setting(30.0, ge=0.0, le=1000.0)
-    frames: int = setting(0, ge=0)
+class Runtime:
+    checkpoint: str | None = None  # checkpoint folder; null = the one shipped for the game (checkpoints/<game>)
+    steps: int = setting(4, choices=list(STEP_COUNTS))  # sampling steps per frame: 1, 2, 4 or 8 (keys 1/2/4/8)
+    sampler: Sampler | None = None  # null = the checkpoint's play default (worldgame.json "play"; lcm if none) | lcm | ddim | dpmsolver (docs/fidelity.md)
+    spacing: Spacing | None = None  # ddim / dpmsolver timestep spacing: leading | trailing | linspace (null = the sampler's default)
+    fusion: Fusion = Fusion.off  # phi-decay display fusion: off | latent | pixel (key F); off keeps moving objects crisp
+    fusion_window: int = setting(4, ge=0, le=64)  # N: past frames fused with the current one
+    fusion_base: float = setting(PHI, gt=0.0, le=1000.0)  # decay base; weight of the frame i back is base^-i, normalised
+    view: View = View.stream  # stream | lcm_steps | temporal | world_model (key M / Tab)
+    device: str = setting("auto", check=_device)  # auto (cuda when present) | cpu | mps | cuda | cuda:1 ...
+    half: bool | None = None  # half precision; null = on CUDA only
+    optimize: bool = True  # prepare the fast path (trace the denoiser; backend=torch)
+    threads: int = setting(0, ge=0, le=1024)  # torch CPU threads; 0 = auto (1 on CPU: faster than 2 on a 2-core machine, and robust to load)
+    backend: Backend = Backend.auto  # auto (onnx on CPU when onnxruntime works, else torch) | torch | onnx
+    game: dict[str, Any] = field(default_factory=dict)  # the game: the defaults list's `game:` choice (conf/game/*.yaml); a checkpoint names its own
 
 
 @dataclass
-class BenchSettings(Display):
-    checkpoint: str | None = None
-    steps: list[int] = setting(STEP_COUNTS[:3], ge=1, le=TEACHER_STEPS_MAX, nonempty=True)  # check_steps: 1/2/4/8 for lcm
-    sampler: Sampler | None = None
-    spacing: Spacing | None = None
-    frames: int = setting(300, ge=2, le=10_000_000)
-    warmup: int = setting(30, ge=0, le=1_000_000)
-    soak_frames: int = setting(10000, ge=1)
+class Window:
+    scale: int = setting(8, ge=1, le=32)  # window zoom per frame (nearest); multi-panel views shrink to fit 1600 px
+    display_hz: float = setting(0.0, ge=0.0, le=1000.0)  # temporal super-resolution: 0 = off; 60, 90, 120 ... (a whole multiple of the tick rate) shows in-between frames in the Stream view
+    display_interp: Interpolation = Interpolation.warp  # in-between frames: warp (motion-compensated, sharp) | blend (50/50 mix, ghosts)
+
+
+@dataclass
+class PlaySettings(Window, Runtime):
+    engine: Engine = Engine.model  # model | real | side_by_side
+    record: bool = False  # record from the first frame (R toggles recording at any time)
+    sessions: str = "sessions"  # folder recorded sessions go to
+    seed: int | None = setting(None, ge=0, le=SEED_MAX)  # game / sampler seed (null = random); reset n uses seed + n
+    fps: float | None = setting(None, ge=0.0, le=1000.0)  # tick rate in Hz; null = the game's own (the checkpoint records it: Bouncer 30, Atari 15); 0 = as fast as possible
+    frames: int = setting(0, ge=0)  # stop after this many frames (0 = until the window closes; for headless runs)
+
+
+@dataclass
+class BenchSettings(Window, Runtime):
+    steps: list[int] = setting(list(STEP_COUNTS[:3]), ge=1, le=TEACHER_STEPS_MAX, nonempty=True)  # step counts measured, one result each (1/2/4/8; sampler=teacher: any, e.g. [50])
+    frames: int = setting(300, ge=2, le=10_000_000)  # measured frames per step count
+    warmup: int = setting(30, ge=0, le=1_000_000)  # frames run first and not measured
+    soak_frames: int = setting(10000, ge=1)  # frames >= this: soak mode (RSS at start and end, non-finite count)
     seed: int = setting(0, ge=0, le=SEED_MAX)
-    display: bool = False
-    fps: float = setting(30.0, gt=0.0, le=1000.0)  # the play tick rate display_hz divides (bench itself runs unpaced)
+    display: bool = False  # true: measure in a real window on DISPLAY (e.g. Xvfb), present included; false: off-screen
+    fps: float = setting(30.0, gt=0.0, le=1000.0)  # the play tick rate display_hz divides, and the rate of the paced TSR latency runs (the FPS measurement itself is unpaced)
+
+
+@dataclass
+class ServeSettings(Runtime):
+    host: str = setting("127.0.0.1", check=_host)  # 127.0.0.1 = this machine only; 0.0.0.0 serves every interface (anyone who reaches the port can play)
+    port: int = setting(8765, ge=0, le=65535)  # TCP port (0 = any free one)
+    max_clients: int = setting(4, ge=1, le=64)  # concurrent dreams; more clients get "busy" and are closed
+    idle_timeout: float = setting(300.0, ge=0.0, le=86400.0)  # seconds without a message from a client before its dream ends (0 = never)
+    seed: int | None = setting(None, ge=0, le=SEED_MAX)  # seeds the per-connection seeds (null = random)
+    fps: float | None = setting(None, gt=0.0, le=240.0)  # tick rate per dream in Hz; null = the game's own (the checkpoint records it)
+    sessions: str = "sessions"  # folder the page's Record button writes sessions to
 
 
 @dataclass
 class CollectSettings:
-    policy: Policy = Policy.scripted
-    sticky: float = setting(0.8, ge=0.0, lt=1.0)
-    episodes: int = setting(10, ge=1, le=1_000_000)
-    steps: int = setting(1000, ge=1, le=10_000_000)
-    seed: int = setting(0, ge=0, le=SEED_MAX)
-    out: str | None = None
+    policy: Policy = Policy.scripted  # scripted (built-in game only) | random (sticky random actions)
+    sticky: float = setting(0.8, ge=0.0, lt=1.0)  # probability that the random policy repeats its last action
+    episodes: int = setting(10, ge=1, le=1_000_000)  # episodes to write
+    steps: int = setting(1000, ge=1, le=10_000_000)  # most steps per episode (an episode also ends when the game says done)
+    seed: int = setting(0, ge=0, le=SEED_MAX)  # episode e uses seed + (episodes already in out) + e
+    out: str | None = None  # default data/<game>: data/bouncer, or data/breakout for game.id=ALE/Breakout-v5
     progress: bool = True
+    game: dict[str, Any] = field(default_factory=dict)  # the game: conf/game/*.yaml
 
 
 @dataclass
 class ReplaySettings:
-    path: str | None = None
-    episode: int = 0
-    fps: float = setting(30.0, gt=0.0, le=1000.0)
-    scale: int = setting(8, ge=1, le=32)
-    export: str | None = None
-    hud: bool = False
-    progress: bool = True
-    regenerate: bool = False
-    device: str = setting("auto", check=_device)
+    path: str | None = None  # a .wgep episode or session, or a folder of them (searched recursively)
+    episode: int = 0  # which episode of a folder to open first (negative counts from the end)
+    fps: float = setting(30.0, gt=0.0, le=1000.0)  # playback speed in the window, and the frame rate of an export
+    scale: int = setting(8, ge=1, le=32)  # integer zoom (nearest) of each frame, in the window and in an export
+    export: str | None = None  # out.mp4 or out.gif: write the episode as a video, headless, instead of a window
+    hud: bool = False  # export only: burn a text strip (frame, action, return) under the frames
+    progress: bool = True  # export and regenerate: show a progress bar
+    regenerate: bool = False  # model sessions: re-run the model on the recorded actions and compare frames
+    device: str = setting("auto", check=_device)  # regenerate only: auto | cpu | cuda | mps
 
 
 @dataclass
 class EvalSettings:
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # null = the shipped checkpoint of the built-in game
     device: str = setting("auto", check=_device)
-    threads: int = setting(0, ge=0, le=1024)
-    seed: int = setting(10000, ge=0, le=SEED_MAX)
-    episodes: int = setting(4, ge=1, le=10_000)
+    threads: int = setting(0, ge=0, le=1024)  # torch CPU threads (0 = 1)
+    seed: int = setting(10000, ge=0, le=SEED_MAX)  # held-out game seeds start here (collect uses 0.. by default)
+    episodes: int = setting(4, ge=1, le=10_000)  # held-out episodes for teacher-forced samples and short rollouts
     episode_frames: int = setting(400, ge=16, le=1_000_000)
-    samples: int = setting(256, ge=1, le=1_000_000)
-    steps: list[int] = setting(STEP_COUNTS[:3], choices=STEP_COUNTS, nonempty=True)
-    teacher_steps: int = setting(50, ge=1, le=1000)
-    rollout_frames: int = setting(1000, ge=1, le=1_000_000)
-    rollout_steps: int = setting(4, ge=1, le=TEACHER_STEPS_MAX)  # check_steps: 1/2/4/8 for lcm
-    sampler: Sampler | None = None
-    spacing: Spacing | None = None
-    long_rollouts: int = setting(8, ge=1, le=1024)
+    samples: int = setting(256, ge=1, le=1_000_000)  # teacher-forced (context, next frame) pairs
+    steps: list[int] = setting(list(STEP_COUNTS[:3]), choices=list(STEP_COUNTS), nonempty=True)  # step counts of the sampler measured teacher-forced
+    teacher_steps: int = setting(50, ge=1, le=1000)  # the undistilled teacher's DDIM steps
+    rollout_frames: int = setting(2000, ge=1, le=1_000_000)  # length of the closed-loop dreams (objects alive up to this horizon)
+    rollout_steps: int = setting(4, ge=1, le=TEACHER_STEPS_MAX)  # sampler steps in the dreams (1/2/4/8; sampler=teacher: any, e.g. 50)
+    sampler: Sampler | None = None  # the sampler measured (teacher-forced steps and dreams): null = the checkpoint's play default
+    spacing: Spacing | None = None  # ddim / dpmsolver / teacher timestep spacing (null = the sampler's default)
+    long_rollouts: int = setting(8, ge=1, le=1024)  # dreams of the long rollout (same actions, other sampling noise), averaged (with 4 a per-horizon figure moves +-0.5)
     horizons: list[int] = setting([1, 10, 100], ge=1, nonempty=True)
-    horizon_rollouts: int = setting(16, ge=1, le=4096)
-    context_noise: float | None = setting(None, ge=0.0, le=10.0)
-    out: str | None = None
-    object_horizons: list[int] = setting([10, 100], ge=1, nonempty=True)
-    fusion: Fusion = Fusion.off
+    horizon_rollouts: int = setting(16, ge=1, le=4096)  # parallel short rollouts averaged per horizon
+    context_noise: float | None = setting(None, ge=0.0, le=10.0)  # play-time context noise (null = the checkpoint's); sweep it with -m
+    out: str | None = None  # report folder (null = runs/eval/<checkpoint folder name>)
+    object_horizons: list[int] = setting([10, 100, 300, 1000, 2000], ge=1, nonempty=True)  # frames at which objects alive (dream vs real) are reported
+    fusion: Fusion = Fusion.off  # measure the frames as shown with this display fusion: off | latent | pixel
     fusion_window: int = setting(4, ge=0, le=64)
-    fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
-    control_contexts: int = setting(8, ge=0, le=1024)
-    control_frames: int = setting(12, ge=1, le=1000)
+    fusion_base: float = setting(PHI, gt=0.0, le=1000.0)
+    control_contexts: int = setting(8, ge=0, le=1024)  # real contexts from which each movement key (RIGHT/LEFT, DOWN/UP) is held, dream vs game
+    control_frames: int = setting(12, ge=1, le=1000)  # frames each key is held; the sprite's shift is measured on the last one
 
 
-# --- train: the run, the model's shape (conf/model) and each stage's recipe (conf/train) ----------
+# --- train: the run, the model's shape (conf/model) and each stage's recipe (conf/train) -------------
+# The defaults are the shipped shape (conf/model/small.yaml) and recipe (conf/train/shipped.yaml,
+# whose comments tell how it was measured); conf/model/tiny.yaml and conf/train/tiny.yaml change some.
 @dataclass
 class VaeShape:
     latent_channels: int = setting(4, ge=1, le=64)
-    downscale: int = setting(4, choices=[1, 2, 4, 8, 16])
+    downscale: int = setting(4, choices=[1, 2, 4, 8, 16])  # frame_size / downscale = the latent's size
     width: int = setting(48, ge=1, le=1024)
     encoder_blocks: int = setting(2, ge=0, le=32)
     decoder_blocks: int = setting(3, ge=0, le=32)
@@ -202,70 +214,86 @@ class VaeShape:
 
 @dataclass
 class DenoiserShape:
-    context_length: int = setting(4, ge=1, le=64)
-    latent_channels: int = setting(4, ge=1, le=64)
-    latent_size: int = setting(16, ge=1, le=256)
+    context_length: int = setting(4, ge=1, le=64)  # past frames the denoiser sees
+    latent_channels: int = setting(II("model.vae.latent_channels"), ge=1, le=64)
+    latent_size: int = setting(16, ge=1, le=256)  # frame_size / vae.downscale
     block_out_channels: list[int] = setting([32, 64, 96], ge=1, le=4096, nonempty=True)
     layers_per_block: int = setting(1, ge=1, le=16)
     action_dim: int = setting(32, ge=1, le=4096)
     norm_num_groups: int = setting(8, ge=1, le=1024)
+    noise_per_frame: bool = True  # one context-noise level per context frame (DIAMOND CS:GO), embedded for each
 
 
 @dataclass
 class ModelShape:
     vae: VaeShape = field(default_factory=VaeShape)
     denoiser: DenoiserShape = field(default_factory=DenoiserShape)
-    prediction_type: Prediction = Prediction.sample
-    play_context_noise: float = setting(0.05, ge=0.0, le=10.0)
+    prediction_type: Prediction = Prediction.sample  # sample | v_prediction | epsilon
+    play_context_noise: float = setting(0.05, ge=0.0, le=10.0)  # fixed context-noise level at play time (training draws U(0, teacher.max_context_noise))
 
 
 @dataclass
 class Stage:
-    steps: int = setting(1000, ge=1)
+    steps: int = setting(100000, ge=1)  # a stage stops at `steps` or `max_minutes`, whichever comes first
     max_minutes: float = setting(10.0, gt=0.0)
     batch_size: int = setting(32, ge=1, le=65536)
     lr: float = setting(1e-3, gt=0.0, le=10.0)
     weight_decay: float = setting(0.0, ge=0.0)
     warmup_steps: int = setting(0, ge=0)
-    val_every: int = setting(100, ge=1)
+    val_every: int = setting(500, ge=1)
 
 
 @dataclass
 class VaeStage(Stage):
+    max_minutes: float = setting(18.0, gt=0.0)  # the minute budget stops it (11,891 steps in 18 min here)
+    lr: float = setting(2e-3, gt=0.0, le=10.0)
+    warmup_steps: int = setting(100, ge=0)
     latent_noise: float = setting(0.05, ge=0.0)
     latent_l2: float = setting(1e-4, ge=0.0)
-    foreground_weight: float = setting(1.0, ge=0.0)
+    foreground_weight: float = setting(21.0, ge=0.0)  # loss weight of pixels away from the median background (sprites) vs the rest
 
 
 @dataclass
 class TeacherStage(Stage):
+    max_minutes: float = setting(40.0, gt=0.0)
+    lr: float = setting(5e-4, gt=0.0, le=10.0)
+    warmup_steps: int = setting(200, ge=0)
+    val_every: int = setting(1000, ge=1)
     ema_decay: float = setting(0.999, ge=0.0, le=1.0)
     max_context_noise: float = setting(0.3, ge=0.0, le=10.0)
-    init: str | None = None  # a checkpoint folder whose teacher/ the stage starts from (a longer teacher)
-    rare_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch from windows around the game's events
+    init: str | None = None  # a checkpoint folder whose teacher/ this stage continues (a longer teacher; same model shape)
+    rare_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch from windows around the game's events (rewards, ends)
     rare_radius: int = setting(2, ge=0, le=64)  # an event within this many frames of the target makes a window rare
 
 
 @dataclass
 class DistillStage(Stage):
-    steps: int = setting(1000, ge=0)  # 0: the stage only copies the teacher into denoiser/
+    steps: int = setting(0, ge=0)  # 0 (shipped): the stage only copies the teacher into denoiser/; 20000 with max_minutes 8 was measured
+    max_minutes: float = setting(8.0, gt=0.0)
+    lr: float = setting(5e-5, gt=0.0, le=10.0)
+    warmup_steps: int = setting(50, ge=0)
     huber_c: float = setting(0.001, gt=0.0)
     target_ema: float = setting(0.95, ge=0.0, le=1.0)
-    own_rollout_frac: float = setting(0.0, ge=0.0, le=1.0)
-    unroll: int = setting(0, ge=0, le=1024)
-    val_horizon: int = setting(60, ge=1)
-    val_dreams: int = setting(8, ge=1, le=4096)
+    own_rollout_frac: float = setting(0.5, ge=0.0, le=1.0)  # share of batches whose context is the student's own rollout (1..unroll frames)
+    unroll: int = setting(4, ge=0, le=1024)
+    val_horizon: int = setting(200, ge=1)  # validated on dreams of this length: objects must survive, not only PSNR
+    val_dreams: int = setting(16, ge=1, le=4096)
 
 
 @dataclass
 class RolloutStage(Stage):
-    steps: int = setting(1000, ge=0)  # 0: the stage keeps the denoiser as it is
-    unroll: int = setting(4, ge=1, le=1024)
-    unroll_every: int = setting(150, ge=1)
-    sampler_steps: int = setting(2, choices=STEP_COUNTS)
-    train_steps: list[int] = setting([1, 2, 4], choices=STEP_COUNTS, nonempty=True)
-    val_horizon: int = setting(60, ge=1)
-    val_dreams: int = setting(8, ge=1, le=4096)
+    steps: int = setting(0, ge=0)  # 0 (shipped): the stage keeps the denoiser as it is; 100000 with max_minutes 12 was measured
+    max_minutes: float = setting(12.0, gt=0.0)
+    batch_size: int = setting(16, ge=1, le=65536)
+    lr: float = setting(5e-5, gt=0.0, le=10.0)
+    warmup_steps: int = setting(20, ge=0)
+    val_every: int = setting(250, ge=1)
+    unroll: int = setting(4, ge=1, le=1024)  # longest own-rollout context, frames
+    unroll_every: int = setting(150, ge=1)  # curriculum: the longest unroll grows by one frame every this many steps
+    sampler_steps: int = setting(2, choices=list(STEP_COUNTS))  # LCM steps of the no-grad rollout
+    train_steps: list[int] = setting([1, 2, 4], choices=list(STEP_COUNTS), nonempty=True)  # sampler step counts whose exit step is trained (drawn per batch)
+    val_horizon: int = setting(200, ge=1)  # frames of the validation dreams (objects must survive their second half)
+    val_dreams: int = setting(16, ge=1, le=4096)
 
 
 @dataclass
@@ -276,50 +304,33 @@ class Recipe:
     rollout: RolloutStage = field(default_factory=RolloutStage)
 
 
+TRAIN_STAGES = ("vae", "teacher", "distill", "rollout")
+
+
 def _data_folders(value: Any) -> str | None:
     ok = isinstance(value, str) or (isinstance(value, (list, ListConfig)) and 0 < len(value) <= 64
                                      and all(isinstance(v, str) for v in value))
     return None if ok else "must be a folder, or a list of folders like [data/bouncer,sessions]"
 
 
+def _stage(value: Any) -> str | None:
+    return None if value in (*TRAIN_STAGES, "all") else f"choose one of {', '.join(TRAIN_STAGES)} or all"
+
+
 @dataclass
 class TrainSettings:
-    stage: str = "all"
-    data: Any = setting("data", check=_data_folders)
-    out: str = "runs"
+    stage: str = setting("all", check=_stage)  # vae | teacher | distill | rollout | all (in that order)
+    data: Any = setting("data/bouncer", check=_data_folders)  # a folder of episodes, or a list like [data/boxing,sessions]
+    out: str = "runs/bouncer"  # the checkpoint folder written (loadable after every stage)
     device: str = setting("auto", check=_device)
-    threads: int = setting(0, ge=0, le=1024)
+    threads: int = setting(0, ge=0, le=1024)  # torch CPU threads (0 = 1 on CPU: robust when another process takes a core)
     seed: int = setting(0, ge=0, le=SEED_MAX)
-    resume: bool = True
-    val_fraction: float = setting(0.05, gt=0.0, lt=1.0)
-    save_every: int = setting(500, ge=1)
+    resume: bool = True  # continue from out/state_<stage>.pt when present
+    val_fraction: float = setting(0.05, gt=0.0, lt=1.0)  # the last 5% of episode files are held out
+    save_every: int = setting(500, ge=1)  # steps between resumable state saves
     progress: bool = True
     model: ModelShape = field(default_factory=ModelShape)
     train: Recipe = field(default_factory=Recipe)
-
-
-@dataclass
-class ServeSettings:
-    checkpoint: str | None = None
-    host: str = setting("127.0.0.1", check=_host)
-    port: int = setting(8765, ge=0, le=65535)
-    max_clients: int = setting(4, ge=1, le=64)
-    idle_timeout: float = setting(300.0, ge=0.0, le=86400.0)  # seconds without a client message; 0 = never
-    seed: int | None = setting(None, ge=0, le=SEED_MAX)
-    steps: int = setting(4, choices=STEP_COUNTS)
-    sampler: Sampler | None = None
-    spacing: Spacing | None = None
-    fps: float = setting(30.0, gt=0.0, le=240.0)
-    fusion: Fusion = Fusion.off
-    fusion_window: int = setting(4, ge=0, le=64)
-    fusion_base: float = setting(1.618, gt=0.0, le=1000.0)
-    view: View = View.stream
-    sessions: str = "sessions"
-    device: str = setting("auto", check=_device)
-    half: bool | None = None
-    optimize: bool = True
-    threads: int = setting(0, ge=0, le=1024)
-    backend: str = setting("auto", choices=["auto", "torch", "onnx"])
 
 
 SCHEMAS = {
@@ -333,8 +344,21 @@ SCHEMAS = {
 }
 
 
-def validate(command: str, cfg: DictConfig) -> None:
-    """Raise SettingError for the first setting of ``cfg`` that its schema does not allow."""
+def register() -> None:
+    """Each schema as ``<command>_schema`` in hydra's ConfigStore: the base conf/<command>.yaml names."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for command, schema in SCHEMAS.items():
+        store.store(name=f"{command}_schema", node=schema)
+
+
+register()
+
+
+def validate(command: str, cfg: DictConfig) -> Any:
+    """The typed settings of ``cfg`` (a dataclass instance of SCHEMAS[command]), or SettingError for
+    the first setting its schema does not allow."""
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("hydra", "game")])
     merged = check(SCHEMAS[command], plain)
     if "game" in cfg:
@@ -343,12 +367,32 @@ def validate(command: str, cfg: DictConfig) -> None:
                  "serve": _serve_relations}.get(command)
     if relations:
         relations(merged)
+    if "game" in cfg:
+        merged.game = OmegaConf.to_container(cfg.game, resolve=True)
+    return OmegaConf.to_object(merged)
+
+
+def check_overrides(command: str, overrides: list[str]) -> None:
+    """Our one-line message for the first command-line value of ``overrides`` that does not fit its
+    type (hydra refuses it too, but its message does not name the setting); nothing if all fit.
+    Each value of a ``-m`` sweep is checked on its own; config-group choices are hydra's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups = {"game", "model", "train", "hydra", "hydra/launcher"}
+    values: dict[str, list[Any]] = {}
+    for o in OverridesParser.create().parse_overrides([x for x in overrides if not x.startswith("-")]):
+        key = o.key_or_group
+        if key in groups or key.split(".")[0] in ("game", "hydra") or o.is_delete():
+            continue
+        values[key] = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+    for key, options in values.items():
+        for value in options:
+            data = OmegaConf.create()
+            OmegaConf.update(data, key, value, force_add=True)
+            check(SCHEMAS[command], data)
 
 
 def _train_relations(cfg: Any) -> None:
-    stages = [k for k, v in cfg.train.items() if isinstance(v, DictConfig) and "steps" in v]
-    if cfg.stage != "all" and cfg.stage not in stages:
-        raise SettingError("stage", cfg.stage, f"choose one of {', '.join(stages)} or all")
     den = cfg.model.denoiser
     groups = den.norm_num_groups
     if not OmegaConf.is_interpolation(den, "block_out_channels") and any(c % groups for c in den.block_out_channels):
@@ -358,7 +402,7 @@ def _train_relations(cfg: Any) -> None:
 
 
 def _eval_relations(cfg: Any) -> None:
-    check_steps("rollout_steps", cfg.rollout_steps, cfg.sampler and cfg.sampler.value)
+    check_steps("rollout_steps", cfg.rollout_steps, cfg.sampler)
     _spacing_relation(cfg)
     if any(h >= cfg.episode_frames for h in cfg.horizons):
         raise SettingError("horizons", cfg.horizons, f"each must be < episode_frames ({cfg.episode_frames}): the context comes first")
@@ -369,19 +413,39 @@ def _eval_relations(cfg: Any) -> None:
 def _display_relations(cfg: Any) -> None:
     from worldgame.runtime.tsr import frames_per_tick  # numpy only
 
-    if "sampler" in cfg:
-        check_steps("steps", cfg.steps, cfg.sampler and cfg.sampler.value)
-        _spacing_relation(cfg)
-
-    frames_per_tick(cfg.fps, cfg.display_hz)  # raises SettingError: 0, or a whole multiple (2x or more) of fps
+    check_steps("steps", cfg.steps, cfg.sampler)
+    _spacing_relation(cfg)
+    if cfg.fps is not None:  # play's null: the game's own rate, checked again once known (runtime/play.py)
+        frames_per_tick(cfg.fps, cfg.display_hz)  # raises SettingError: 0, or a whole multiple (2x or more) of fps
 
 
 def _spacing_relation(cfg: Any) -> None:
-    if cfg.spacing is not None and cfg.sampler is Sampler.lcm:
-        raise SettingError("spacing", cfg.spacing.value, "LCM has its own timesteps; leave spacing unset with sampler=lcm")
+    if cfg.spacing is not None and cfg.sampler == Sampler.lcm:
+        raise SettingError("spacing", cfg.spacing, "LCM has its own timesteps; leave spacing unset with sampler=lcm")
 
 
 def _serve_relations(cfg: Any) -> None:
-    if cfg.sampler is Sampler.teacher:
+    if cfg.sampler == Sampler.teacher:
         raise SettingError("sampler", "teacher", "serve runs the play samplers: lcm, ddim or dpmsolver")
     _spacing_relation(cfg)
+
+
+def plain(settings: Any) -> dict[str, Any]:
+    """Typed settings (or a DictConfig) as plain data, enums as their text: for a session's metadata."""
+    import dataclasses
+    import json
+
+    if dataclasses.is_dataclass(settings):
+        return json.loads(json.dumps(dataclasses.asdict(settings)))  # a StrEnum dumps as its text
+    return OmegaConf.to_container(settings, resolve=True, enum_to_str=True)
+
+
+def load(command: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """The typed settings ``worldgame <command> *overrides`` runs with (for callers of ``run()``
+    outside the CLI, e.g. tests): composed by hydra from conf/, then validated."""
+    from hydra import compose, initialize_config_dir
+
+    from worldgame.cli import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        return validate(command, compose(config_name=command, overrides=list(overrides)))

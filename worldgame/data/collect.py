@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
 from tqdm import tqdm
 
 from worldgame.data.episode import SUFFIX, EpisodeWriter, read_metadata
@@ -13,9 +12,10 @@ from worldgame.data.policies import make_policy
 from worldgame.errors import WorldgameError, shorten
 from worldgame.games import game_metadata, make_game
 from worldgame.games.registry import folder_name
+from worldgame.settings import CollectSettings
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: CollectSettings) -> dict[str, float]:
     """Write ``cfg.episodes`` episodes of at most ``cfg.steps`` steps each to ``cfg.out``."""
     game = make_game(cfg.game)
     out = Path(cfg.out) if cfg.out else default_folder(game.name)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
@@ -44,9 +43,10 @@ from worldgame.games.registry import TARGETS
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.runtime.factory import choose_sampler
 from worldgame.runtime.fusion import FusionMode, TemporalFusion
+from worldgame.settings import EvalSettings
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: EvalSettings) -> dict:
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads or 1)  # 0 = 1 thread: two collapse when another process takes a core
     path = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
         model.context_noise = float(cfg.context_noise)
     # the sampler measured, teacher-forced and in the dreams: the checkpoint's play default unless chosen
-    choose_sampler(model, cfg.get("sampler"), cfg.get("spacing"))
+    choose_sampler(model, cfg.sampler, cfg.spacing)
     sampler, spacing = model.sampler, model.spacing
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
@@ -209,7 +209,7 @@ def _player_tracking(dreams: np.ndarray, long_real: np.ndarray) -> dict:
             "player_err_px_until_first_hit": round(float(np.mean(before_hit)), 2) if before_hit else None}
 
 
-def _control(cfg: DictConfig, model: WorldModel, game_cfg: dict, episodes: list, backgrounds: list) -> dict:
+def _control(cfg: EvalSettings, model: WorldModel, game_cfg: dict, episodes: list, backgrounds: list) -> dict:
     """objects.control: hold each movement key from ``control_contexts`` real contexts, dream vs game."""
     k, n = model.context_length, int(cfg.control_frames)
     rng = np.random.default_rng(cfg.seed + 1)  # its own draws: the other figures keep their samples
@@ -253,15 +253,15 @@ def summary(result: dict, health: dict) -> list[str]:
     return lines
 
 
-def _fusion(cfg: DictConfig) -> tuple[FusionMode, TemporalFusion] | None:
+def _fusion(cfg: EvalSettings) -> tuple[FusionMode, TemporalFusion] | None:
     """The display fusion whose shown frames are measured (off: the model's own frames)."""
-    mode = FusionMode.parse(cfg.get("fusion", "off"))
-    if mode is FusionMode.OFF:
+    mode = FusionMode.parse(cfg.fusion)
+    if mode is FusionMode.off:
         return None
     return mode, TemporalFusion(int(cfg.fusion_window), float(cfg.fusion_base))
 
 
-def _objects(cfg: DictConfig, dreams: np.ndarray, real: np.ndarray, actions: np.ndarray, before: np.ndarray,
+def _objects(cfg: EvalSettings, dreams: np.ndarray, real: np.ndarray, actions: np.ndarray, before: np.ndarray,
              background: torch.Tensor, game_cfg: dict) -> dict:
     """Objects alive in the long dreams against the real game, at the object horizons.
 

@@ -39,6 +39,7 @@ def game_metadata(game: Game, game_config: Mapping[str, Any]) -> dict[str, Any]:
         "game_config": config,
         "frame_size": game.frame_size,
         "native_size": list(getattr(game, "native_size", (game.frame_size, game.frame_size))),
+        "tick_hz": float(getattr(game, "tick_hz", 30.0)),
         "action_names": list(game.action_names),
         "key_bindings": {name: list(keys) for name, keys in game.key_bindings.items()},
     }

@@ -64,6 +64,7 @@ class Bouncer:
             raise ValueError(f"bouncer needs frame_size >= 32, got {frame_size}")
         self.frame_size = frame_size
         self.native_size = (frame_size, frame_size)
+        self.tick_hz = 30.0  # the speed it was designed and recorded at
         self.num_orbs = num_orbs
         self.start_lives = lives
         self.coin_chance = coin_chance

@@ -51,6 +51,7 @@ class GymGame:
         n = int(self.env.action_space.n)
         self.action_names = tuple(meanings()) if meanings else tuple(f"A{i}" for i in range(n))
         self.key_bindings = key_bindings(self.action_names)
+        self.tick_hz = _tick_hz(self.env)
         shape = getattr(self.env.observation_space, "shape", None) or ()
         # Atari observations are (210, 160, 3); other envs' rendered frames set it on reset
         self.native_size = (int(shape[0]), int(shape[1])) if len(shape) == 3 and shape[-1] == 3 else (frame_size, frame_size)
@@ -85,3 +86,13 @@ def key_bindings(action_names: tuple[str, ...] | list[str]) -> dict[str, list[st
         elif name != "NOOP" and i < 10:
             bindings[name] = [str(i)]
     return bindings
+
+
+def _tick_hz(env: Any) -> float:
+    """Steps per second at the game's own speed: the Atari 2600 draws 60 frames a second and ALE
+    steps ``frameskip`` of them (v5: 4, so 15 Hz); other envs say their ``render_fps``."""
+    skip = getattr(env.unwrapped, "_frameskip", None)
+    if isinstance(skip, int) and not isinstance(skip, bool) and skip > 0:
+        return 60.0 / skip
+    fps = env.metadata.get("render_fps")
+    return float(fps) if isinstance(fps, (int, float)) and 0 < fps <= 1000 else 30.0

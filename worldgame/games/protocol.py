@@ -17,11 +17,14 @@ class Game(Protocol):
         key_bindings: action name -> pygame key names that trigger it.
         native_size: (height, width) of the game's own frames, so that a window can show the
             square model frames at the game's aspect ratio.
+        tick_hz: steps per second at the game's own speed (play and serve tick at it unless
+            ``fps=`` is given): Bouncer 30, Atari 15 (60 Hz, 4 frames a step).
     """
 
     name: str
     frame_size: int
     native_size: tuple[int, int]
+    tick_hz: float
     action_names: tuple[str, ...]
     key_bindings: dict[str, list[str]]
 

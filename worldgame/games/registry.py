@@ -122,6 +122,17 @@ def key_bindings_for(cfg: Mapping[str, Any], action_names: list[str]) -> dict[st
     return key_bindings(action_names)
 
 
+def tick_hz_of(cfg: Mapping[str, Any]) -> float:
+    """A game's own steps per second from its config alone (data recorded before episodes carried
+    it): Atari (ALE) 60 Hz over its frameskip (4 in v5), everything else 30."""
+    game, settings = resolve(cfg)
+    if game == "bouncer":
+        return 30.0
+    skip = (getattr(settings, "kwargs", None) or {}).get("frameskip", 4)
+    ale = str(getattr(settings, "id", "")).startswith("ALE/")
+    return 60.0 / skip if ale and type(skip) is int and skip > 0 else 30.0
+
+
 def show_target(target: Any) -> str:
     text = repr(target)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -63,6 +63,9 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
     if native is not None and not (isinstance(native, list) and len(native) == 2
                                    and all(type(v) is int and 1 <= v <= 4096 for v in native)):
         raise bad("native_size", "is not [height, width] in pixels")
+    tick = meta.get("tick_hz")
+    if tick is not None and not (type(tick) in (int, float) and 1 <= tick <= 1000):
+        raise bad("tick_hz", "is not the game's steps per second (1..1000)")
     try:
         _game, settings = resolve(meta["game_config"], prefix="game_config.")
     except WorldgameError as e:

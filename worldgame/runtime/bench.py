@@ -29,9 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psutil
-from omegaconf import DictConfig
 
-from worldgame.errors import WorldgameError
 from worldgame.runtime.engines import Engine
 from worldgame.runtime.factory import make_engine
 from worldgame.runtime.hud import HUD_LINES
@@ -39,37 +37,33 @@ from worldgame.runtime.loop import BetweenInfo, FrameInfo, PlayLoop
 from worldgame.runtime.stats import RunStats
 from worldgame.runtime.tsr import frames_per_tick
 from worldgame.runtime.views import View
-from worldgame.settings import check_steps
+from worldgame.settings import BenchSettings
 
 CONTRACT_STAGES = ("input", "denoise", "fusion", "decode", "present")
 PACED_TICKS, PACED_WARMUP = 60, 5  # model ticks of each paced TSR latency run (at most ``frames``), and unmeasured ticks first
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Entry point of ``worldgame bench`` (hydra config: conf/bench.yaml)."""
-    steps_list = [int(s) for s in (cfg.steps if not isinstance(cfg.steps, (int, str)) else [cfg.steps])]
-    check_steps("steps", steps_list, cfg.get("sampler"))
-    if int(cfg.frames) < 2 or int(cfg.warmup) < 0:
-        raise WorldgameError("frames must be >= 2 and warmup >= 0")
-    tick_hz, display_hz = float(cfg.get("fps", 30)), float(cfg.get("display_hz", 0))
-    per_tick, interpolation = frames_per_tick(tick_hz, display_hz), str(cfg.get("display_interp", "warp"))
+def run(cfg: BenchSettings) -> dict[str, Any]:
+    """Entry point of ``worldgame bench`` (hydra config: conf/bench.yaml; settings.BenchSettings)."""
+    steps_list, tick_hz, display_hz = list(cfg.steps), cfg.fps, cfg.display_hz
+    per_tick, interpolation = frames_per_tick(tick_hz, display_hz), str(cfg.display_interp)
     from worldgame.runtime.window import Window, require_display
 
-    if cfg.get("display", False):
+    if cfg.display:
         require_display()  # a real window, or one clear line saying why there is none
     else:
         os.environ["SDL_VIDEODRIVER"] = "dummy"  # headless: the window is drawn off-screen
-    engine, meta = make_engine(cfg, int(cfg.seed))  # the checkpoint's own game unless game= was chosen
+    engine, meta = make_engine(cfg, cfg.seed)  # the checkpoint's own game unless game= was chosen
     import pygame
 
-    window = Window(engine.frame_size, int(cfg.scale), hud_lines=HUD_LINES, title="worldgame bench")
-    soak = int(cfg.frames) >= int(cfg.soak_frames)
+    window = Window(engine.frame_size, cfg.scale, hud_lines=HUD_LINES, title="worldgame bench")
+    soak = cfg.frames >= cfg.soak_frames
     results = []
     try:
         for steps in steps_list:
             engine.set_steps(steps)
             view = View.parse(cfg.view)
-            result = bench_steps(engine, window, int(cfg.frames), int(cfg.warmup), int(cfg.seed), view, soak, per_tick, interpolation)
+            result = bench_steps(engine, window, cfg.frames, cfg.warmup, cfg.seed, view, soak, per_tick, interpolation)
             # per result: the top-level keys are a fixed contract
             result.update(backend=engine.backend, window=pygame.display.get_driver(), sampler=meta["sampler"], spacing=meta["spacing"])
             stages = " ".join(f"{k} {v:.2f}" for k, v in result["stages_ms"].items())
@@ -79,8 +73,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 flush=True,
             )
             if per_tick > 1:
-                paced = paced_latency(engine, window, tick_hz, per_tick, interpolation, min(int(cfg.frames), PACED_TICKS),
-                                      int(cfg.seed), view)
+                paced = paced_latency(engine, window, tick_hz, per_tick, interpolation, min(cfg.frames, PACED_TICKS),
+                                      cfg.seed, view)
                 tsr = result["tsr"] = {"display_hz": display_hz, "fps": tick_hz, **result["tsr"], **paced}
                 made, paced_ms = tsr["interp_frame_ms"], tsr["paced"]["latency_ms"]
                 print(

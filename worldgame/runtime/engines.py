@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,13 +64,14 @@ class StepResult:
     real: np.ndarray | None = None
 
 
-class FusionMode(str, Enum):
+class FusionMode(StrEnum):
     """Where fusion is applied: not at all, on latents before decoding, or on decoded pixels.
-    (Defined here rather than in fusion.py, which needs torch: the loop and the real game don't.)"""
+    (Defined here rather than in fusion.py, which needs torch: the loop and the real game don't.)
+    The ``fusion=`` setting (settings.py): members are named as they are typed."""
 
-    OFF = "off"
-    LATENT = "latent"
-    PIXEL = "pixel"
+    off = "off"
+    latent = "latent"
+    pixel = "pixel"
 
     @property
     def label(self) -> str:
@@ -80,7 +81,7 @@ class FusionMode(str, Enum):
     def next(self) -> FusionMode:
         """The next mode in the F-key cycle: off → φ pixel → φ latent → off (pixel first: in the fusion
         study, docs/fusion.md, it is no worse than latent on any measure and ghosts less)."""
-        cycle = [FusionMode.OFF, FusionMode.PIXEL, FusionMode.LATENT]
+        cycle = [FusionMode.off, FusionMode.pixel, FusionMode.latent]
         return cycle[(cycle.index(self) + 1) % len(cycle)]
 
     @property
@@ -94,7 +95,7 @@ class FusionMode(str, Enum):
         if isinstance(value, FusionMode):
             return value
         if value is False:  # YAML reads a bare `off` as false
-            return cls.OFF
+            return cls.off
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return list(cls)[int(value)]
         return cls(str(value).lower())

@@ -8,17 +8,14 @@ Only :func:`make_engine` for ``engine=real`` stays free of torch, so the real ga
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
 
 from worldgame.errors import WorldgameError
 from worldgame.games import game_metadata, make_game
 from worldgame.runtime.engines import Engine, RealEngine
-
-ENGINES = ("model", "real", "side_by_side")
+from worldgame.settings import PHI, plain
 
 
 def configure_threads(threads: int, device: Any) -> int:
@@ -35,14 +32,14 @@ def configure_threads(threads: int, device: Any) -> int:
     return torch.get_num_threads()
 
 
-def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
-    """The engine a play or bench config asks for, and the session metadata that describes it."""
-    kind = cfg.get("engine", "model")
-    game = game_of(cfg)
+def make_engine(cfg: Any, seed: int, kind: str = "model") -> tuple[Engine, dict[str, Any]]:
+    """The ``kind`` of engine (settings.Engine) typed play, bench or serve settings ask for, and the
+    session metadata that describes it (``tick_hz``: the game's own tick rate)."""
+    game = game_of(cfg, kind)
     metadata: dict[str, Any] = {
         **game_metadata(game, cfg.game),
         "policy": "human" if kind == "real" else "model",
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": plain(cfg),
     }
     if kind == "real":
         return RealEngine(game), metadata
@@ -50,13 +47,15 @@ def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
     print(f"loading {cfg.checkpoint or f'the shipped model for {game.name}'} ...", flush=True)
     import torch
 
-    sampler = cfg.get("sampler")
-    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=sampler == "teacher")
-    choose_sampler(model, sampler, cfg.get("spacing"))  # "teacher": the slow DDIM reference, torch only
-    engine = model_engine(model, cfg, seed)
+    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=cfg.sampler == "teacher")
+    choose_sampler(model, cfg.sampler, cfg.spacing)  # "teacher": the slow DDIM reference, torch only
+    steps = cfg.steps[0] if isinstance(cfg.steps, Sequence) else cfg.steps  # bench lists several: the first
+    engine = model_engine(model, seed, steps=steps, fusion=cfg.fusion, fusion_window=cfg.fusion_window,
+                          fusion_base=cfg.fusion_base, optimize=cfg.optimize, backend=cfg.backend, threads=cfg.threads)
     metadata.update(
         game_config=model.metadata["game_config"],
         native_size=model.metadata.get("native_size", metadata["native_size"]),
+        tick_hz=model.metadata.get("tick_hz", metadata["tick_hz"]),
         checkpoint=str(Path(model.path).resolve()),
         checkpoint_id=checkpoint_id(model.path),
         device=str(model.device),
@@ -80,22 +79,21 @@ def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> None
         model.use_sampler(sampler or model.sampler, spacing)
 
 
-def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
-    """A ModelEngine for ``model`` under the thread policy; ``settings`` as in conf/play.yaml
-    (steps, fusion, fusion_window, fusion_base, optimize, backend, threads; missing ones default)."""
+def model_engine(model: Any, seed: int, *, steps: int = 4, fusion: str = "off", fusion_window: int = 4,
+                 fusion_base: float = PHI, optimize: bool = True, backend: str = "auto", threads: int = 0) -> Any:
+    """A ModelEngine for ``model`` under the thread policy (the settings as settings.Runtime has them)."""
     from worldgame.runtime.model_engine import ModelEngine  # loads torch
 
-    configure_threads(int(settings.get("threads", 0)), model.device)
-    steps = settings.get("steps", 4)
+    configure_threads(int(threads), model.device)
     return ModelEngine(
         model,
-        steps=int(steps[0] if isinstance(steps, Sequence) else steps),  # bench lists several: the first
-        fusion=settings.get("fusion", "off"),
-        fusion_window=int(settings.get("fusion_window", 4)),
-        fusion_base=float(settings.get("fusion_base", 1.618033988749895)),
+        steps=int(steps),
+        fusion=str(fusion),
+        fusion_window=int(fusion_window),
+        fusion_base=float(fusion_base),
         seed=seed,
-        optimize=bool(settings.get("optimize", True)),  # traces the network step() runs (the teacher too)
-        backend=str(settings.get("backend", "auto")) if model.sampler != "teacher" else "torch",  # the teacher: torch modules
+        optimize=bool(optimize),  # traces the network step() runs (the teacher too)
+        backend=str(backend) if model.sampler != "teacher" else "torch",  # the teacher: torch modules
     )
 
 
@@ -108,10 +106,10 @@ def checkpoint_id(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def game_of(cfg: DictConfig) -> Any:
+def game_of(cfg: Any, kind: str = "model") -> Any:
     """The game to run: the one a given checkpoint was trained on, unless ``game=`` was chosen on
     the command line (then the two must agree, which ``load_model`` checks)."""
-    if cfg.get("checkpoint") and cfg.get("engine", "model") != "real" and not _game_chosen():
+    if cfg.checkpoint and kind != "real" and not _game_chosen():
         from worldgame.models.checkpoint_checks import read_metadata
         from worldgame.models.world_model import METADATA
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from worldgame.data.episode import Episode, list_episodes, read_episode
 from worldgame.errors import WorldgameError
 from worldgame.runtime.export import check_export_path, export_episode
+from worldgame.settings import ReplaySettings
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -63,13 +63,13 @@ class ReplayState:
     snapshot: np.ndarray | None = None  # the window's last presented pixels (H, W, 3)
 
 
-def run(cfg: DictConfig) -> Any:
+def run(cfg: ReplaySettings) -> Any:
     """Hydra entry point: regenerate, export, or open the replay window, as ``cfg`` asks."""
     if not cfg.path:
         raise WorldgameError("say what to replay: path=FILE.wgep or path=FOLDER")
-    scale, fps = _number(cfg, "scale", int, True), _number(cfg, "fps", float, True)
+    scale, fps = cfg.scale, cfg.fps
     files = list_episodes(cfg.path)
-    index = select(files, _number(cfg, "episode", int), cfg.path)
+    index = select(files, cfg.episode, cfg.path)
     if cfg.export:
         check_export_path(cfg.export)  # a bad name fails before any work
     if not cfg.export and not cfg.regenerate:
@@ -77,25 +77,12 @@ def run(cfg: DictConfig) -> Any:
     result: Any = None
     if cfg.export:
         episode = load(files[index])
-        out = export_episode(episode, cfg.export, fps=fps, scale=scale, hud=bool(cfg.hud), progress=bool(cfg.progress))
+        out = export_episode(episode, cfg.export, fps=fps, scale=scale, hud=cfg.hud, progress=cfg.progress)
         print(f"wrote {len(episode)} frames of {files[index]} to {out}")
         result = str(out)
     if cfg.regenerate:
-        result = run_regenerate(files[index], str(cfg.device), progress=bool(cfg.progress))
+        result = run_regenerate(files[index], cfg.device, progress=cfg.progress)
     return result
-
-
-def _number(cfg: DictConfig, key: str, kind: type[int | float], positive: bool = False) -> Any:
-    """``cfg[key]`` as a finite ``kind`` (> 0 when ``positive``), or one clear line saying what it must be."""
-    value = cfg[key]
-    try:
-        number = kind(value)
-        ok = not isinstance(value, bool) and math.isfinite(number) and (kind is float or number == float(value))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok or (positive and number <= 0):
-        raise WorldgameError(f"{key}={value}: must be a {'positive ' if positive else ''}{'whole ' if kind is int else ''}number")
-    return number
 
 
 def select(files: list[Path], episode: int, path: object) -> int:

@@ -37,7 +37,7 @@ class DistillObjective:
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
         self.skip = self.noise.config.num_train_timesteps // ORIGINAL_INFERENCE_STEPS
         self.alphas = self.noise.alphas_cumprod.to(device)
-        self.own_frac, self.unroll = float(self.cfg.get("own_rollout_frac", 0.0)), int(self.cfg.get("unroll", 0))
+        self.own_frac, self.unroll = self.cfg.own_rollout_frac, self.cfg.unroll
         self.ends = {n: batches.ends_for_unroll(n) for n in range(1, self.unroll + 1)} if self.own_frac > 0 else {}
         self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
 
@@ -101,7 +101,7 @@ class DistillObjective:
              for s in (1, 2, 4)}
         # validated on a short dream's objects too: distillation can keep PSNR while losing sprites
         m.update(closed_loop_check(self.model, self.lcm, self.vae, self.val, 4, self.play_noise,
-                                   horizon=self.cfg.get("val_horizon", 60), dreams=self.cfg.get("val_dreams", 8)))
+                                   horizon=self.cfg.val_horizon, dreams=self.cfg.val_dreams))
         self.model.train()
         m["score"] = object_score(m)
         return m

@@ -14,16 +14,17 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import ListConfig
 from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, read_json_object
-from worldgame.games.registry import key_bindings_for
+from worldgame.games.registry import key_bindings_for, tick_hz_of
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import MAX_JSON_BYTES
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
+from worldgame.settings import TrainSettings, plain
 from worldgame.train import distributed
 from worldgame.train.data import load_frame_data
 from worldgame.train.distill import DistillObjective
@@ -35,7 +36,7 @@ from worldgame.train.vae import VaeObjective
 STAGES = ("vae", "teacher", "distill", "rollout")
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: TrainSettings) -> dict:
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     if any(s not in STAGES for s in stages):
         raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill, rollout or all")
@@ -46,7 +47,7 @@ def run(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = OmegaConf.to_container(cfg.data) if OmegaConf.is_list(cfg.data) else cfg.data
+    data = list(cfg.data) if isinstance(cfg.data, (list, tuple, ListConfig)) else cfg.data
     train, val = load_frame_data(data, cfg.model.denoiser.context_length, cfg.val_fraction)
     ctx.log(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
     _check_same_game(out, train.metadata)
@@ -57,16 +58,16 @@ def run(cfg: DictConfig) -> dict:
     return report
 
 
-def build(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.device):
+def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.device):
     if stage == "vae":
         return VaeObjective(cfg, train, val, device)
     vae = _require(TinyAutoencoder, out / "vae", "vae").to(device)
     lat_train, lat_val = _latents(vae, train, val, out, device)
     k, noise = cfg.model.denoiser.context_length, cfg.train.teacher.max_context_noise
-    per_frame = bool(cfg.model.denoiser.get("noise_per_frame", False))
+    per_frame = cfg.model.denoiser.noise_per_frame
     rare = cfg.train.teacher
-    batches = LatentBatches(train, lat_train, k, noise, device, per_frame, float(rare.get("rare_share", 0.0)),
-                            int(rare.get("rare_radius", 2)))
+    batches = LatentBatches(train, lat_train, k, noise, device, per_frame, rare.rare_share,
+                            rare.rare_radius)
     val_batches = LatentBatches(val, lat_val, k, noise, device, per_frame)
     num_actions = len(train.metadata["action_names"])
     if stage == "teacher":
@@ -77,9 +78,9 @@ def build(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.devi
     return DistillObjective(cfg, batches, val_batches, vae, teacher, device)
 
 
-def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torch.device,
+def train_stage(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.device,
                 ctx: distributed.Single = distributed.SINGLE) -> dict:
-    scfg = cfg.train[stage]
+    scfg = getattr(cfg.train, stage)
     ctx.seed(cfg.seed)  # under torchrun: every rank builds the same model (and EMA / target copies)
     with ctx.main_first():  # rank 0 writes the latents cache, the others read it
         objective = build(stage, cfg, train, val, out, device)
@@ -177,7 +178,7 @@ def train_stage(stage: str, cfg: DictConfig, train, val, out: Path, device: torc
             "loss_start": loss_start, "loss_end": loss_end}
 
 
-def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: dict, history: list) -> None:
+def save_weights(stage: str, objective, cfg: TrainSettings, out: Path, data_meta: dict, history: list) -> None:
     """Write the stage's best weights and keep ``out`` a loadable checkpoint folder."""
     if stage == "vae":
         objective.finish()
@@ -197,6 +198,7 @@ def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: d
         "game_config": game_cfg,
         "frame_size": data_meta.get("frame_size"),
         "native_size": data_meta.get("native_size") or [data_meta.get("frame_size")] * 2,
+        "tick_hz": data_meta.get("tick_hz") or tick_hz_of(game_cfg),
         "action_names": data_meta.get("action_names"),
         # data collected before episodes carried their keys: derived from the action names,
         # never by building the game (an Atari env takes seconds and prints a banner)
@@ -205,8 +207,8 @@ def save_weights(stage: str, objective, cfg: DictConfig, out: Path, data_meta: d
         "context_noise": cfg.model.play_context_noise,
         "context_length": cfg.model.denoiser.context_length,
     })
-    meta.setdefault("training", {})[stage] = {"data": str(cfg.data), "config": OmegaConf.to_container(cfg.train[stage]),
-                                              "model": OmegaConf.to_container(cfg.model, resolve=True), "history": history[-1:]}
+    meta.setdefault("training", {})[stage] = {"data": str(cfg.data), "config": plain(getattr(cfg.train, stage)),
+                                              "model": plain(cfg.model), "history": history[-1:]}
     atomic_write_json(meta_file, meta)
     if (out / "vae").is_dir() and not (out / "scheduler").is_dir() and (out / "denoiser").is_dir():
         _save(WorldModel.from_pretrained(out, device="cpu").scheduler, out / "scheduler")

@@ -90,7 +90,7 @@ class RolloutObjective:
         m = {f"psnr{s}": teacher_forced_psnr(lambda c, a, s=s: sample(self.model, self.lcm, c, a, s), self.vae, vb)
              for s in (1, 4)}
         m.update(closed_loop_check(self.model, self.lcm, self.vae, self.val, 4, self.play_noise,
-                                   horizon=self.cfg.val_horizon, dreams=self.cfg.get("val_dreams", 8)))
+                                   horizon=self.cfg.val_horizon, dreams=self.cfg.val_dreams))
         self.model.train()
         m["score"] = object_score(m)
         return m

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 from diffusers.training_utils import EMAModel
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from worldgame.errors import WorldgameError
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
+from worldgame.settings import plain
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, sample
 
@@ -23,8 +24,8 @@ class TeacherObjective:
                  device: torch.device) -> None:
         self.cfg, self.batches, self.val, self.vae = cfg.train.teacher, batches, val, vae
         self.play_noise = float(cfg.model.play_context_noise)
-        self.model = ActionDenoiser(num_actions=num_actions, **OmegaConf.to_container(cfg.model.denoiser, resolve=True)).to(device)
-        if self.cfg.get("init"):  # continue a trained teacher (its EMA starts from its weights too)
+        self.model = ActionDenoiser(num_actions=num_actions, **plain(cfg.model.denoiser)).to(device)
+        if self.cfg.init:  # continue a trained teacher (its EMA starts from its weights too)
             self.model.load_state_dict(_init_weights(Path(self.cfg.init), self.model).state_dict())
         self.ema = EMAModel(self.model.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)

@@ -10,23 +10,24 @@ sprite gone). Pixels that differ from the data's per-pixel median background (th
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from worldgame.eval.metrics import psnr
 from worldgame.eval.objects import foreground_mask, foreground_scores, median_background
 from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.settings import plain
 from worldgame.train.data import FrameData, to_unit
 
 
 class VaeObjective:
     def __init__(self, cfg: DictConfig, train: FrameData, val: FrameData, device: torch.device) -> None:
         self.cfg, self.train_data, self.val_data, self.device = cfg.train.vae, train, val, device
-        self.model = TinyAutoencoder(**OmegaConf.to_container(cfg.model.vae, resolve=True)).to(device)
+        self.model = TinyAutoencoder(**plain(cfg.model.vae)).to(device)
         g = torch.Generator().manual_seed(0)
         self.val_frames = val.frames[torch.randint(len(val.frames), (512,), generator=g)]
         sample = train.frames[torch.randint(len(train.frames), (min(2048, len(train.frames)),), generator=g)]
         self.background = median_background(sample).to(device)  # (3, H, W) in [0, 1]
-        self.fg_weight = float(self.cfg.get("foreground_weight", 1.0))
+        self.fg_weight = self.cfg.foreground_weight
 
     def trainable(self) -> torch.nn.Module:
         return self.model
