@@ -163,7 +163,7 @@ class CollectSettings:
 class ReplaySettings:
     path: str | None = None  # a .wgep episode or session, or a folder of them (searched recursively)
     episode: int = 0  # which episode of a folder to open first (negative counts from the end)
-    fps: float = setting(30.0, gt=0.0, le=1000.0)  # playback speed in the window, and the frame rate of an export
+    fps: float | None = setting(None, gt=0.0, le=1000.0)  # playback speed in the window and the frame rate of an export; null = the game's own (as recorded: Atari 15, Bouncer 30)
     scale: int = setting(8, ge=1, le=32)  # integer zoom (nearest) of each frame, in the window and in an export
     export: str | None = None  # out.mp4 or out.gif: write the episode as a video, headless, instead of a window
     hud: bool = False  # export only: burn a text strip (frame, action, return) under the frames
@@ -447,5 +447,6 @@ def load(command: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
 
     from worldgame.cli import config_dir
 
+    check_overrides(command, list(overrides))  # our line for a value of the wrong type, as the CLI gives
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         return validate(command, compose(config_name=command, overrides=list(overrides)))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worldgame.data.episode import Episode, list_episodes, read_episode
+from worldgame.data.episode import Episode, list_episodes, read_episode, read_metadata
 from worldgame.errors import WorldgameError
 from worldgame.runtime.export import check_export_path, export_episode
 from worldgame.settings import ReplaySettings
@@ -67,9 +67,9 @@ def run(cfg: ReplaySettings) -> Any:
     """Hydra entry point: regenerate, export, or open the replay window, as ``cfg`` asks."""
     if not cfg.path:
         raise WorldgameError("say what to replay: path=FILE.wgep or path=FOLDER")
-    scale, fps = cfg.scale, cfg.fps
     files = list_episodes(cfg.path)
     index = select(files, cfg.episode, cfg.path)
+    scale, fps = cfg.scale, cfg.fps or recorded_tick_hz(files[index])
     if cfg.export:
         check_export_path(cfg.export)  # a bad name fails before any work
     if not cfg.export and not cfg.regenerate:
@@ -83,6 +83,15 @@ def run(cfg: ReplaySettings) -> Any:
     if cfg.regenerate:
         result = run_regenerate(files[index], cfg.device, progress=cfg.progress)
     return result
+
+
+def recorded_tick_hz(path: Path) -> float:
+    """The game's own speed as the file records it (``tick_hz``; Atari 15, Bouncer 30), else 30."""
+    try:
+        tick = read_metadata(path).get("tick_hz")
+    except (OSError, ValueError, WorldgameError):
+        return 30.0  # the file's own problem is reported when it is opened
+    return float(tick) if type(tick) in (int, float) and 1 <= tick <= 1000 else 30.0
 
 
 def select(files: list[Path], episode: int, path: object) -> int:

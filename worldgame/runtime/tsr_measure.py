@@ -57,7 +57,7 @@ def measure(checkpoint: str | None = None, frames: int = 400, backend: str = "au
     from worldgame.runtime.tsr import Interpolator
 
     model = load_model(checkpoint, "cpu", None, None if checkpoint else make_game({"_target_": "worldgame.games.bouncer.Bouncer"}))
-    engine = model_engine(model, {"backend": backend, "steps": 4, "fusion": "off"}, seed=3)
+    engine = model_engine(model, 3, backend=backend, steps=4, fusion="off")
     engine.want(Wants(real=True))
     engine.reset(3)
     names, keys = engine.action_names, held_keys()
