@@ -14,6 +14,11 @@ regressing to the mean as a loss against the real frame would.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import copy
 
 import torch
@@ -37,7 +42,7 @@ class DistillObjective:
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
         self.skip = self.noise.config.num_train_timesteps // ORIGINAL_INFERENCE_STEPS
         self.alphas = self.noise.alphas_cumprod.to(device)
-        self.own_frac, self.unroll = float(self.cfg.get("own_rollout_frac", 0.0)), int(self.cfg.get("unroll", 0))
+        self.own_frac, self.unroll = float(self.cfg.own_rollout_frac), int(self.cfg.unroll)
         self.ends = {n: batches.ends_for_unroll(n) for n in range(1, self.unroll + 1)} if self.own_frac > 0 else {}
         self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
 
@@ -101,20 +106,21 @@ class DistillObjective:
              for s in (1, 2, 4)}
         # validated on a short dream's objects too: distillation can keep PSNR while losing sprites
         m.update(closed_loop_check(self.model, self.lcm, self.vae, self.val, 4, self.play_noise,
-                                   horizon=self.cfg.get("val_horizon", 60), dreams=self.cfg.get("val_dreams", 8)))
+                                   horizon=self.cfg.val_horizon, dreams=self.cfg.val_dreams))
         self.model.train()
         m["score"] = object_score(m)
         return m
 
-    def extra_state(self) -> dict:
+    def resume_state(self) -> dict[str, Any]:
         """The EMA target network, so that a resumed run continues it instead of restarting it."""
         return {"target": self.target.state_dict()}
 
-    def load_extra(self, extra: dict) -> None:
-        self.target.load_state_dict(extra["target"])
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.target.load_state_dict(state["target"])
 
-    def export(self) -> ActionDenoiser:
-        return self.model
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[ActionDenoiser]:
+        yield self.model
 
-    def restore(self) -> None:
-        pass
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("denoiser",)

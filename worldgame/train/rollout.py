@@ -17,6 +17,11 @@ DIAMOND's CS:GO recipe of training on a few steps of its own predictions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import torch
 from omegaconf import DictConfig
 
@@ -90,20 +95,21 @@ class RolloutObjective:
         m = {f"psnr{s}": teacher_forced_psnr(lambda c, a, s=s: sample(self.model, self.lcm, c, a, s), self.vae, vb)
              for s in (1, 4)}
         m.update(closed_loop_check(self.model, self.lcm, self.vae, self.val, 4, self.play_noise,
-                                   horizon=self.cfg.val_horizon, dreams=self.cfg.get("val_dreams", 8)))
+                                   horizon=self.cfg.val_horizon, dreams=self.cfg.val_dreams))
         self.model.train()
         m["score"] = object_score(m)
         return m
 
-    def extra_state(self) -> dict:
+    def resume_state(self) -> dict[str, Any]:
         return {"steps_done": self.steps_done}
 
-    def load_extra(self, extra: dict) -> None:
-        self.steps_done = int(extra["steps_done"])
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.steps_done = int(state["steps_done"])
 
-    def export(self) -> ActionDenoiser:
-        return self.model
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[ActionDenoiser]:
+        yield self.model
 
-    def restore(self) -> None:
-        pass
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("denoiser",)
 

@@ -9,6 +9,11 @@ sprite gone). Pixels that differ from the data's per-pixel median background (th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +31,7 @@ class VaeObjective:
         self.val_frames = val.frames[torch.randint(len(val.frames), (512,), generator=g)]
         sample = train.frames[torch.randint(len(train.frames), (min(2048, len(train.frames)),), generator=g)]
         self.background = median_background(sample).to(device)  # (3, H, W) in [0, 1]
-        self.fg_weight = float(self.cfg.get("foreground_weight", 1.0))
+        self.fg_weight = float(self.cfg.foreground_weight)
 
     def trainable(self) -> torch.nn.Module:
         return self.model
@@ -56,9 +61,21 @@ class VaeObjective:
         m["score"] = m["psnr"] + m["fg_psnr"] + 5 * (m["fg_recall"] + m["fg_precision"])
         return m
 
-    def finish(self) -> None:
-        """Set latent_scale so latents have unit variance, as the denoiser's noise schedule expects."""
+    def resume_state(self) -> dict[str, Any]:
+        return {}  # the trained weights are all there is
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[TinyAutoencoder]:
+        """The autoencoder, its latent_scale set so latents have unit variance, as the denoiser's
+        noise schedule expects."""
         with torch.no_grad():
             z = self.model.encoder(to_unit(self.val_frames).to(self.device))
         self.model.register_to_config(latent_scale=float(1.0 / z.std()))
+        yield self.model
+
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("vae",)
 
