@@ -14,12 +14,11 @@ regressing to the mean as a loss against the real frame would.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import copy
 
 import torch
 from omegaconf import DictConfig
