@@ -81,3 +81,22 @@ def test_collect_after_a_deleted_episode(tmp_path, run_cli):
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     assert [f.name for f in list_episodes(tmp_path)] == ["ep_000001.wgep", "ep_000002.wgep", "ep_000003.wgep"]
+
+
+def test_progress_ends_at_100_percent_when_episodes_end_early(tmp_path, run_cli):
+    # one life: each episode ends long before 2,000 steps; the bar still ends full
+    r = run_cli("collect", "episodes=2", "steps=2000", "game.lives=1", f"out={tmp_path}", "progress=true")
+    assert r.returncode == 0, r.stderr
+    frames = sum(len(read_episode(f)) for f in list_episodes(tmp_path))
+    assert frames < 2 * 2001
+    last = r.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in last and f"{frames}/{frames}" in last, r.stderr
+
+
+def test_other_game_settings_name_what_differs(tmp_path, run_cli):
+    assert run_cli("collect", "episodes=1", "steps=5", f"out={tmp_path}", "progress=false").returncode == 0
+    r = run_cli("collect", "episodes=1", "steps=5", "game.num_orbs=5", f"out={tmp_path}", "progress=false")
+    assert r.returncode != 0
+    (line,) = _lines(r.stderr)
+    assert "game_config.num_orbs=3 there, 5 now" in line, line
+    assert len(list_episodes(tmp_path)) == 1  # nothing written

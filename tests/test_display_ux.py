@@ -210,3 +210,33 @@ def test_play_says_what_it_loads(tiny_checkpoint, run_cli) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == f"loading {tiny_checkpoint} ..." and lines[-1].startswith("played 2 frames"), r.stdout
+
+
+def test_first_play_says_it_prepares_the_fast_path(tiny_checkpoint, run_cli, tmp_path, monkeypatch) -> None:
+    """The ONNX export happens once per weights: the first play says so on stderr, the next is quiet."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # as after a fresh install
+    first = run_cli("play", f"checkpoint={tiny_checkpoint}", "fps=0", "frames=2", "backend=onnx", timeout=300)
+    again = run_cli("play", f"checkpoint={tiny_checkpoint}", "fps=0", "frames=2", "backend=onnx", timeout=300)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert "preparing the ONNX Runtime fast path" in first.stderr and "fast path exported in" in first.stderr
+    assert "ONNX" not in again.stderr, again.stderr
+    for r in (first, again):
+        assert r.stdout.splitlines()[0] == f"loading {tiny_checkpoint} ..."
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_a_start_that_compiles_torch_says_so(tmp_path, monkeypatch, capsys, keeps: bool) -> None:
+    """No bytecode for torch and diffusers (an install that skipped it): the ~30 s is named, and
+    how to stop paying it every start when Python may not write bytecode."""
+    import sys
+
+    from worldgame.runtime.factory import say_if_compiling
+
+    say_if_compiling()
+    assert capsys.readouterr().err == ""  # this environment has their bytecode
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path))  # where no bytecode was ever written
+    monkeypatch.setattr(sys, "dont_write_bytecode", not keeps)
+    say_if_compiling()
+    err = capsys.readouterr().err
+    assert "torch and diffusers" in err and err.count("\n") == 1
+    assert ("later starts skip it" in err) == keeps and ("every start" in err) == (not keeps)

@@ -101,7 +101,8 @@ def breakout_checkpoint(tmp_path_factory):
     model = WorldModel(
         TinyAutoencoder(width=16, encoder_blocks=1, decoder_blocks=1),
         ActionDenoiser(num_actions=len(names), context_length=2, block_out_channels=(16, 16), norm_num_groups=8),
-        metadata={"game": "gym:ALE/Breakout-v5", "frame_size": 64, "action_names": names, "key_bindings": {},
+        metadata={"game": "gym:ALE/Breakout-v5", "frame_size": 64, "native_size": [210, 160], "action_names": names,
+                  "key_bindings": {},
                   "game_config": {"_target_": "worldgame.games.gym_adapter.GymGame", "id": "ALE/Breakout-v5",
                                   "frame_size": 64},
                   "context_noise": 0.05, "prediction_type": "sample", "context_length": 2},
@@ -120,13 +121,21 @@ BOUNCER_ONLY = ("player_err_px", "player_lost_frac", "first_hit_frame", "player_
 def _eval(run_cli, checkpoint, out):
     r = run_cli("eval", f"checkpoint={checkpoint}", f"out={out}", *SMALL)
     assert r.returncode == 0, r.stderr
-    assert "eval:" not in r.stderr  # progress bars only on a terminal: logs stay clean
+    # not a terminal: one plain line per stage on stderr (a long eval is never silent), no bar redraws
+    stages = [line for line in r.stderr.splitlines() if line.startswith("eval [")]
+    assert [line.split("]: ")[1].split(" ")[0] for line in stages] == ["held-out", "teacher-forced", "1", "1",
+                                                                       "control:", "objects"], r.stderr
+    assert "\r" not in r.stderr
     lines = r.stdout.strip().splitlines()
     return json.loads(lines[-1]), "\n".join(lines[:-1]), (out / "report.md").read_text()
 
 
 def test_gym_eval_shows_only_what_applies(breakout_checkpoint, run_cli, tmp_path) -> None:
     result, printed, report = _eval(run_cli, breakout_checkpoint, tmp_path)
+    from PIL import Image
+
+    # the strip at the game's 210x160 aspect (each frame 3x: 192 tall, 146 wide), real over dreamed
+    assert Image.open(tmp_path / "strip.png").size == (146, 2 * 192 + 6)
     assert not set(BOUNCER_ONLY) & set(result["rollout"]) and "bouncer" not in result["objects"]
     assert "collapsed" in result["rollout"]
     control = result["objects"]["control"]

@@ -227,3 +227,33 @@ def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exa
     with pytest.raises(WorldgameError, match="train.teacher.init"):  # a folder without a teacher/: one line
         loop.run(_cfg(root / "data", tmp_path / "bad", "stage=teacher", f"train.teacher.init={tmp_path}",
                       "train.teacher.steps=2"))
+
+
+def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path: Path) -> None:
+    """Losses are read at logging steps only (no host sync per step); a non-finite one still stops the
+    run with one line naming the step, before the spoilt weights reach a state or a checkpoint."""
+    _episodes(tmp_path / "data", n=2, steps=60)
+    with pytest.raises(WorldgameError, match=r"^vae: loss became (nan|inf|-inf) at step \d; lower vae.lr$"):
+        loop.run(_cfg(tmp_path / "data", tmp_path / "run", "stage=vae", "train.vae.lr=1e30", "train.vae.steps=30",
+                      "train.vae.val_every=10", "save_every=10"))
+    assert not (tmp_path / "run" / "state_vae.pt").exists() and not (tmp_path / "run" / "vae").exists()
+
+
+def test_every_stage_is_an_objective(trained: tuple[Path, dict]) -> None:
+    """The loop knows the stages only through the Objective protocol: each exports its resume state
+    and its checkpoint weights the same way."""
+    from worldgame.train.data import load_frame_data
+    from worldgame.train.objective import Objective
+
+    root, _ = trained
+    cfg = _cfg(root / "data", root / "run")
+    train, val = load_frame_data(root / "data", cfg.model.denoiser.context_length, cfg.val_fraction)
+    for stage in loop.STAGES:
+        objective = loop.build(stage, cfg, train, val, root / "run", torch.device("cpu"))
+        assert isinstance(objective, Objective), stage
+        before = [p.clone() for p in objective.trainable().parameters()]
+        with objective.checkpoint_weights() as net:
+            assert isinstance(net, torch.nn.Module)
+        assert all(torch.equal(p, q) for p, q in zip(before, objective.trainable().parameters())), stage  # lent back
+        assert isinstance(objective.resume_state(), dict)
+        assert objective.checkpoint_parts(root / "run")[0] in ("vae", "teacher", "denoiser")

@@ -175,3 +175,23 @@ def test_bench_display_true_in_an_x_window(tiny_checkpoint):
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=10)
+
+
+def test_the_window_opens_with_its_title(monkeypatch) -> None:
+    """The SDL window's own title, read the moment the window exists: never pygame's default."""
+    from pygame._sdl2.video import Window as SdlWindow
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    pygame.display.quit()  # a fresh display, as a new `worldgame play` process has
+    seen: list[str] = []
+
+    class Watched(Window):
+        def resize(self, panels: int, scale: int | None = None) -> None:
+            super().resize(panels, scale)
+            seen.append(SdlWindow.from_display_module().title)
+
+    window = Watched(16, 2, title="worldgame — bouncer (model)")
+    try:
+        assert seen[0] == "worldgame — bouncer (model)"
+    finally:
+        window.close()

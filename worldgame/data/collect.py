@@ -51,6 +51,7 @@ def run(cfg: CollectSettings) -> dict[str, float]:
                 reason = getattr(err, "reason", str(err))
                 raise WorldgameError(f"{reason} (the cut episode was removed; the {e} complete ones before it are kept)") from err
             frames += writer.rows
+            bar.total -= cfg.steps + 1 - writer.rows  # an episode the game ended early: the bar ends at 100 %
             bar.update(writer.rows)
     seconds = time.perf_counter() - t0
     stats = {"episodes": cfg.episodes, "frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 1)}
@@ -66,12 +67,26 @@ def default_folder(game_name: str) -> Path:
 
 def _check_same_game(out: Path, mine: dict) -> None:
     """Appending to a folder of another game, or of other game settings, would make data no
-    model can learn from: refuse with one line, before anything is written."""
-    theirs = read_metadata(max(out.glob(f"ep_*{SUFFIX}")))
-    for key in ("game", "game_config", "action_names"):
-        if key in theirs and theirs[key] != mine[key]:
-            raise WorldgameError(f"out={out} holds episodes of {theirs.get('game')} with {key}={shorten(theirs[key])}, "
-                                 f"not {shorten(mine[key])}; collect into another out= (or the default, one folder per game)")
+    model can learn from: refuse with one line, before anything is written, naming exactly the
+    settings that differ and both their values."""
+    last = max(out.glob(f"ep_*{SUFFIX}"))
+    theirs = read_metadata(last)
+    differ = [d for key in ("game", "game_config", "action_names") if key in theirs
+              for d in _differences(key, theirs[key], mine[key])]
+    if differ:
+        raise WorldgameError(f"out={out} holds episodes of {shorten(theirs.get('game'), 40)} with other settings "
+                             f"({last.name} vs now): {'; '.join(differ[:6])}{'; ...' if len(differ) > 6 else ''}; "
+                             "collect into another out= (or the default, one folder per game)")
+
+
+def _differences(name: str, theirs: object, mine: object) -> list[str]:
+    """``name=THEIRS there, MINE now`` for each setting that differs, nested dicts by dotted key."""
+    if isinstance(theirs, dict) and isinstance(mine, dict):
+        return [d for key in sorted(set(theirs) | set(mine), key=str)
+                for d in _differences(f"{name}.{key}", theirs.get(key, "(unset)"), mine.get(key, "(unset)"))]
+    if theirs == mine:
+        return []
+    return [f"{name}={shorten(theirs, 60)} there, {shorten(mine, 60)} now"]
 
 
 def _next_index(out: Path) -> int:

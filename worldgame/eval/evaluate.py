@@ -2,7 +2,8 @@
 
 Prints a one-line JSON last (the eval contract: frames, vae_psnr, teacher_forced, rollout), and
 writes eval.json, report.md and a PNG strip (real vs generated at several horizons) into ``out``
-(default: runs/eval/<checkpoint folder name>). Progress bars go to stderr on a terminal only.
+(default: runs/eval/<checkpoint folder name>). A line per stage goes to stderr (a terminal or a log
+alike); the dreams' frame bars on a terminal only.
 
 Keys beyond the contract:
 
@@ -21,13 +22,13 @@ Keys beyond the contract:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
 from worldgame.eval import bouncer_checks
@@ -41,9 +42,13 @@ from worldgame.fileio import atomic_path, atomic_write_json
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
 from worldgame.models.world_model import WorldModel, default_checkpoint
+from worldgame.runtime.export import resize_nearest
 from worldgame.runtime.factory import choose_sampler
 from worldgame.runtime.fusion import FusionMode, TemporalFusion
+from worldgame.runtime.views import display_size
 from worldgame.settings import EvalSettings
+
+STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects
 
 
 def run(cfg: EvalSettings) -> dict:
@@ -58,14 +63,15 @@ def run(cfg: EvalSettings) -> dict:
     sampler, spacing = model.sampler, model.spacing
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
-    # one stage bar on a terminal (disable=None: nothing in a log); rollouts add a frame bar below it
-    stages = tqdm(total=6, desc="eval: held-out play", disable=None, dynamic_ncols=True,
-                  bar_format="{desc} [stage {n_fmt}/{total_fmt}, {elapsed}]")
+    # one line per stage on stderr, terminal or log alike (a long eval is never silent; stdout stays
+    # the summary and the JSON); on a terminal the dreams add a frame bar below it
+    done = [0]
 
-    def stage(name: str) -> None:  # the previous stage is done
-        stages.update()
-        stages.set_description(f"eval: {name}")
+    def stage(name: str) -> None:  # the next stage begins
+        done[0] += 1
+        print(f"eval [{done[0]}/{STAGES}, {time.perf_counter() - t0:.0f} s]: {name}", file=sys.stderr, flush=True)
 
+    stage("held-out play")
     episodes = [held_out_episode(game_cfg, cfg.seed + i, cfg.episode_frames) for i in range(cfg.episodes)]
     long_frames, long_actions = held_out_episode(game_cfg, cfg.seed + 1000, cfg.rollout_frames + k)
     ep_frames, ep_actions = episodes[0]
@@ -167,11 +173,10 @@ def run(cfg: EvalSettings) -> dict:
     out = Path(cfg.out) if cfg.out else Path("runs/eval") / path.name  # never inside a (shipped) checkpoint
     out.mkdir(parents=True, exist_ok=True)
     strip_at = [h for h in (1, 10, 100, 300, 1000, 2000) if h <= cfg.rollout_frames]
-    _strip(long_real, long_gen, strip_at, out / "strip.png")
+    _strip(long_real, long_gen, strip_at, out / "strip.png", model.metadata.get("native_size"))
     atomic_write_json(out / "eval.json", result)
     write_report(result, health, out / "report.md", strip_at)
-    stages.update()
-    stages.close()
+    print(f"eval: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     for line in summary(result, health):
         print(line)
     print(f"wrote {out / 'report.md'}, {out / 'strip.png'}")
@@ -331,12 +336,16 @@ def _health(frames: np.ndarray) -> dict:
             "ok": bg > 0.5 and orbs > 0.001 and player >= 0.5}
 
 
-def _strip(real: np.ndarray, fake: np.ndarray, at: list[int], path: Path, scale: int = 3) -> None:
-    top = np.concatenate([real[h - 1] for h in at], axis=1)
-    bottom = np.concatenate([fake[h - 1] for h in at], axis=1)
-    img = np.concatenate([top, np.full((2, top.shape[1], 3), 255, np.uint8), bottom], axis=0)
+def _strip(real: np.ndarray, fake: np.ndarray, at: list[int], path: Path, native_size: object = None,
+           scale: int = 3) -> None:
+    """Real frames over dreamed ones at the horizons ``at``, each drawn at its game's own aspect
+    (``native_size`` (height, width), e.g. 210x160 for Atari) by nearest neighbour, as play shows it."""
+    size = display_size(real.shape[1], native_size, scale)
+    top = np.concatenate([resize_nearest(real[h - 1], size) for h in at], axis=1)
+    bottom = np.concatenate([resize_nearest(fake[h - 1], size) for h in at], axis=1)
+    img = np.concatenate([top, np.full((2 * scale, top.shape[1], 3), 255, np.uint8), bottom], axis=0)
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(tmp, format="PNG")
+        Image.fromarray(img).save(tmp, format="PNG")
 
 
 def _r(d: dict, n: int = 2) -> dict:

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -187,8 +188,13 @@ def _cached_export(model: WorldModel, probe: tuple[torch.Tensor, ...]) -> dict[s
             print(f"note: {folder}: a cached ONNX file does not match its recorded sha256; exporting again", file=sys.stderr)
         except (WorldgameError, OSError, AttributeError) as e:
             print(f"note: {folder}: cached ONNX export unreadable ({e}); exporting again", file=sys.stderr)
+    # first run with these weights only (2.4 s on the 2-core target): say so, it is not a hang
+    print("preparing the ONNX Runtime fast path for these weights (first run only, a few seconds) ...",
+          file=sys.stderr, flush=True)
+    started = time.perf_counter()
     blobs = {"denoiser.onnx": _export(model.denoiser, probe, DENOISER_INPUTS),
              "decoder.onnx": _export(_Decoder(model.vae), probe[:1], ("latents",))}
+    print(f"fast path exported in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     try:
         for p, b in blobs.items():
             atomic_write(folder / p, b)

@@ -113,8 +113,8 @@ class Window:
         self.panels = 0
         self._text: dict[tuple, pygame.Surface] = {}
         self._overlay: tuple[list[str], pygame.Surface] | None = None
+        pygame.display.set_caption(title)  # before the window exists: it opens with its title, never "pygame window"
         self.resize(panels)
-        pygame.display.set_caption(title)
 
     def resize(self, panels: int, scale: int | None = None) -> None:
         """Change the number of side-by-side frame panels and, optionally, their zoom

@@ -15,18 +15,22 @@ regressing to the mean as a loss against the real frame would.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import ORIGINAL_INFERENCE_STEPS, lcm_scheduler, predicted_x0, train_scheduler
+from worldgame.settings import TrainSettings
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
 
 
 class DistillObjective:
-    def __init__(self, cfg: DictConfig, batches: LatentBatches, val: LatentBatches, vae, teacher: ActionDenoiser,
+    def __init__(self, cfg: TrainSettings, batches: LatentBatches, val: LatentBatches, vae, teacher: ActionDenoiser,
                  device: torch.device) -> None:
         self.cfg, self.batches, self.val, self.vae = cfg.train.distill, batches, val, vae
         self.play_noise = float(cfg.model.play_context_noise)
@@ -106,15 +110,16 @@ class DistillObjective:
         m["score"] = object_score(m)
         return m
 
-    def extra_state(self) -> dict:
+    def resume_state(self) -> dict[str, Any]:
         """The EMA target network, so that a resumed run continues it instead of restarting it."""
         return {"target": self.target.state_dict()}
 
-    def load_extra(self, extra: dict) -> None:
-        self.target.load_state_dict(extra["target"])
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.target.load_state_dict(state["target"])
 
-    def export(self) -> ActionDenoiser:
-        return self.model
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[ActionDenoiser]:
+        yield self.model
 
-    def restore(self) -> None:
-        pass
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("denoiser",)

@@ -69,12 +69,11 @@ class Single:
     def broadcast(self, module: torch.nn.Module) -> None:
         pass
 
-    def average_gradients(self, module: torch.nn.Module, loss: torch.Tensor) -> float:
-        return loss.item()
+    def average_gradients(self, module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        return loss.detach()
 
     def agree(self, elapsed: float) -> float:
         return elapsed
-
 
 
 SINGLE = Single()
@@ -133,32 +132,39 @@ class Distributed(Single):
         for t in [*module.parameters(), *module.buffers()]:
             self.dist.broadcast(t.data, src=0)  # on self.device: gloo with CPU, nccl with cuda:LOCAL_RANK
 
-    def average_gradients(self, module: torch.nn.Module, loss: torch.Tensor) -> float:
+    def average_gradients(self, module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
         """Average every gradient (and the loss) over the ranks in one all-reduce; returns the mean
-        loss. A parameter without a gradient on every rank keeps none (AdamW skips it, as it would
-        in one process); one with a gradient on some ranks gets their sum over N."""
+        loss (a device tensor). A parameter without a gradient on every rank keeps none (AdamW skips
+        it, as it would in one process); one with a gradient on some ranks gets their sum over N.
+        The host waits for the all-reduce only when this rank lacks some gradient (to learn whether
+        another rank had it); when it has them all, the averaged ones are assigned on the device."""
         params = [p for p in module.parameters() if p.requires_grad]
         dev = self.device
         parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dev, torch.float32)
                  for p in params]
-        flags = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=dev)
+        flags = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+        # a plain host-to-GPU copy waits for the device; from pinned memory it is queued like a kernel
+        flags = flags.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else flags
         flat = torch.cat([*parts, flags, loss.detach().reshape(1).to(dev, torch.float32)])
         self.dist.all_reduce(flat)
         flat /= self.world
+        local_all = all(p.grad is not None for p in params)
+        anywhere = [True] * len(params) if local_all else (flat[-1 - len(params):-1] > 0).tolist()
         offset = 0
-        for p, has in zip(params, flat[-1 - len(params):-1].tolist()):
+        for p, has in zip(params, anywhere):
             n = p.numel()
-            if has > 0:
+            if has:
                 grad = flat[offset:offset + n].view_as(p).to(p.device, p.dtype)
                 if p.grad is None:
                     p.grad = grad.clone()
                 else:
                     p.grad.copy_(grad)
             offset += n
-        return flat[-1].item()
+        return flat[-1]
 
     def agree(self, elapsed: float) -> float:
-        """The slowest rank's training time, so every rank stops at ``max_minutes`` together."""
+        """The slowest rank's training time, so every rank stops at ``max_minutes`` together (a host
+        sync: the loop calls it at logging steps only)."""
         t = torch.tensor([elapsed], dtype=torch.float64, device=self.device)
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
         return t.item()

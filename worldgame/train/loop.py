@@ -10,6 +10,7 @@ runs in every process (train/distributed.py: sharded batches, averaged gradients
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -29,11 +30,13 @@ from worldgame.train import distributed
 from worldgame.train.data import load_frame_data
 from worldgame.train.distill import DistillObjective
 from worldgame.train.latents import LatentBatches, encode_all
+from worldgame.train.objective import Objective
 from worldgame.train.rollout import RolloutObjective
 from worldgame.train.teacher import TeacherObjective
 from worldgame.train.vae import VaeObjective
 
 STAGES = ("vae", "teacher", "distill", "rollout")
+LOG_EVERY = 10  # steps between host syncs: the bar's loss, the non-finite check, the ranks' clock
 
 
 def run(cfg: TrainSettings) -> dict:
@@ -58,7 +61,7 @@ def run(cfg: TrainSettings) -> dict:
     return report
 
 
-def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.device):
+def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.device) -> Objective:
     if stage == "vae":
         return VaeObjective(cfg, train, val, device)
     vae = _require(TinyAutoencoder, out / "vae", "vae").to(device)
@@ -90,7 +93,7 @@ def train_stage(stage: str, cfg: TrainSettings, train, val, out: Path, device: t
     gen = torch.Generator().manual_seed(cfg.seed)
     state_file = out / f"state_{stage}.pt"
     step, elapsed, best, history = 0, 0.0, float("-inf"), []
-    losses: list[float] = []
+    losses = LossLog(stage)
     if cfg.resume and state_file.is_file():
         try:
             # weights_only: tensors and plain containers only, never arbitrary pickled objects
@@ -105,17 +108,14 @@ def train_stage(stage: str, cfg: TrainSettings, train, val, out: Path, device: t
         opt.load_state_dict(state["opt"])
         warmup.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
-        if "extra" in state:
-            objective.load_extra(state["extra"])
+        objective.load_resume_state(state.get("extra", {}))  # a vae state of before the Objective protocol has none
         step, elapsed, best, history = state["step"], state["elapsed"], state["best"], state["history"]
         ctx.log(f"{stage}: resuming at step {step} ({elapsed / 60:.1f} min done, best {best:.2f})")
 
     def save_state() -> None:
-        extra = objective.extra_state() if hasattr(objective, "extra_state") else None
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": warmup.state_dict(),
-                 "gen": gen.get_state(), "step": step, "elapsed": elapsed, "best": best, "history": history}
-        if extra is not None:
-            state["extra"] = extra
+                 "gen": gen.get_state(), "step": step, "elapsed": elapsed, "best": best, "history": history,
+                 "extra": objective.resume_state()}
         with atomic_path(state_file) as tmp:  # a crash never leaves half a state
             torch.save(state, tmp)
 
@@ -135,30 +135,38 @@ def train_stage(stage: str, cfg: TrainSettings, train, val, out: Path, device: t
     if step == 0 and stage in ("distill", "rollout"):
         ctx.on_main(validate)  # the starting point is a candidate too: a fine-tune that only hurts keeps it
     model.train()
+    # The host waits for the device only at logging steps (every LOG_EVERY steps, before each
+    # validation and state save, at the last step): there the losses are read and checked, and the
+    # ranks agree on the time spent, so every rank takes the same decision to stop at max_minutes.
+    out_of_time = elapsed >= budget
     try:
-        while step < scfg.steps and elapsed < budget:
+        while step < scfg.steps and not out_of_time:
             t0 = time.perf_counter()
             loss = objective.loss(ctx.generator(gen))  # under torchrun: this rank's own batch
-            if not torch.isfinite(loss):
-                raise WorldgameError(f"{stage}: loss became {loss.item()} at step {step}; lower {stage}.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            value = ctx.average_gradients(model, loss)  # loss.item(), or the mean over ranks
+            losses.add(ctx.average_gradients(model, loss))  # the loss, or its mean over the ranks (a device tensor)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             warmup.step()
             objective.after_step()
             step += 1
-            elapsed = ctx.agree(elapsed + time.perf_counter() - t0)
-            losses.append(value)
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}", min=f"{elapsed / 60:.1f}")
-            if step % scfg.val_every == 0:
+            validating, saving = step % scfg.val_every == 0, step % cfg.save_every == 0
+            if not (step % LOG_EVERY == 0 or validating or saving or step == scfg.steps):
+                elapsed += time.perf_counter() - t0
+                continue
+            losses.check(step)  # the host sync: a non-finite loss stops here, before anything is saved
+            elapsed = ctx.agree(elapsed + time.perf_counter() - t0)
+            out_of_time = elapsed >= budget
+            bar.set_postfix(loss=f"{losses.values[-1]:.4f}", min=f"{elapsed / 60:.1f}")
+            if validating:
                 ctx.on_main(validate)
-            if step % cfg.save_every == 0:
+            if saving:
                 ctx.on_main(save_state)
     except KeyboardInterrupt:
         if ctx.main:  # no barrier: the other ranks are being interrupted too
+            losses.check(step)  # never save weights a non-finite loss has already spoilt
             save_state()
         bar.close()
         raise
@@ -168,27 +176,48 @@ def train_stage(stage: str, cfg: TrainSettings, train, val, out: Path, device: t
             validate()
         save_state()
 
+    losses.check(step)
     ctx.on_main(finish)
     bar.close()
     ctx.log(f"{stage}: {step} steps in {elapsed / 60:.1f} min; best score {best:.2f}; weights in {out}")
-    n = max(1, len(losses) // 5)  # mean loss over the first and last fifth of this run's steps
-    loss_start = sum(losses[:n]) / n if losses else float("nan")
-    loss_end = sum(losses[-n:]) / n if losses else float("nan")
+    values = losses.values
+    n = max(1, len(values) // 5)  # mean loss over the first and last fifth of this run's steps
+    loss_start = sum(values[:n]) / n if values else float("nan")
+    loss_end = sum(values[-n:]) / n if values else float("nan")
     return {"steps": step, "minutes": round(elapsed / 60, 2), "best": round(best, 3), "history": history,
             "loss_start": loss_start, "loss_end": loss_end}
 
 
-def save_weights(stage: str, objective, cfg: TrainSettings, out: Path, data_meta: dict, history: list) -> None:
+class LossLog:
+    """Each step's loss, kept on the device until a logging step reads them all at once (one host
+    sync instead of one per step) and stops the run on the first that is not finite."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.values: list[float] = []
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.pending.append(loss.detach().reshape(()))
+
+    def check(self, step: int) -> None:
+        """Read the pending losses (``step`` is the number of the last one); raise on a non-finite one."""
+        if not self.pending:
+            return
+        read = torch.stack(self.pending).tolist()
+        self.pending.clear()
+        for i, value in enumerate(read):
+            if not math.isfinite(value):  # named by the steps done before it, as the bar counts
+                raise WorldgameError(f"{self.stage}: loss became {value} at step {step - len(read) + i}; "
+                                     f"lower {self.stage}.lr")
+        self.values.extend(read)
+
+
+def save_weights(stage: str, objective: Objective, cfg: TrainSettings, out: Path, data_meta: dict, history: list) -> None:
     """Write the stage's best weights and keep ``out`` a loadable checkpoint folder."""
-    if stage == "vae":
-        objective.finish()
-        _save(objective.model, out / "vae")
-    else:
-        net = objective.export()
-        _save(net, out / "teacher" if stage == "teacher" else out / "denoiser")
-        if stage == "teacher" and not (out / "state_distill.pt").exists():
-            _save(net, out / "denoiser")  # playable before distillation (as a 1-4 step x0 sampler)
-        objective.restore()
+    with objective.checkpoint_weights() as net:
+        for part in objective.checkpoint_parts(out):
+            _save(net, out / part)
     meta_file = out / METADATA
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     game_cfg = data_meta.get("game_config", {})

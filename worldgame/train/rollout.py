@@ -17,17 +17,22 @@ DIAMOND's CS:GO recipe of training on a few steps of its own predictions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import torch
-from omegaconf import DictConfig
 
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, predicted_x0, train_scheduler
+from worldgame.settings import TrainSettings
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
 
 
 class RolloutObjective:
-    def __init__(self, cfg: DictConfig, batches: LatentBatches, val: LatentBatches, vae, student: ActionDenoiser,
+    def __init__(self, cfg: TrainSettings, batches: LatentBatches, val: LatentBatches, vae, student: ActionDenoiser,
                  device: torch.device) -> None:
         self.cfg, self.batches, self.val, self.vae, self.device = cfg.train.rollout, batches, val, vae, device
         self.model = student.to(device).train().requires_grad_(True)
@@ -95,15 +100,16 @@ class RolloutObjective:
         m["score"] = object_score(m)
         return m
 
-    def extra_state(self) -> dict:
+    def resume_state(self) -> dict[str, Any]:
         return {"steps_done": self.steps_done}
 
-    def load_extra(self, extra: dict) -> None:
-        self.steps_done = int(extra["steps_done"])
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.steps_done = int(state["steps_done"])
 
-    def export(self) -> ActionDenoiser:
-        return self.model
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[ActionDenoiser]:
+        yield self.model
 
-    def restore(self) -> None:
-        pass
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("denoiser",)
 

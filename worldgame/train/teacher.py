@@ -4,23 +4,25 @@ Loss: MSE between the network output and the scheduler's target at a uniform ran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers.training_utils import EMAModel
-from omegaconf import DictConfig
 
 from worldgame.errors import WorldgameError
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
-from worldgame.settings import plain
+from worldgame.settings import TrainSettings, plain
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, sample
 
 
 class TeacherObjective:
-    def __init__(self, cfg: DictConfig, batches: LatentBatches, val: LatentBatches, vae, num_actions: int,
+    def __init__(self, cfg: TrainSettings, batches: LatentBatches, val: LatentBatches, vae, num_actions: int,
                  device: torch.device) -> None:
         self.cfg, self.batches, self.val, self.vae = cfg.train.teacher, batches, val, vae
         self.play_noise = float(cfg.model.play_context_noise)
@@ -69,21 +71,26 @@ class TeacherObjective:
         m["score"] = object_score(m)
         return m
 
-    def extra_state(self) -> dict:
+    def resume_state(self) -> dict[str, Any]:
         """The EMA weights, so that a resumed run continues them instead of restarting them."""
         return {"ema": self.ema.state_dict()}
 
-    def load_extra(self, extra: dict) -> None:
-        self.ema.load_state_dict(extra["ema"])
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state["ema"])
 
-    def export(self) -> ActionDenoiser:
-        """The EMA weights, which are what validation measured."""
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[ActionDenoiser]:
+        """The EMA weights, which are what validation measured; the trained ones again after the block."""
         self.ema.store(self.model.parameters())
         self.ema.copy_to(self.model.parameters())
-        return self.model
+        try:
+            yield self.model
+        finally:
+            self.ema.restore(self.model.parameters())
 
-    def restore(self) -> None:
-        self.ema.restore(self.model.parameters())
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        # also the playable denoiser/ (a 1-4 step x0 sampler) until distillation has started writing its own
+        return ("teacher",) if (out / "state_distill.pt").exists() else ("teacher", "denoiser")
 
 
 def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:

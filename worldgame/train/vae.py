@@ -9,18 +9,22 @@ sprite gone). Pixels that differ from the data's per-pixel median background (th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import torch
-from omegaconf import DictConfig
 
 from worldgame.eval.metrics import psnr
 from worldgame.eval.objects import foreground_mask, foreground_scores, median_background
 from worldgame.models.autoencoder import TinyAutoencoder
-from worldgame.settings import plain
+from worldgame.settings import TrainSettings, plain
 from worldgame.train.data import FrameData, to_unit
 
 
 class VaeObjective:
-    def __init__(self, cfg: DictConfig, train: FrameData, val: FrameData, device: torch.device) -> None:
+    def __init__(self, cfg: TrainSettings, train: FrameData, val: FrameData, device: torch.device) -> None:
         self.cfg, self.train_data, self.val_data, self.device = cfg.train.vae, train, val, device
         self.model = TinyAutoencoder(**plain(cfg.model.vae)).to(device)
         g = torch.Generator().manual_seed(0)
@@ -57,9 +61,21 @@ class VaeObjective:
         m["score"] = m["psnr"] + m["fg_psnr"] + 5 * (m["fg_recall"] + m["fg_precision"])
         return m
 
-    def finish(self) -> None:
-        """Set latent_scale so latents have unit variance, as the denoiser's noise schedule expects."""
+    def resume_state(self) -> dict[str, Any]:
+        return {}  # the trained weights are all there is
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[TinyAutoencoder]:
+        """The autoencoder, its latent_scale set so latents have unit variance, as the denoiser's
+        noise schedule expects."""
         with torch.no_grad():
             z = self.model.encoder(to_unit(self.val_frames).to(self.device))
         self.model.register_to_config(latent_scale=float(1.0 / z.std()))
+        yield self.model
+
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("vae",)
 
