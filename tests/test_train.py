@@ -234,8 +234,10 @@ def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path: Path
     run with one line naming the step, before the spoilt weights reach a state or a checkpoint."""
     _episodes(tmp_path / "data", n=2, steps=60)
     with pytest.raises(WorldgameError, match=r"^vae: loss became (nan|inf|-inf) at step \d; lower vae.lr$"):
-        loop.run(_cfg(tmp_path / "data", tmp_path / "run", "stage=vae", "train.vae.lr=1e30", "train.vae.steps=30",
-                      "train.vae.val_every=10", "save_every=10"))
+        cfg = _cfg(tmp_path / "data", tmp_path / "run", "stage=vae", "train.vae.steps=30", "train.vae.val_every=10",
+                   "save_every=10")
+        cfg.train.vae.lr = 1e30  # past the setting's range (le=10): set on the typed object, as a library caller can
+        loop.run(cfg)
     assert not (tmp_path / "run" / "state_vae.pt").exists() and not (tmp_path / "run" / "vae").exists()
 
 
