@@ -269,7 +269,8 @@ def test_slow_client_drops_frames_and_stalls_nobody(tiny_checkpoint, tmp_path):
 def test_keymap_and_frame_message():
     import numpy as np
 
-    from worldgame.runtime.serve import KeyMap, frame_message
+    from worldgame.runtime.commands import KeyMap
+    from worldgame.runtime.serve import frame_message
 
     keymap = KeyMap(["NOOP", "UP", "LEFT", "FIRE", "UPFIRE"], {"UP": ["up"], "LEFT": ["left"], "FIRE": ["space"],
                                                                "UPFIRE": ["up+space"]})
@@ -389,10 +390,10 @@ def test_engine_error_is_one_line_and_others_play_on(tiny_checkpoint, tmp_path, 
 
     real_tick = serve.Connection.tick
 
-    def tick(self, event, action):
+    def tick(self, *args):
         if getattr(self, "doomed", False):
             raise RuntimeError("boom /secret/path")
-        return real_tick(self, event, action)
+        return real_tick(self, *args)
 
     monkeypatch.setattr(serve.Connection, "tick", tick)
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from worldgame.errors import WorldgameError
 from worldgame.runtime.controls import ScriptItem
 from worldgame.runtime.engines import FusionMode
-from worldgame.runtime.factory import ENGINES, make_engine
+from worldgame.runtime.factory import ENGINES, exit_quickly, make_engine
 from worldgame.runtime.hud import HUD_LINES
 from worldgame.runtime.loop import BetweenInfo, FrameInfo, LoopSummary, PlayLoop
 from worldgame.runtime.session import SessionRecorder
@@ -25,6 +25,7 @@ FUSION_MODES = tuple(m.value for m in FusionMode)
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Entry point of ``worldgame play`` (hydra config: conf/play.yaml)."""
+    exit_quickly()  # Esc: the prompt returns when the window closes, not seconds later
     summary = play(cfg)
     line = f"played {summary.frames} frames at {summary.fps:.1f} FPS, p95 latency {summary.latency_ms['p95']:.1f} ms"
     if summary.between_frames:
