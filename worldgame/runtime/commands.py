@@ -33,6 +33,7 @@ class Command(str, Enum):
     FUSION = "cycle fusion"
     VIEW = "cycle view"
     RESYNC = "re-sync model to the real game"
+    CONTEXT_NOISE = "context noise"
 
     @property
     def wire(self) -> str:
@@ -55,19 +56,21 @@ COMMAND_KEYS: dict[str, Command] = {  # key names as pygame.key.name spells them
     "m": Command.VIEW,
     "tab": Command.VIEW,
     "y": Command.RESYNC,
+    "n": Command.CONTEXT_NOISE,
 }
 STEP_COMMANDS = {Command.STEPS_1: 1, Command.STEPS_2: 2, Command.STEPS_4: 4, Command.STEPS_8: 8}
 # the engine's live control each command needs (engines list the ones they take in ``engine.live``)
 LIVE_CONTROLS = {**dict.fromkeys(STEP_COMMANDS, "steps"), Command.FUSION: "fusion", Command.VIEW: "views",
-                 Command.RESYNC: "resync"}
+                 Command.RESYNC: "resync", Command.CONTEXT_NOISE: "context_noise"}
 # commands the page offers as a button (and its key) through the generic "command" message; steps,
 # fusion, view, record, reset and re-sync have messages of their own
-PAGE_COMMANDS: tuple[Command, ...] = ()
+PAGE_COMMANDS: tuple[Command, ...] = (Command.CONTEXT_NOISE,)
 LIVE_HELP = [  # (the engine control a line needs, the line)
     ("steps", f"  {STEP_COUNTS_SHOWN}  steps         F  fusion"),
     ("views", "  M / Tab  view: Stream, LCM Steps,"),
     ("views", "           Temporal, World Model"),
     ("resync", "  Y  re-sync model to the real game"),
+    ("context_noise", "  N  context noise: own, 0, 2x"),
 ]
 
 

@@ -2,7 +2,7 @@
 TSR) and the web server's connection (serve.py: sockets, JSON) both drive.
 
 It owns what a tick decides and what it leaves behind: the pending events (reset, re-sync, one
-frame while paused) and live settings (steps, fusion, view, pause), the
+frame while paused) and live settings (steps, fusion, view, pause, context noise), the
 ``Driver.tick`` call, what the view wants from the engine, the panels to draw, the recorder and the
 frame statistics. A front-end reads input its own way, turns it into :class:`Command` s or setter
 calls, and per tick::
@@ -148,6 +148,11 @@ class TickCore:
             self.set_view(self.view.next())
         elif command is Command.RESYNC:
             self.request_resync()
+        elif command is Command.CONTEXT_NOISE:  # the checkpoint's own, none, twice: how much the dream leans on its past
+            levels = self.engine.context_noise_levels
+            level = levels[(levels.index(self.engine.status().context_noise) + 1) % len(levels)]
+            self.engine.set_context_noise(level)
+            self.say(f"context noise {level:g}" + (" (the checkpoint's)" if level == levels[0] else ""))
         self.changed = True
 
     def set_steps(self, steps: int) -> None:
@@ -213,7 +218,7 @@ class TickCore:
 
     def settings_shown(self, status: EngineStatus) -> list[str]:
         """Live settings the HUD's mode line shows besides steps, fusion and view."""
-        return []
+        return [] if status.context_noise is None else [f"context noise {status.context_noise:g}"]
 
     def hud_state(self, now: float, target_fps: float, status: EngineStatus | None = None, display_hz: float = 0.0,
                   display_fps: float = 0.0) -> HudState:
