@@ -2,8 +2,9 @@
 swapped, never the loop).
 
 One tick: read events (keyboard, or a script's synthetic events posted through pygame's own
-queue) → action → ``Driver.tick`` (the engine steps, resets or re-syncs) → draw the view's panels +
-HUD → present → record → wait for the next tick. The tick rate is fixed (``fps``, 30 by default; 0 = as fast as possible, for tests and
+queue) → commands and action → the tick core (tick_core.py: the event, ``Driver.tick``, what the view
+wants; the web server drives the same core) → draw the view's panels + HUD → present → the core
+books the frame (stats, recording) → wait for the next tick. The tick rate is fixed (``fps``, 30 by default; 0 = as fast as possible, for tests and
 bench); when the engine cannot keep up the HUD says so in the warning colour instead of silently
 slowing down, and the loop never bursts to catch up.
 
