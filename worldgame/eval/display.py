@@ -79,12 +79,12 @@ def shown_frames(model: WorldModel, latents: torch.Tensor, fusion: tuple[FusionM
     ``fusion``: (mode, window, base), or None / mode off for the model's own frames. Latent mode
     fuses the latents and decodes the fused ones; pixel mode fuses the decoded frames as float and
     rounds, as ``runtime/dream.py`` does. ``decoded``: ``model.decode(latents)`` if already made."""
-    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.OFF
-    if mode is FusionMode.LATENT:
+    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.off
+    if mode is FusionMode.latent:
         fuse = TemporalFusion(int(fusion[1]), float(fusion[2]))
         return _decode(model, torch.cat([fuse(z[None]).clone() for z in latents]))
     frames = _decode(model, latents) if decoded is None else decoded
-    if mode is FusionMode.OFF:
+    if mode is FusionMode.off:
         return frames
     fuse = TemporalFusion(int(fusion[1]), float(fusion[2]))
     return torch.cat([fuse(f[None].float()).round().to(torch.uint8) for f in frames])
@@ -167,7 +167,7 @@ def display_figures(model: WorldModel, episodes: Sequence[tuple[np.ndarray, np.n
         real, bg = frames[k:], median_background(frames)
         made["off"].append((decoded, real, bg))
         made["fused"].append((shown_frames(model, latents, fusion, decoded), real, bg))
-    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.OFF
+    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.off
     warmup = min(WARMUP, max(0, len(episodes[0][0]) - k - 2))
 
     def rounded(d: dict) -> dict:

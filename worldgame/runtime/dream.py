@@ -51,7 +51,7 @@ class Dream:
         self._pixels = [torch.zeros(n, n, 3, device=model.device, dtype=t) for t in (torch.float32, torch.float32, torch.uint8)]
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
         self.fusion = TemporalFusion(fusion_window, fusion_base)
-        self.fusion_mode = FusionMode.OFF
+        self.fusion_mode = FusionMode.off
         self.steps, self._timesteps = 0, []
         self.nonfinite = 0  # predicted latents holding NaN/inf (should stay 0)
 
@@ -93,19 +93,19 @@ class Dream:
         self._sync()
         stages["denoise"], stages["fusion"] = ms_since(t0), 0.0
         mode, latent, unfused = self.fusion_mode, z, None
-        if mode is FusionMode.LATENT:
+        if mode is FusionMode.latent:
             t0 = time.perf_counter()
             latent = self.fusion(z)
             stages["fusion"] = ms_since(t0)
         t0 = time.perf_counter()
         decoded = self.model.decode(latent)[0]
-        if wants.unfused and mode is FusionMode.LATENT:
+        if wants.unfused and mode is FusionMode.latent:
             unfused = self.model.decode(z)[0].cpu().numpy()
         shown_steps = min(self.steps, len(self._step_latents))  # the teacher's many DDIM steps: the first 8
         step_frames = self.model.decode(self._step_latents[:shown_steps]).cpu().numpy() if wants.step_frames else None
         self._sync()
         stages["decode"] = ms_since(t0)
-        if mode is FusionMode.PIXEL:
+        if mode is FusionMode.pixel:
             t0 = time.perf_counter()
             unfused = decoded.cpu().numpy() if wants.unfused else None
             fused_in, rounded, fused = self._pixels
@@ -153,7 +153,7 @@ class Dream:
         self.set_steps(int(state["steps"]))
         self.fusion_mode = FusionMode.parse(state["fusion_mode"])
         ring = {"ring": torch.as_tensor(state["fusion_ring"]), "head": state["fusion_head"], "count": state["fusion_count"]}
-        self.fusion.load_state(ring, self.model.device, self.model.dtype if self.fusion_mode is FusionMode.LATENT else torch.float32)
+        self.fusion.load_state(ring, self.model.device, self.model.dtype if self.fusion_mode is FusionMode.latent else torch.float32)
 
     def _capture_step(self, i: int, denoised: torch.Tensor) -> None:
         if i < len(self._step_latents):  # the teacher's many DDIM steps: the view shows the first 8

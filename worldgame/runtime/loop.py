@@ -117,7 +117,7 @@ class PlayLoop:
         *,
         fps: float = 30.0,
         seed: int = 0,
-        view: View | str = View.STREAM,
+        view: View | str = View.stream,
         recorder: SessionRecorder | None = None,
         record: bool = False,
         script: Iterable[ScriptItem] | None = None,
@@ -269,7 +269,7 @@ class PlayLoop:
         presenting them, perf_counter when the first was presented), or None: nothing between (not
         a plain step in the Stream view: a reset or re-sync jumps, and other views show model frames only)."""
         previous, n = self._previous, self.per_tick
-        if event != EVENT_STEP or self.view is not View.STREAM or previous is None or previous.shape != frame.shape:
+        if event != EVENT_STEP or self.view is not View.stream or previous is None or previous.shape != frame.shape:
             return None
         assert self.interpolator is not None
         self.interpolator.start(previous, frame)

@@ -44,12 +44,12 @@ class TickCore:
         on_layout: called when the number or size of the panels may have changed (the window resizes).
     """
 
-    def __init__(self, engine: Engine, seed: int, view: View | str = View.STREAM, recorder: SessionRecorder | None = None,
+    def __init__(self, engine: Engine, seed: int, view: View | str = View.stream, recorder: SessionRecorder | None = None,
                  on_layout: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.driver = Driver(engine, seed)
         self.seed = int(seed)
-        self.view = View.parse(view) if "views" in engine.live else View.STREAM
+        self.view = View.parse(view) if "views" in engine.live else View.stream
         self.recorder = recorder
         self.on_layout = on_layout
         self.stats = FrameStats()  # the HUD's rolling window
@@ -224,7 +224,7 @@ class TickCore:
                   display_fps: float = 0.0) -> HudState:
         status = status or self.engine.status()
         score_label, score = "score", status.score
-        if self.view is View.WORLD_MODEL and status.real_score is not None:  # the real game is on screen
+        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen
             score_label, score = "real game score", status.real_score
         return HudState(
             engine=self.engine.kind,
