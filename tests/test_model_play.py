@@ -113,3 +113,51 @@ def test_shipped_model_moves_player_as_pressed(play_config):
     assert None not in xs[1:12] and None not in xs[12:]
     assert xs[11][0] - xs[1][0] >= 8  # 2 px per frame in the real game
     assert xs[11][0] - xs[21][0] >= 8
+
+
+
+def test_context_noise_key_cycles_changes_the_dream_and_regenerates(tiny_checkpoint, play_config, tmp_path):
+    """N cycles the play context noise (the checkpoint's own, none, twice); the HUD says so, and a
+    session recorded across the switches regenerates bit-identically."""
+    from worldgame.runtime import loop as loop_module
+    from worldgame.runtime.hud import hud_lines
+
+    cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=3", "record=true", f"sessions={tmp_path}")
+    noise, hud = [], []
+    real_tick = loop_module.PlayLoop.tick
+
+    def tick(self):  # the noise the engine steps with and the HUD, after each tick
+        real_tick(self)
+        noise.append(self.engine.status().context_noise)
+        hud.append(hud_lines(self.stats, self._hud_state(0.0))[0][2])
+
+    loop_module.PlayLoop.tick = tick
+    try:
+        script = [{"right"}] * 2 + ([tap("n")] + [{"right"}] * 2) * 3
+        summary = play(cfg, script=script)
+    finally:
+        loop_module.PlayLoop.tick = real_tick
+    own = noise[0]
+    levels = [n for i, n in enumerate(noise) if i == 0 or n != noise[i - 1]]
+    cycle = list(dict.fromkeys((own, 0.0, 2 * own or 0.1)))
+    assert levels == [cycle[i % len(cycle)] for i in range(4)], levels
+    assert any(line.endswith("context noise 0") for line in hud) and f"context noise {own:g}" in hud[0], hud
+    (session,) = summary.sessions
+    report = regenerate(session, device="cpu")
+    assert report["identical"] and report["frames"] == summary.frames + 1, report
+
+
+def test_context_noise_changes_the_next_frame(tiny_checkpoint, play_config):
+    """The same state stepped at two noise levels gives two different frames: the control reaches the model."""
+    from worldgame.runtime.factory import make_engine
+
+    engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "optimize=false", "backend=torch"), seed=0)
+    engine.reset(1)
+    state = engine.state()
+    low, high = engine.context_noise_levels[1], max(engine.context_noise_levels)
+    frames = []
+    for level in (low, high):
+        engine.load_state(state)
+        engine.set_context_noise(level)
+        frames.append(engine.step(1).frame.copy())
+    assert low == 0.0 and high > 0 and not np.array_equal(*frames)

@@ -23,16 +23,10 @@ HEADER = struct.Struct(">4sIHHH")
 
 
 def _cfg(tiny_checkpoint: Path, tmp_path: Path, *overrides: str):
-    from hydra import compose, initialize_config_dir
+    from worldgame.settings import load
 
-    from worldgame.cli import config_dir
-    from worldgame.settings import validate
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="serve"):
-        cfg = compose(config_name="serve", overrides=[f"checkpoint={tiny_checkpoint}", "backend=torch", "seed=0",
-                                                      "fps=60", f"sessions={tmp_path / 'sessions'}", *overrides])
-    validate("serve", cfg)
-    return cfg
+    return load("serve", [f"checkpoint={tiny_checkpoint}", "backend=torch", "seed=0", "fps=60",
+                          f"sessions={tmp_path / 'sessions'}", *overrides])
 
 
 @asynccontextmanager
@@ -153,6 +147,7 @@ BAD_MESSAGES += [json.dumps({"type": t, "value": v}) for t in VALID for v in WRO
 BAD_MESSAGES += [json.dumps({"type": "keys", "held": v}) for v in WRONG if v not in ([], ["left"])]
 BAD_MESSAGES += [json.dumps({"type": t, "value": v, "extra": 1}) for t, v in VALID.items()]
 BAD_MESSAGES += [json.dumps({"type": t, "value": 1}) for t in ("reset", "resync")] + [json.dumps({"Type": "reset"})]
+BAD_MESSAGES += [json.dumps({"type": "command", "value": v}) for v in ("quit", "CONTEXT_NOISE", "", None, 1, ["context_noise"])]
 
 
 def test_malformed_messages_close_only_their_connection(tiny_checkpoint, tmp_path):
@@ -269,7 +264,8 @@ def test_slow_client_drops_frames_and_stalls_nobody(tiny_checkpoint, tmp_path):
 def test_keymap_and_frame_message():
     import numpy as np
 
-    from worldgame.runtime.serve import KeyMap, frame_message
+    from worldgame.runtime.commands import KeyMap
+    from worldgame.runtime.serve import frame_message
 
     keymap = KeyMap(["NOOP", "UP", "LEFT", "FIRE", "UPFIRE"], {"UP": ["up"], "LEFT": ["left"], "FIRE": ["space"],
                                                                "UPFIRE": ["up+space"]})
@@ -389,10 +385,10 @@ def test_engine_error_is_one_line_and_others_play_on(tiny_checkpoint, tmp_path, 
 
     real_tick = serve.Connection.tick
 
-    def tick(self, event, action):
+    def tick(self, *args):
         if getattr(self, "doomed", False):
             raise RuntimeError("boom /secret/path")
-        return real_tick(self, event, action)
+        return real_tick(self, *args)
 
     monkeypatch.setattr(serve.Connection, "tick", tick)
 
@@ -451,3 +447,30 @@ def test_cli_serves_the_page(tiny_checkpoint, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_page_gets_its_step_set_and_commands_from_hello(tiny_checkpoint, tmp_path):
+    """hello carries the step set and the page's extra commands; a command message reaches the dream
+    (context noise cycles, and the stats say so); an unknown command closes with a reason."""
+    from worldgame.settings import STEP_COUNTS
+
+    async def main():
+        async with served(_cfg(tiny_checkpoint, tmp_path)) as client:
+            ws = await client.ws_connect("/ws")
+            hello = await _hello(ws)
+            assert hello["step_counts"] == list(STEP_COUNTS)
+            assert {"value": "context_noise", "label": "context noise", "keys": ["n"]} in hello["commands"]
+            await _frames(ws, 2)
+            first = (await _until_text(ws, "stats"))["settings"]
+            await ws.send_str(json.dumps({"type": "command", "value": "context_noise"}))
+            for _ in range(40):
+                stats = await _until_text(ws, "stats")
+                if stats["settings"] != first:
+                    break
+            assert first[0].startswith("context noise") and stats["settings"] != first, (first, stats["settings"])
+            await ws.send_str(json.dumps({"type": "command", "value": "quit"}))
+            while (await ws.receive(timeout=10)).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED):
+                pass
+            assert ws.close_code == 1008
+
+    asyncio.run(main())

@@ -1,11 +1,10 @@
 """Keyboard → game action and window commands.
 
 Game keys come from the game's (or checkpoint's) ``key_bindings``: action name → pygame key names,
-where one name may be a combination such as ``"up+space"``. The action is the binding whose keys
-are all held with the most keys (so ``up+space`` beats ``up``); among equals, the one whose newest
-key was pressed last wins (hold ← then press ↑: the player turns up). Nothing held → action 0.
+where one name may be a combination such as ``"up+space"``; the action is chosen by the one key
+rule, ``commands.chosen_action`` (the web page's too).
 
-Command keys are fixed and listed in :data:`COMMAND_KEYS`; they win over a game binding of the same
+Command keys are fixed and listed in ``commands.COMMAND_KEYS``; they win over a game binding of the same
 key. Held keys are tracked from KEYDOWN/KEYUP events rather than ``pygame.key.get_pressed`` so
 that synthetic events (tests, bench, scripted input) behave exactly like a keyboard.
 """
@@ -14,49 +13,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from enum import Enum
 
 import pygame
 
-
-class Command(str, Enum):
-    """What a command key does in the play window."""
-
-    QUIT = "quit"
-    PAUSE = "pause"
-    STEP_ONCE = "step one frame while paused"
-    RESET = "reset"
-    RECORD = "start/stop recording"
-    HELP = "help"
-    STEPS_1 = "1 sampling step"
-    STEPS_2 = "2 sampling steps"
-    STEPS_4 = "4 sampling steps"
-    STEPS_8 = "8 sampling steps"
-    FUSION = "cycle fusion"
-    VIEW = "cycle view"
-    RESYNC = "re-sync model to the real game"
-
-
-COMMAND_KEYS: dict[str, Command] = {
-    "escape": Command.QUIT,
-    "p": Command.PAUSE,
-    ".": Command.STEP_ONCE,
-    "backspace": Command.RESET,
-    "r": Command.RECORD,
-    "h": Command.HELP,
-    "1": Command.STEPS_1,
-    "2": Command.STEPS_2,
-    "4": Command.STEPS_4,
-    "8": Command.STEPS_8,
-    "f": Command.FUSION,
-    "m": Command.VIEW,
-    "tab": Command.VIEW,
-    "y": Command.RESYNC,
-}
-STEP_COMMANDS = {Command.STEPS_1: 1, Command.STEPS_2: 2, Command.STEPS_4: 4, Command.STEPS_8: 8}
-# the engine's live control each command needs (engines list the ones they take in ``engine.live``)
-LIVE_CONTROLS = {**dict.fromkeys(STEP_COMMANDS, "steps"), Command.FUSION: "fusion", Command.VIEW: "views",
-                 Command.RESYNC: "resync"}
+from worldgame.runtime.commands import (  # noqa: F401 -- the command table, re-exported for the window's callers
+    COMMAND_KEYS,
+    LIVE_CONTROLS,
+    STEP_COMMANDS,
+    Command,
+    chosen_action,
+    help_lines,
+    parse_bindings,
+)
 
 
 def key_code(name: str) -> int:
@@ -79,15 +47,7 @@ class Controls:
 
     def __init__(self, action_names: Sequence[str], key_bindings: Mapping[str, Sequence[str]]) -> None:
         self.action_names = list(action_names)
-        self._bindings: list[tuple[int, frozenset[int]]] = []
-        for name, keys in key_bindings.items():
-            if name not in self.action_names:
-                raise ValueError(f"key binding for unknown action {name!r}; actions are {', '.join(self.action_names)}")
-            for combo in keys:
-                codes = frozenset(key_code(k.strip()) for k in combo.split("+"))
-                self._bindings.append((self.action_names.index(name), codes))
-        # longest combos first, so the scan below can stop at the first size that matches
-        self._bindings.sort(key=lambda b: -len(b[1]))
+        self._bindings = parse_bindings(self.action_names, key_bindings, key_code)
         self._commands = {key_code(k): c for k, c in COMMAND_KEYS.items()}
         self._held: dict[int, int] = {}  # key code -> press order
         self._presses = 0
@@ -118,40 +78,8 @@ class Controls:
         return None
 
     def action(self) -> int:
-        """The action the held keys select (0 when none matches)."""
-        if not self._held:
-            return 0
-        best, best_size, best_order = 0, 0, -1
-        for action, codes in self._bindings:
-            if len(codes) < best_size:
-                break
-            if all(c in self._held for c in codes):
-                order = max(self._held[c] for c in codes)
-                if order > best_order:
-                    best, best_size, best_order = action, len(codes), order
-        return best
-
-
-def help_lines(action_names: Sequence[str], key_bindings: Mapping[str, Sequence[str]], live: Iterable[str] = ()) -> list[str]:
-    """The H overlay's text: game keys from the bindings, then the command keys (the live ones
-    where the engine takes live controls)."""
-    lines = ["keys"]
-    for name in action_names[1:]:
-        if name in key_bindings:
-            lines.append(f"  {name}: {' / '.join(key_bindings[name])}")
-    lines += [
-        "  P  pause     .  one frame (paused)",
-        "  Backspace reset     R  record on/off",
-        "  H  this help     Esc  quit",
-    ]
-    if live:
-        lines += [
-            "  1 2 4 8  steps         F  fusion",
-            "  M / Tab  view: Stream, LCM Steps,",
-            "           Temporal, World Model",
-            "  Y  re-sync model to the real game",
-        ]
-    return lines
+        """The action the held keys select (0 when none matches): commands.chosen_action."""
+        return chosen_action(self._bindings, self._held)
 
 
 ScriptItem = Iterable[str] | Sequence[pygame.event.Event]

@@ -23,8 +23,8 @@ import torch
 from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel
 from worldgame.runtime.engines import StepResult, Wants, ms_since
 from worldgame.runtime.fusion import PHI, FusionMode, TemporalFusion
+from worldgame.settings import STEP_COUNTS
 
-STEP_COUNTS = (1, 2, 4, 8)  # what keys 1/2/4/8 choose: their samplers are prepared before play
 NOTHING_ELSE = Wants()
 
 

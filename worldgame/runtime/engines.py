@@ -4,7 +4,8 @@ Every engine answers the same calls, so the loop never asks which one it holds:
 
 * ``reset(seed) -> frame`` and ``step(action) -> StepResult``;
 * live controls, for the engines that list them in ``live``: ``set_steps`` ("steps"),
-  ``set_fusion`` ("fusion"), ``resync`` ("resync"), and "views" when it can fill the views beyond
+  ``set_fusion`` ("fusion"), ``resync`` ("resync"), ``set_context_noise`` to one of
+  ``context_noise_levels`` ("context_noise"), and "views" when it can fill the views beyond
   Stream; ``want(Wants)`` says what the view on screen will draw, so nothing else is computed;
 * ``status()``: a snapshot of the settings (steps, ``FusionMode``) and counters the HUD and the
   session recorder show;
@@ -121,13 +122,15 @@ class EngineStatus:
     nonfinite: int = 0  # predictions holding NaN/inf (should stay 0)
     score: str | None = None  # the score of the game on screen (a dream has none of its own)
     real_score: str | None = None  # the real game's beside a dream, as of the last time it was shown
+    context_noise: float | None = None  # the noise the dream adds to its context each step (N cycles it)
 
     @property
     def columns(self) -> dict[str, float]:
         """The settings as per-frame session columns (what regeneration sets before each row)."""
         if self.steps is None or self.fusion is None:
             return {}
-        return {"lcm_steps": self.steps, "fusion_mode": self.fusion.code}
+        noise = {} if self.context_noise is None else {"context_noise": self.context_noise}
+        return {"lcm_steps": self.steps, "fusion_mode": self.fusion.code, **noise}
 
 
 class Engine(Protocol):

@@ -18,6 +18,17 @@ from worldgame.runtime.engines import Engine, RealEngine
 from worldgame.settings import PHI, plain
 
 
+def exit_quickly() -> None:
+    """Skip the interpreter's final garbage collections at exit: with torch, diffusers and ONNX
+    Runtime loaded they walk millions of objects, 2-3 s on a 2-core machine (more under load)
+    after play's window has closed, which made Esc feel slow. Everything that must be saved is
+    saved before then; frozen objects are simply not collected. Call once per command run."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
+
+
 def configure_threads(threads: int, device: Any) -> int:
     """THE thread policy: torch's CPU threads ``threads`` > 0 as given; 0 = auto, which is 1 when
     the model runs on the CPU (ONNX Runtime takes torch's count). Measured on the 2-core target:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worldgame.runtime.stats import FrameStats
 
@@ -30,6 +30,7 @@ class HudState:
     score_label: str = "score"
     display_hz: float = 0.0  # TSR's display rate (0: off)
     display_fps: float = 0.0  # frames presented per second, in-between frames included
+    settings: list[str] = field(default_factory=list)  # further live settings ("context noise 0.05"): tick_core.settings_shown
 
 
 def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
@@ -54,6 +55,7 @@ def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
         mode.append(f"fusion {state.fusion}")
     if state.view is not None:
         mode.append(f"view {state.view}")
+    mode += state.settings
     play = [f"action {state.action}"]
     if state.score is not None:
         play.append(f"{state.score_label} {state.score}")

@@ -2,8 +2,9 @@
 swapped, never the loop).
 
 One tick: read events (keyboard, or a script's synthetic events posted through pygame's own
-queue) → action → ``Driver.tick`` (the engine steps, resets or re-syncs) → draw the view's panels +
-HUD → present → record → wait for the next tick. The tick rate is fixed (``fps``, 30 by default; 0 = as fast as possible, for tests and
+queue) → commands and action → the tick core (tick_core.py: the event, ``Driver.tick``, what the view
+wants; the web server drives the same core) → draw the view's panels + HUD → present → the core
+books the frame (stats, recording) → wait for the next tick. The tick rate is fixed (``fps``, 30 by default; 0 = as fast as possible, for tests and
 bench); when the engine cannot keep up the HUD says so in the warning colour instead of silently
 slowing down, and the loop never bursts to catch up.
 
@@ -30,25 +31,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pygame
 
-from worldgame.runtime.controls import (
-    LIVE_CONTROLS,
-    STEP_COMMANDS,
-    Command,
-    Controls,
-    ScriptItem,
-    help_lines,
-    scripted_events,
-)
-from worldgame.runtime.engines import Driver, Engine, EngineStatus, StepResult
+from worldgame.runtime.controls import Controls, ScriptItem, help_lines, scripted_events
+from worldgame.runtime.engines import Engine, EngineStatus, StepResult
 from worldgame.runtime.hud import HudState, hud_lines
-from worldgame.runtime.session import EVENT_RESET, EVENT_RESYNC, EVENT_STEP, SessionRecorder
+from worldgame.runtime.session import EVENT_STEP, SessionRecorder
 from worldgame.runtime.stats import FrameStats, RunStats
+from worldgame.runtime.tick_core import TickCore
 from worldgame.runtime.tsr import Interpolator
-from worldgame.runtime.views import View, panels
+from worldgame.runtime.views import View
 from worldgame.runtime.window import Window
 
 HUD_REFRESH_S = 0.25  # the HUD text changes at most this often (readable, and cheap)
-NOTICE_S = 2.5
 
 
 @dataclass
@@ -136,30 +129,18 @@ class PlayLoop:
         on_between: Callable[[BetweenInfo], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.driver = Driver(engine, seed)
         self.window = window
         self.fps = float(fps)
-        self.seed = int(seed)
-        self.view = View.parse(view) if "views" in engine.live else View.stream
-        self.recorder = recorder
+        self.base_scale = window.scale
+        self.max_width = max(max_width, window.frame_size * window.scale)
+        self.core = TickCore(engine, seed, view, recorder, on_layout=self._layout)
         self.record_at_start = record
         self.script: Iterator[list[pygame.event.Event]] | None = scripted_events(script) if script is not None else None
         self.max_frames = int(max_frames)
         self.on_frame = on_frame
-        self.base_scale = window.scale
-        self.max_width = max(max_width, window.frame_size * window.scale)
         self.controls = Controls(engine.action_names, engine.key_bindings)
         self.help = help_lines(engine.action_names, engine.key_bindings, engine.live)
-        self.stats = FrameStats()
-        self.run_stats = RunStats()
-        self.sessions: list[str] = []
-        self.paused = self.show_help = False
-        self.frames = 0
         self.ticks = 0
-        self._quit = self._step_once = self._reset_pending = self._resync_pending = self._game_over = False
-        self._notice, self._notice_until = "", 0.0
-        self._last: StepResult | None = None
-        self._last_action = 0
         self._last_present: float | None = None
         self._hud: tuple[list[str], set[int]] = ([], set())
         self._hud_at = 0.0
@@ -173,38 +154,64 @@ class PlayLoop:
         self._previous: np.ndarray | None = None  # the last model frame, the start of the next in-betweens
         self._last_display: float | None = None
 
+    # the session's state lives in the core; these read it where callers (tests, bench) look
+    @property
+    def view(self) -> View:
+        return self.core.view
+
+    @view.setter
+    def view(self, view: View) -> None:
+        self.core.view = view
+
+    @property
+    def stats(self) -> FrameStats:
+        return self.core.stats
+
+    @property
+    def run_stats(self) -> RunStats:
+        return self.core.run_stats
+
+    @property
+    def frames(self) -> int:
+        return self.core.frames
+
+    @property
+    def sessions(self) -> list[str]:
+        return self.core.sessions
+
     # --- running -------------------------------------------------------------------------------
     def run(self) -> LoopSummary:
         """Play until quit; a recording in progress is always saved."""
+        core = self.core
         t_start = time.perf_counter()
         try:
-            self._last = self.driver.tick(EVENT_RESET, 0)
-            self._apply_view()  # after the reset: a gym game may know its own frame size only from its first frame
-            self._present(self._last)
-            self._keep(self._last.frame)
+            first = core.start()
+            self._present(first)
+            self._keep(first.frame)
             if self.record_at_start:
-                self._toggle_recording()
+                core.set_recording(True)
             self._deadline = time.perf_counter()
-            while not self._quit and (self.max_frames <= 0 or self.ticks < self.max_frames):
+            while not core.quit and (self.max_frames <= 0 or self.ticks < self.max_frames):
                 self.tick()
                 self._pace()
         finally:
-            self._stop_recording()
-        stats = self.run_stats
+            core.stop_recording()
+        stats = core.run_stats
         return LoopSummary(
-            frames=self.frames,
+            frames=core.frames,
             seconds=time.perf_counter() - t_start,
             fps=stats.fps(),
             latency_ms={"p50": stats.latency_percentile(50), "p95": stats.latency_percentile(95)},
             stages_ms=stats.stage_means(),
-            sessions=list(self.sessions),
+            sessions=list(core.sessions),
             nonfinite=self.engine.status().nonfinite,
             display_fps=self.display_run.fps() if self.interpolator is not None else stats.fps(),
             between_frames=self.between_frames,
         )
 
     def tick(self) -> None:
-        """One tick: input, engine, present, record."""
+        """One tick: input, engine (the core), present, book."""
+        core = self.core
         t0 = time.perf_counter()
         self.ticks += 1
         if self.script is not None:
@@ -212,28 +219,25 @@ class PlayLoop:
                 for event in next(self.script):
                     pygame.event.post(event)
             except StopIteration:
-                self._quit = True
+                core.quit = True
                 return
         for event in pygame.event.get():
             self.window.handle(event)
             command = self.controls.handle(event)
             if command is not None:
-                self._command(command)
-        if self._quit:
+                core.command(command)
+        if core.changed:
+            core.changed, self._hud_at = False, 0.0  # show the change now
+        if core.quit:
             return
         action = self.controls.action()
         t_read = time.perf_counter()
-        if self._reset_pending or self._game_over:
-            event, action = EVENT_RESET, 0
-            self._reset_pending = self._game_over = False
-        elif self.paused and not self._step_once:  # keep the window alive
-            self._present(self._last)
+        event = core.next_event()
+        if event is None:  # paused: keep the window alive
+            self._present(core.last)
             self._last_present = self._last_display = None
             return
-        else:  # a re-sync asked for while paused waits for the next stepped frame
-            event = EVENT_RESYNC if self._resync_pending else EVENT_STEP
-            self._step_once = self._resync_pending = False
-        result = self.driver.tick(event, action)
+        result = core.step(event, action)
         between = self._between(result.frame, event) if self.interpolator is not None else None
         t_present = time.perf_counter()
         self._present(result)
@@ -250,20 +254,13 @@ class PlayLoop:
         latency = (now - t_read) * 1000
         interval = None if self._last_present is None else (now - self._last_present) * 1000
         self._last_present = now
-        self.stats.add(stages, latency, interval)
-        self.run_stats.add(stages, latency, now)
-        self.frames += 1
-        self._last, self._last_action = result, action
-        self._game_over = result.done
-        if result.done:
-            self._say("game over: a new game starts")
-        if self.recorder is not None and self.recorder.active:
-            columns = {**stages, "latency": latency, **self.engine.status().columns}
-            self.recorder.add(result.frame, action, result.reward, result.done, columns, event)
+        core.finish(result, event, action, stages, latency, now, interval)
+        if core.changed:  # game over, a recording saved
+            core.changed, self._hud_at = False, 0.0
         if self.on_frame is not None:
             shown = self.per_tick if between is not None else 1
-            self.on_frame(FrameInfo(self.frames, action, event, result, stages, latency, now, self.view, self.window.panels,
-                                    shown, (first - t_read) * 1000))
+            self.on_frame(FrameInfo(core.frames, core.last_action, event, result, stages, latency, now, self.view,
+                                    self.window.panels, shown, (first - t_read) * 1000))
 
     # --- temporal super-resolution --------------------------------------------------------------
     def _between(self, frame: np.ndarray, event: int) -> tuple[float, float, float] | None:
@@ -294,7 +291,7 @@ class PlayLoop:
             self.between_frames += 1
             self._count_display(t3)
             if self.on_between is not None:
-                self.on_between(BetweenInfo(self.frames + 1, j / n, between, (t1 - t0) * 1000, (t3 - t2) * 1000, t3))
+                self.on_between(BetweenInfo(self.core.frames + 1, j / n, between, (t1 - t0) * 1000, (t3 - t2) * 1000, t3))
         _sleep_until(first + (n - 1) * slot)
         return made, presented, first
 
@@ -326,64 +323,13 @@ class PlayLoop:
         elif delay < -period:  # fell behind: start counting again from now, never burst
             self._deadline = time.perf_counter()
 
-    # --- commands ------------------------------------------------------------------------------
-    def _command(self, command: Command) -> None:
-        engine, needs = self.engine, LIVE_CONTROLS.get(command)
-        if needs is not None and needs not in engine.live:
-            self._say(f"{command.value}: model engine only")
-        elif command is Command.QUIT:
-            self._quit = True
-        elif command is Command.PAUSE:
-            self.paused = not self.paused
-        elif command is Command.STEP_ONCE:
-            self._step_once = self.paused
-        elif command is Command.RESET:
-            self._reset_pending = True
-        elif command is Command.RECORD:
-            self._toggle_recording()
-        elif command is Command.HELP:
-            self.show_help = not self.show_help
-        elif command in STEP_COMMANDS:
-            engine.set_steps(STEP_COMMANDS[command])
-            self.stats.clear()  # the numbers now describe the new setting
-            self._apply_view()
-            steps = STEP_COMMANDS[command]
-            self._say(f"{steps} {engine.status().sampler or ''} step{'s' if steps > 1 else ''}".replace("  ", " "))
-        elif command is Command.FUSION:
-            fusion = engine.status().fusion
-            assert fusion is not None  # an engine with the "fusion" control has a mode
-            engine.set_fusion(fusion.next())
-            self.stats.clear()
-            self._say(f"fusion {fusion.next().label}")
-        elif command is Command.VIEW:
-            self.view = self.view.next()
-            self._apply_view()
-            self._say(f"view {self.view.label}")
-        elif command is Command.RESYNC:
-            self._resync_pending = True
-            self._say("model re-synced to the real game")
-        self._hud_at = 0.0  # show the change now
-
-    def _toggle_recording(self) -> None:
-        if self.recorder is None:
-            self._say("recording is not available here")
-        elif self.recorder.active:
-            self._stop_recording()
-        elif self._last is not None:
-            path = self.recorder.start(self.engine, self._last.frame, self._last_action, self.seed, self.driver.resets)
-            self._say(f"recording to {path}")
-
-    def _stop_recording(self) -> None:
-        if self.recorder is not None and self.recorder.active:
-            path = self.recorder.stop()
-            if path is not None:
-                self.sessions.append(str(path))
-                self._say(f"saved {path}")
-
     # --- drawing -------------------------------------------------------------------------------
     def _apply_view(self) -> None:
         """Tell the engine what the view draws and size the window for its panels."""
-        self.engine.want(self.view.wants)
+        self.core.apply_view()
+
+    def _layout(self) -> None:
+        """Size the window for the view's panels (the core calls this when they may change)."""
         count = self.view.panel_count(self.engine.status().steps or 1)
         self.window.set_native_size(self.engine.native_size)
         scale = self.base_scale
@@ -395,7 +341,7 @@ class PlayLoop:
         if result is None:
             return
         status = self.engine.status()
-        for i, (frame, label) in enumerate(panels(self.view, result, status)):
+        for i, (frame, label) in enumerate(self.core.panels(result, status)):
             self.window.blit_frame(frame, i, label)
         self._finish(status)
 
@@ -411,37 +357,13 @@ class PlayLoop:
             self._hud = hud_lines(self.stats, self._hud_state(now, status))
             self._hud_at = now
         self.window.draw_hud(*self._hud)
-        if self.show_help:
+        if self.core.show_help:
             self.window.draw_overlay(self.help)
         self.window.present()
 
     def _hud_state(self, now: float, status: EngineStatus | None = None) -> HudState:
-        status = status or self.engine.status()
-        score_label, score = "score", status.score
-        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen
-            score_label, score = "real game score", status.real_score
-        return HudState(
-            engine=self.engine.kind,
-            target_fps=self.fps,
-            action=self.engine.action_names[self._last_action],
-            score=score,
-            score_label=score_label,
-            frame_index=self.frames,
-            steps=status.steps,
-            sampler=status.sampler,
-            fusion=status.fusion.label if status.fusion is not None else None,
-            view=self.view.label if "views" in self.engine.live else None,
-            recording=self.recorder is not None and self.recorder.active,
-            paused=self.paused,
-            detail=self._notice if now < self._notice_until else self.view.detail(status),
-            nonfinite=status.nonfinite,
-            display_hz=self.fps * self.per_tick if self.interpolator is not None else 0.0,
-            display_fps=self.display_stats.fps(),
-        )
-
-    def _say(self, text: str) -> None:
-        self._notice, self._notice_until = text, time.perf_counter() + NOTICE_S
-        self._hud_at = 0.0
+        display_hz = self.fps * self.per_tick if self.interpolator is not None else 0.0
+        return self.core.hud_state(now, self.fps, status, display_hz, self.display_stats.fps())
 
 
 def _sleep_until(deadline: float) -> None:

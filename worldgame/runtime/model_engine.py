@@ -38,7 +38,7 @@ class ModelEngine:
     """
 
     kind = "model"
-    live = frozenset({"steps", "fusion", "views", "resync"})
+    live = frozenset({"steps", "fusion", "views", "resync", "context_noise"})
 
     def __init__(
         self,
@@ -65,6 +65,8 @@ class ModelEngine:
         self.dream.set_steps(steps)
         self.dream.set_fusion(fusion)
         self.wants = Wants()
+        own = float(model.context_noise)  # what the checkpoint was trained to play with
+        self.context_noise_levels = tuple(dict.fromkeys((own, 0.0, 2 * own or 0.1)))
         self.dream.warm_up()
 
     @property
@@ -107,6 +109,11 @@ class ModelEngine:
     def set_fusion(self, mode: str | int | FusionMode) -> None:
         self.dream.set_fusion(mode)
 
+    def set_context_noise(self, level: float) -> None:
+        """The context noise of the next steps: the level of :attr:`context_noise_levels` nearest
+        ``level`` (a session column, stored as float32, comes back exactly)."""
+        self.model.context_noise = min(self.context_noise_levels, key=lambda x: abs(x - float(level)))
+
     def want(self, wants: Wants) -> None:
         self.wants = wants
 
@@ -119,6 +126,7 @@ class ModelEngine:
             fusion_weights=d.fusion.weights if d.fusion_mode is not FusionMode.off else None,
             nonfinite=d.nonfinite,
             real_score=None if real_score is None else str(real_score),
+            context_noise=self.model.context_noise,
         )
 
     # --- sessions: capture and restore the exact state -------------------------------------------

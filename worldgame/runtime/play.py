@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from worldgame.runtime.controls import ScriptItem
-from worldgame.runtime.factory import make_engine
+from worldgame.runtime.factory import exit_quickly, make_engine
 from worldgame.runtime.hud import HUD_LINES
 from worldgame.runtime.loop import BetweenInfo, FrameInfo, LoopSummary, PlayLoop
 from worldgame.runtime.session import SessionRecorder
@@ -21,6 +21,7 @@ __all__ = ["make_engine", "play", "run"]  # make_engine: the factory's, for call
 
 def run(cfg: PlaySettings) -> dict[str, Any]:
     """Entry point of ``worldgame play`` (hydra config: conf/play.yaml)."""
+    exit_quickly()  # Esc: the prompt returns when the window closes, not seconds later
     summary = play(cfg)
     line = f"played {summary.frames} frames at {summary.fps:.1f} FPS, p95 latency {summary.latency_ms['p95']:.1f} ms"
     if summary.between_frames:

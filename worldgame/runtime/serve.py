@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import struct
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,15 +39,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from aiohttp import web
-from omegaconf import DictConfig, OmegaConf
 
-from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_STEP
+from worldgame.data.episode import EVENT_RESET, EVENT_STEP
+from worldgame.runtime.commands import LIVE_CONTROLS, PAGE_COMMANDS, KeyMap, keys_of
 from worldgame.runtime.engines import FusionMode
-from worldgame.runtime.views import View, panels, parse_native_size
+from worldgame.runtime.views import View, parse_native_size
+from worldgame.settings import STEP_COUNTS, ServeSettings
 
 MAX_MESSAGE = 1024  # bytes of one client message
 MAX_HELD = 8  # keys held at once in a "keys" message
-STEP_CHOICES = (1, 2, 4, 8)
+PAGE_COMMAND_NAMES = {c.wire: c for c in PAGE_COMMANDS}
 FRAME_MAGIC = b"WGF1"
 HEADER = struct.Struct(">4sIHHH")
 STATS_EVERY_S = 0.25
@@ -74,7 +76,8 @@ def parse_message(data: Any, allowed_keys: frozenset[str]) -> Message:
     press first, at most 8, no repeats); ``{"type": "steps", "value": 1|2|4|8}``; ``{"type":
     "fusion", "value": "off"|"latent"|"pixel"}``; ``{"type": "view", "value": "stream"|"lcm_steps"|
     "temporal"|"world_model"}``; ``{"type": "record", "value": true|false}``; ``{"type": "reset"}``;
-    ``{"type": "resync"}``. No other fields.
+    ``{"type": "resync"}``; ``{"type": "command", "value": name}`` (a command the page has a button for,
+    commands.PAGE_COMMANDS, by its ``wire`` name). No other fields.
     """
     if not isinstance(data, str):
         raise BadMessage("binary messages are not accepted")
@@ -90,7 +93,8 @@ def parse_message(data: Any, allowed_keys: frozenset[str]) -> Message:
     if not isinstance(kind, str):
         raise BadMessage("missing or non-string 'type'")
     fields = {"keys": {"type", "held"}, "steps": {"type", "value"}, "fusion": {"type", "value"},
-              "view": {"type", "value"}, "record": {"type", "value"}, "reset": {"type"}, "resync": {"type"}}
+              "view": {"type", "value"}, "record": {"type", "value"}, "reset": {"type"}, "resync": {"type"},
+              "command": {"type", "value"}}
     if kind not in fields:
         raise BadMessage(f"unknown type {kind[:20]!r}")
     if set(obj) != fields[kind]:
@@ -106,42 +110,21 @@ def parse_message(data: Any, allowed_keys: frozenset[str]) -> Message:
         if unknown:
             raise BadMessage(f"keys: unknown key {unknown[0][:20]!r}")
         return Message(kind, held=list(held))
-    if kind == "steps" and (isinstance(value, bool) or value not in STEP_CHOICES or not isinstance(value, int)):
-        raise BadMessage("steps: value must be 1, 2, 4 or 8")
+    if kind == "steps" and (isinstance(value, bool) or value not in STEP_COUNTS or not isinstance(value, int)):
+        raise BadMessage(f"steps: value must be one of {', '.join(map(str, STEP_COUNTS))}")
     if kind == "fusion" and value not in [m.value for m in FusionMode]:
         raise BadMessage("fusion: value must be off, latent or pixel")
     if kind == "view" and value not in [v.value for v in View]:
         raise BadMessage("view: value must be stream, lcm_steps, temporal or world_model")
     if kind == "record" and not isinstance(value, bool):
         raise BadMessage("record: value must be true or false")
+    if kind == "command" and (not isinstance(value, str) or value not in PAGE_COMMAND_NAMES):
+        raise BadMessage(f"command: value must be one of {', '.join(PAGE_COMMAND_NAMES) or '(none)'}")
     return Message(kind, value=value)
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-class KeyMap:
-    """Held key names → action, by the play window's rule (controls.py): the binding with the most
-    keys all held wins; among equals the one whose newest key was pressed last."""
-
-    def __init__(self, action_names: list[str], key_bindings: dict[str, list[str]]) -> None:
-        self.bindings: list[tuple[int, frozenset[str]]] = []
-        for name, combos in key_bindings.items():
-            if name in action_names:
-                for combo in combos:
-                    self.bindings.append((action_names.index(name), frozenset(k.strip() for k in combo.split("+"))))
-        self.keys = frozenset(k for _, keys in self.bindings for k in keys)
-
-    def action(self, held: list[str]) -> int:
-        order = {k: i for i, k in enumerate(held)}
-        best, best_key = 0, (0, -1)
-        for action, keys in self.bindings:
-            if keys <= order.keys():
-                rank = (len(keys), max(order[k] for k in keys))
-                if rank > best_key:
-                    best, best_key = action, rank
-        return best
 
 
 def frame_message(number: int, frames: list[np.ndarray]) -> bytes:
@@ -160,48 +143,86 @@ def origin_ok(origin: str | None, host: str | None) -> bool:
 
 
 class Server:
-    """The shared state: settings, the cap, and the one thread all model work runs in (the event
-    loop stays free to send and receive; dreams take turns, a few ms each)."""
+    """The shared state: settings, the cap, the one thread all model work runs in (the event loop
+    stays free to send and receive; dreams take turns, a few ms each), and a warm spare engine.
 
-    def __init__(self, cfg: DictConfig) -> None:
+    The spare is made before the address is printed (:meth:`prepare`), so the first player's first
+    frame needs no model load; each player takes the spare and the next one is made in the loader
+    thread meanwhile (a new dream's load no longer stalls the dreams in play)."""
+
+    def __init__(self, cfg: ServeSettings) -> None:
         self.cfg = cfg
+        self.fps = cfg.fps  # None: the game's own tick rate, known once the first engine is made
         self.active = 0
         self.seeds = random.Random(cfg.seed)
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldgame-dream")
+        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldgame-loader", initializer=_background_priority)
+        self.spare: Future | None = None
         self.connections: set[Any] = set()
         self.log = print
 
-    def engine_settings(self) -> dict[str, Any]:
-        return {k: self.cfg[k] for k in ("steps", "sampler", "spacing", "fusion", "fusion_window", "fusion_base", "optimize",
-                                         "backend", "threads")}
-
-    def make_engine(self, seed: int) -> tuple[Any, dict[str, Any]]:
-        """An engine from the factory for this server's checkpoint (runs in the model thread)."""
+    def make_engine(self, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+        """An engine from the factory for this server's checkpoint, warmed through a first reset
+        (the seed only starts its sampler: each connection's first tick resets it at its own)."""
         from worldgame.runtime.factory import make_engine
 
-        cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
-        cfg.engine = "model"
-        return make_engine(cfg, seed)
+        with contextlib.redirect_stdout(sys.stderr):  # "loading ...": stdout's first line stays the address
+            engine, metadata = make_engine(self.cfg, seed)
+        if self.fps is None:
+            self.fps = float(metadata["tick_hz"])  # the checkpoint's game at its own speed (Atari 15 Hz)
+        engine.reset(seed)  # the VAE encoder's and the game's first calls are slow too
+        return engine, metadata
+
+    def prepare(self) -> None:
+        """Make the first spare engine now (blocking): the model is loaded, traced and warm before
+        anyone connects, and a checkpoint that cannot load fails here, with its one line."""
+        self.spare = self.loader.submit(self.make_engine)
+        self.spare.result()
+
+    async def engine_for(self, seed: int) -> tuple[Any, dict[str, Any]]:
+        """An engine for a new player: the spare (waiting for it while it is being made), or one made
+        in the model thread where the spare failed; then the next spare is started."""
+        spare, self.spare = self.spare, None
+        try:
+            if spare is not None:
+                try:
+                    return await asyncio.wrap_future(spare)
+                except Exception:  # noqa: BLE001 -- the spare's failure is told by the fresh attempt below
+                    traceback.print_exc(file=sys.stderr)
+            return await asyncio.get_running_loop().run_in_executor(self.model_thread, self.make_engine, seed)
+        finally:
+            self.spare = self.loader.submit(self.make_engine)
+
+    def close(self) -> None:
+        """Stop the threads; a spare being made is finished first (torch cannot be interrupted), so
+        no load outlives the server."""
+        self.model_thread.shutdown(wait=False, cancel_futures=True)
+        self.loader.shutdown(wait=True, cancel_futures=True)
+
+
+def _background_priority() -> None:
+    """The loader thread yields the CPU to the dreams in play (Linux: a thread's own nice value;
+    elsewhere it runs at the usual priority)."""
+    import threading
+
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 class Connection:
-    """One client: its engine, its tick task, and a one-slot mailbox of the newest frame."""
+    """One client: its tick core (tick_core.TickCore: engine, settings, recorder), its tick task,
+    and a one-slot mailbox of the newest frame."""
 
     def __init__(self, server: Server, ws: Any, engine: Any, metadata: dict[str, Any], seed: int) -> None:
-        from worldgame.runtime.engines import Driver
         from worldgame.runtime.session import SessionRecorder
+        from worldgame.runtime.tick_core import TickCore
 
         self.server, self.ws, self.engine, self.seed = server, ws, engine, seed
         self.metadata = metadata
-        self.driver = Driver(engine, seed)
+        self.core = TickCore(engine, seed, server.cfg.view, SessionRecorder(server.cfg.sessions, metadata))
         self.keymap = KeyMap(engine.action_names, engine.key_bindings)
         self.held: list[str] = []
-        self.view = View.parse(server.cfg.view)
-        self.pending_event = EVENT_RESET
-        self.recorder = SessionRecorder(server.cfg.sessions, metadata)
-        self.record_request: bool | None = None
-        self.pending_steps: int | None = None  # live settings, applied at the next tick (in the model thread)
-        self.pending_fusion: str | None = None
+        self.started = False
         self.mailbox: bytes | None = None  # the newest frame not yet sent
         self.statsbox: str | None = None  # the newest stats not yet sent
         self.mail = asyncio.Event()
@@ -210,74 +231,70 @@ class Connection:
         self.stage_sum: dict[str, float] = {}
         self.stage_n = 0
         self.fps_marks: list[float] = []
-        self.last_result: Any = None
-        self.last_action = 0
 
     def hello(self) -> dict[str, Any]:
-        status = self.engine.status()
+        status, live = self.engine.status(), self.engine.live
+        commands = [{"value": c.wire, "label": c.value, "keys": keys_of(c)} for c in PAGE_COMMANDS if LIVE_CONTROLS.get(c) in live]
         return {
             "type": "hello", "game": self.metadata.get("game"), "actions": self.engine.action_names,
             "key_bindings": self.engine.key_bindings, "keys": sorted(self.keymap.keys),
             "frame_size": self.engine.frame_size, "native_size": parse_native_size(self.metadata.get("native_size")),
-            "steps": status.steps, "sampler": status.sampler, "fusion": status.fusion.value if status.fusion else None,
-            "view": self.view.value, "views": [{"value": v.value, "label": v.label} for v in View], "fps": float(self.server.cfg.fps),
-            "stages": STAGE_TERMS, "seed": self.seed,
+            "steps": status.steps, "step_counts": list(STEP_COUNTS), "sampler": status.sampler,
+            "fusion": status.fusion.value if status.fusion else None, "commands": commands,
+            "view": self.core.view.value, "views": [{"value": v.value, "label": v.label} for v in View],
+            "fps": self.server.fps, "stages": STAGE_TERMS, "seed": self.seed,
         }
 
     def handle(self, msg: Message) -> None:
-        """Apply a valid message (engine calls happen in the tick, in the model thread)."""
+        """Apply a valid message: held keys now, the rest queued for the core (engine calls happen
+        in the tick, in the model thread)."""
         self.last_message = time.monotonic()
+        core = self.core
         if msg.type == "keys":
             self.held = msg.held
         elif msg.type == "reset":
-            self.pending_event = EVENT_RESET
+            core.post(core.request_reset)
         elif msg.type == "resync":
-            if self.pending_event != EVENT_RESET:
-                self.pending_event = EVENT_RESYNC
+            core.post(core.request_resync)
         elif msg.type == "steps":
-            self.pending_steps = int(msg.value)
+            core.post(core.set_steps, int(msg.value))
         elif msg.type == "fusion":
-            self.pending_fusion = msg.value
+            core.post(core.set_fusion, msg.value)
         elif msg.type == "view":
-            self.view = View.parse(msg.value)
+            core.post(core.set_view, msg.value)
         elif msg.type == "record":
-            self.record_request = bool(msg.value)
+            core.post(core.set_recording, bool(msg.value))
+        elif msg.type == "command":
+            core.post(core.command, PAGE_COMMAND_NAMES[msg.value])
 
-    def tick(self, event: int, action: int) -> tuple[bytes, dict[str, float], str | None]:
-        """One engine tick in the model thread: settings, step, panels, the frame message."""
+    def tick(self, action: int) -> tuple[bytes, dict[str, float], str | None]:
+        """One tick in the model thread: the queued settings, the core's step, the frame message."""
         t0 = time.perf_counter()
-        steps, fusion = self.pending_steps, self.pending_fusion
-        self.pending_steps = self.pending_fusion = None
-        if steps is not None:
-            self.engine.set_steps(steps)
-        if fusion is not None:
-            self.engine.set_fusion(fusion)
-        self.engine.want(self.view.wants)
-        t_enc = time.perf_counter()
-        result = self.driver.tick(event, action)
-        stages = dict(result.stages_ms)
-        if event != EVENT_STEP:  # a reset or re-sync encodes the real frames into the context
-            stages["encode"] = (time.perf_counter() - t_enc) * 1000 - sum(stages.values())
+        core = self.core
+        first = not self.started
+        if first:  # the first tick resets the game at this connection's seed
+            self.started = True
+            event: int | None = EVENT_RESET
+            result = core.start()
+        else:
+            core.run_posted()
+            event = core.next_event()
+            result = core.step(event, action) if event is not None else core.last
+        stages = dict(result.stages_ms) if event is not None else {}
+        if event is not None and event != EVENT_STEP:  # a reset or re-sync encodes the real frames into the context
+            stages["encode"] = (time.perf_counter() - t0) * 1000 - sum(stages.values())
         t_out = time.perf_counter()
         status = self.engine.status()
-        frames = [np.asarray(p) for p, _ in panels(self.view, result, status)]
+        frames = [np.asarray(p) for p, _ in core.panels(result, status)]
         if any(f.shape != frames[0].shape for f in frames):
             frames = [frames[-1]]
         self.frames += 1
         message = frame_message(self.frames, frames)
-        note = None
-        if self.record_request is not None:
-            want, self.record_request = self.record_request, None
-            if want and not self.recorder.active:
-                note = f"recording to {self.recorder.start(self.engine, result.frame, action, self.seed, self.driver.resets)}"
-            elif not want and self.recorder.active:
-                note = f"saved {self.recorder.stop()}"
-        elif self.recorder.active:
-            columns = {**stages, **status.columns}
-            self.recorder.add(result.frame, action, result.reward, result.done, columns, event)
         stages["output"] = (time.perf_counter() - t_out) * 1000
+        if event is not None and not first:  # the core's start is no stepped frame
+            core.finish(result, event, action, stages, None, time.perf_counter(), None)
         stages["total"] = (time.perf_counter() - t0) * 1000
-        self.last_result, self.last_action = result, action
+        note, core.record_note = core.record_note, None
         return message, stages, note
 
     def stats(self) -> dict[str, Any]:
@@ -290,8 +307,8 @@ class Connection:
         status = self.engine.status()
         return {"type": "stats", "server_fps": round(fps, 2), "stages_ms": {k: round(v, 3) for k, v in stages.items()},
                 "steps": status.steps, "sampler": status.sampler, "fusion": status.fusion.value if status.fusion else None,
-                "view": self.view.value, "frames": self.frames, "dropped": self.dropped, "recording": self.recorder.active,
-                "weights": status.fusion_weights}
+                "view": self.core.view.value, "frames": self.frames, "dropped": self.dropped, "recording": self.core.recording,
+                "weights": status.fusion_weights, "settings": self.core.settings_shown(status)}
 
 
 async def _ticker(conn: Connection) -> None:
@@ -309,17 +326,16 @@ async def _ticker(conn: Connection) -> None:
 async def _tick_loop(conn: Connection) -> None:
     """Step the engine at the tick rate; put each frame in the mailbox (dropping an unsent one)."""
     loop = asyncio.get_running_loop()
-    period = 1.0 / float(conn.server.cfg.fps) if float(conn.server.cfg.fps) > 0 else 0.0
+    period = 1.0 / conn.server.fps
     next_t = loop.time()
     last_stats = 0.0
-    idle = float(conn.server.cfg.idle_timeout)
+    idle = conn.server.cfg.idle_timeout
     while not conn.ws.closed:
         if idle > 0 and time.monotonic() - conn.last_message > idle:
             await conn.ws.close(code=CLOSE_IDLE, message=b"idle timeout")
             return
-        event, conn.pending_event = conn.pending_event, EVENT_STEP
         action = conn.keymap.action(conn.held)
-        message, stages, note = await loop.run_in_executor(conn.server.model_thread, conn.tick, event, action)
+        message, stages, note = await loop.run_in_executor(conn.server.model_thread, conn.tick, action)
         if conn.mailbox is not None:
             conn.dropped += 1
         conn.mailbox = message
@@ -329,7 +345,7 @@ async def _tick_loop(conn: Connection) -> None:
             conn.stage_sum[k] = conn.stage_sum.get(k, 0.0) + v
         conn.stage_n += 1
         if note:
-            await conn.ws.send_str(json.dumps({"type": "recording", "message": note, "active": conn.recorder.active}))
+            await conn.ws.send_str(json.dumps({"type": "recording", "message": note, "active": conn.core.recording}))
         if loop.time() - last_stats >= STATS_EVERY_S:
             last_stats = loop.time()
             conn.statsbox = json.dumps(conn.stats())
@@ -354,7 +370,7 @@ async def _sender(conn: Connection) -> None:
             conn.sent += 1
 
 
-def make_app(cfg: DictConfig) -> Any:
+def make_app(cfg: ServeSettings) -> Any:
     """The aiohttp application: ``/`` (the page), ``/app.js``, ``/ws`` (the game)."""
     from aiohttp import WSMsgType
 
@@ -376,7 +392,7 @@ def make_app(cfg: DictConfig) -> Any:
             return web.Response(status=403, text="forbidden: this page's origin may not open the game socket")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0, compress=False)
         await ws.prepare(request)
-        if server.active >= int(cfg.max_clients):
+        if server.active >= cfg.max_clients:
             await ws.send_str(json.dumps({"type": "busy", "message": f"busy: all {cfg.max_clients} dreams are in use, try again later"}))
             await ws.close(code=CLOSE_BUSY, message=b"busy")
             return ws
@@ -385,9 +401,8 @@ def make_app(cfg: DictConfig) -> Any:
         tasks: list[asyncio.Task] = []
         try:
             seed = server.seeds.randrange(1 << 24)
-            loop = asyncio.get_running_loop()
             try:
-                engine, metadata = await loop.run_in_executor(server.model_thread, server.make_engine, seed)
+                engine, metadata = await server.engine_for(seed)
             except Exception as e:  # noqa: BLE001 -- one line to the client, the story to stderr
                 traceback.print_exc(file=sys.stderr)
                 await ws.send_str(json.dumps({"type": "error", "message": "the server could not start a dream"}))
@@ -423,8 +438,8 @@ def make_app(cfg: DictConfig) -> Any:
                     await t
             if conn is not None:
                 server.connections.discard(conn)
-                if conn.recorder.active:
-                    await asyncio.get_running_loop().run_in_executor(server.model_thread, conn.recorder.stop)
+                if conn.core.recording:
+                    await asyncio.get_running_loop().run_in_executor(server.model_thread, conn.core.stop_recording)
             server.active -= 1
             if conn is not None:
                 server.log(f"player left after {conn.frames} frames ({server.active}/{cfg.max_clients} dreams)", flush=True)
@@ -434,9 +449,13 @@ def make_app(cfg: DictConfig) -> Any:
     app.router.add_get("/app.js", script)
     app.router.add_get("/ws", socket)
 
-    async def shutdown(app: web.Application) -> None:
-        server.model_thread.shutdown(wait=False, cancel_futures=True)
+    async def prepare(app: web.Application) -> None:  # before the port opens: the first player's dream is ready
+        await asyncio.get_running_loop().run_in_executor(None, server.prepare)
 
+    async def shutdown(app: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, server.close)
+
+    app.on_startup.append(prepare)
     app.on_cleanup.append(shutdown)
     return app
 
@@ -445,30 +464,31 @@ SERVER = web.AppKey("server", Server)  # the app's shared state (tests read the 
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: ServeSettings) -> dict[str, Any]:
     """Entry point of ``worldgame serve`` (hydra config: conf/serve.yaml)."""
     from worldgame.errors import WorldgameError
-    from worldgame.runtime.factory import game_of
+    from worldgame.runtime.factory import exit_quickly, game_of
 
     if cfg.checkpoint and not Path(cfg.checkpoint).is_dir():
         raise WorldgameError(f"checkpoint={cfg.checkpoint}: no such folder")
     game_of(cfg)  # a bad checkpoint's metadata fails here, before the port opens
+    exit_quickly()
     try:
         return asyncio.run(_serve(cfg))
     except KeyboardInterrupt:  # Ctrl+C: the open dreams were closed (recordings saved) on the way out
         print("worldgame serve: stopped", flush=True)
-        return {"host": str(cfg.host), "port": int(cfg.port)}
+        return {"host": cfg.host, "port": cfg.port}
     except OSError as e:  # the port is taken, the address is not this machine's ...
         raise WorldgameError(f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from e
 
 
-async def _serve(cfg: DictConfig) -> dict[str, Any]:
+async def _serve(cfg: ServeSettings) -> dict[str, Any]:
     runner = web.AppRunner(make_app(cfg))
     await runner.setup()
     try:
-        site = web.TCPSite(runner, str(cfg.host), int(cfg.port))
+        site = web.TCPSite(runner, cfg.host, cfg.port)
         await site.start()
-        host, port = str(cfg.host), site._server.sockets[0].getsockname()[1]  # the real port (port=0: any free one)
+        host, port = cfg.host, site._server.sockets[0].getsockname()[1]  # the real port (port=0: any free one)
         shown = f"[{host}]" if ":" in host else host
         print(f"worldgame serve: open http://{shown}:{port}/ (up to {cfg.max_clients} players; Ctrl+C stops)", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -476,4 +496,4 @@ async def _serve(cfg: DictConfig) -> dict[str, Any]:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-    return {"host": str(cfg.host), "port": int(cfg.port)}
+    return {"host": cfg.host, "port": cfg.port}

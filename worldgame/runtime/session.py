@@ -45,6 +45,7 @@ PER_FRAME = {
     "event": "0 step, 1 reset, 2 re-sync to the real game then step, 3 first frame of the recording",
     "lcm_steps": "LCM sampling steps used for this frame (model sessions)",
     "fusion_mode": "display fusion: 0 off, 1 latent, 2 pixel (model sessions)",
+    "context_noise": "the context noise the model stepped with (model sessions; before it: the checkpoint's)",
     "latency": "ms from the action being read to its frame being presented",
 }
 
@@ -196,6 +197,8 @@ def _regenerate(episode: Episode, engine: Any, progress: bool = False) -> dict:
     for i in tqdm(range(1, len(episode)), desc="regenerate", unit="frame", disable=None if progress else True):
         engine.set_steps(int(cols["lcm_steps"][i]))
         engine.set_fusion(int(cols["fusion_mode"][i]))
+        if "context_noise" in cols:
+            engine.set_context_noise(float(cols["context_noise"][i]))
         frame = driver.tick(int(events[i]), int(episode.actions[i])).frame
         diff = np.abs(frame.astype(np.int16) - episode.frames[i].astype(np.int16))
         max_diff = max(max_diff, int(diff.max()))

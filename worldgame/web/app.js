@@ -8,7 +8,6 @@
   const notice = document.getElementById("notice");
   const KEY_NAMES = { ArrowUp: "up", ArrowDown: "down", ArrowLeft: "left", ArrowRight: "right", " ": "space",
     Enter: "return", Shift: "left shift", Control: "left ctrl", Alt: "left alt" };
-  const STEP_KEYS = { "1": 1, "2": 2, "4": 4, "8": 8 };
   const scratch = document.createElement("canvas");
   const sctx = scratch.getContext("2d");
   let hello = null, stats = null, held = [], received = 0, frameTimes = [], lastNumber = 0, recording = false;
@@ -50,6 +49,7 @@
       sctx.putImageData(img, 0, 0);
       ctx.drawImage(scratch, 0, 0, w, h, p * pw, 0, pw, ph);
     }
+    if (!page.frames) notice.textContent = `playing ${hello.game} (seed ${hello.seed})`;
     lastNumber = number; page.frames++;
     const now = performance.now();
     frameTimes.push(now);
@@ -65,7 +65,8 @@
     if (!hello) return;
     const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (recording ? "  ● REC" : "")];
     if (stats) {
-      lines.push(`${stats.sampler || ""} steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
+      const more = (stats.settings || []).map((x) => "  " + x).join("");
+      lines.push(`${stats.sampler || ""} steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}${more}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
       for (const [k, label] of Object.entries(hello.stages)) {
         const v = stats.stages_ms[k];
         lines.push(`  ${label.padEnd(16)} ${v === undefined ? "   -" : v.toFixed(2).padStart(7)} ms`);
@@ -73,7 +74,8 @@
       if (stats.weights) lines.push("  φ weights " + stats.weights.map((x) => x.toFixed(2)).join(" "));
     }
     lines.push("keys: " + Object.entries(hello.key_bindings).map(([a, k]) => `${a} ${k.join("/")}`).join("  "));
-    lines.push("1/2/4/8 steps  F fusion  M/Tab view  Y re-sync  Backspace reset  R record");
+    const more = hello.commands.map((c) => `  ${c.keys.join("/").toUpperCase()} ${c.label}`).join("");
+    lines.push(`${hello.step_counts.join("/")} steps  F fusion  M/Tab view  Y re-sync  Backspace reset  R record${more}`);
     hud.textContent = lines.join("\n");
   }
 
@@ -96,11 +98,19 @@
     }
     const steps = document.getElementById("steps");
     steps.textContent = "";
-    for (const s of [1, 2, 4, 8]) {
+    for (const s of hello.step_counts) {
       const b = document.createElement("button");
       b.textContent = s; b.dataset.steps = s; b.id = "steps-" + s;
       b.onclick = () => { send({ type: "steps", value: s }); canvas.focus(); };
       steps.appendChild(b);
+    }
+    const commands = document.getElementById("commands");  // the live controls the server offers as buttons
+    commands.textContent = "";
+    for (const c of hello.commands) {
+      const b = document.createElement("button");
+      b.textContent = `${c.label} (${c.keys.join("/").toUpperCase()})`; b.id = "command-" + c.value;
+      b.onclick = () => { send({ type: "command", value: c.value }); canvas.focus(); };
+      commands.appendChild(b);
     }
   }
 
@@ -115,7 +125,9 @@
     if (!hello || e.target.tagName === "SELECT") return;
     const name = keyName(e);
     if (e.repeat) { if (hello.keys.includes(name)) e.preventDefault(); return; }
-    if (name in STEP_KEYS) { send({ type: "steps", value: STEP_KEYS[name] }); return; }
+    if (hello.step_counts.map(String).includes(name)) { send({ type: "steps", value: +name }); return; }
+    const command = hello.commands.find((c) => c.keys.includes(name));
+    if (command) { send({ type: "command", value: command.value }); return; }
     if (name === "f") { const order = ["off", "pixel", "latent"]; send({ type: "fusion", value: order[(order.indexOf(stats ? stats.fusion : "off") + 1) % 3] }); return; }
     if (name === "m" || name === "tab") {
       e.preventDefault();
@@ -143,11 +155,12 @@
   ws.onmessage = (e) => {
     if (typeof e.data !== "string") { drawFrame(e.data); return; }
     let m; try { m = JSON.parse(e.data); } catch (err) { return; }
-    if (m.type === "hello") { hello = m; buildControls(); notice.textContent = `playing ${m.game} (seed ${m.seed})`; canvas.focus(); }
+    if (m.type === "hello") { hello = m; buildControls(); notice.textContent = `starting ${m.game} (seed ${m.seed})…`; canvas.focus(); }
     else if (m.type === "stats") { stats = m; recording = m.recording; setButtons(); }
     else if (m.type === "recording") { recording = m.active; notice.textContent = m.message; setButtons(); }
     else if (m.type === "busy" || m.type === "error") { notice.textContent = m.message; }
   };
+  ws.onopen = () => { notice.textContent = "connected: starting a dream…"; };
   ws.onclose = (e) => { notice.textContent = "disconnected" + (e.reason ? ": " + e.reason : "") + " — reload to play again"; };
   setInterval(showHud, 250);
 })();

@@ -1,0 +1,247 @@
+"""THE tick core: one play session with no UI, which the window loop (loop.py: pacing, pygame,
+TSR) and the web server's connection (serve.py: sockets, JSON) both drive.
+
+It owns what a tick decides and what it leaves behind: the pending events (reset, re-sync, one
+frame while paused) and live settings (steps, fusion, view, pause, context noise), the
+``Driver.tick`` call, what the view wants from the engine, the panels to draw, the recorder and the
+frame statistics. A front-end reads input its own way, turns it into :class:`Command` s or setter
+calls, and per tick::
+
+    event = core.next_event()            # None: paused, nothing to step
+    result = core.step(event, action)    # the engine ticks (what the view wants, then Driver.tick)
+    ...present core.panels(result)...
+    core.finish(result, event, action, stages, latency, presented_at)   # stats, recording, game over
+
+A new live control is a row of the command table (commands.py) and a branch of :meth:`TickCore.command`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_STEP
+from worldgame.runtime.commands import LIVE_CONTROLS, STEP_COMMANDS, Command
+from worldgame.runtime.engines import Driver, Engine, EngineStatus, FusionMode, StepResult
+from worldgame.runtime.hud import HudState
+from worldgame.runtime.session import SessionRecorder
+from worldgame.runtime.stats import FrameStats, RunStats
+from worldgame.runtime.views import Panel, View, panels
+
+NOTICE_S = 2.5  # how long a notice ("fusion φ pixel", "saved ...") stays in the HUD
+
+
+class TickCore:
+    """One play session's state and rules, UI-free.
+
+    Args:
+        engine: anything with the engines.Engine interface.
+        seed: reset n of this session uses ``seed + n`` (so sessions can be regenerated).
+        view: the initial view (engines without the "views" control always show Stream).
+        recorder: where recordings go (None = recording unavailable).
+        on_layout: called when the number or size of the panels may have changed (the window resizes).
+    """
+
+    def __init__(self, engine: Engine, seed: int, view: View | str = View.stream, recorder: SessionRecorder | None = None,
+                 on_layout: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.driver = Driver(engine, seed)
+        self.seed = int(seed)
+        self.view = View.parse(view) if "views" in engine.live else View.stream
+        self.recorder = recorder
+        self.on_layout = on_layout
+        self.stats = FrameStats()  # the HUD's rolling window
+        self.run_stats = RunStats()  # the whole run, for the summary
+        self.sessions: list[str] = []  # recordings saved
+        self.paused = self.show_help = self.quit = False
+        self.frames = 0  # frames stepped (the reset that starts the session not counted)
+        self.last: StepResult | None = None
+        self.last_action = 0
+        self.notice, self.notice_until = "", 0.0
+        self.changed = False  # something the HUD shows changed: redraw it now
+        self.record_note: str | None = None  # the last recording start/stop line, for a front-end to pass on
+        self._step_once = self._reset_pending = self._resync_pending = self._game_over = False
+        self._posted: deque[tuple[Callable[..., Any], tuple]] = deque()
+
+    # --- the tick ---------------------------------------------------------------------------------
+    def start(self) -> StepResult:
+        """The first tick: reset the game (seed + 0) and tell the engine what the view draws."""
+        self.last = self.driver.tick(EVENT_RESET, 0)
+        self.apply_view()  # after the reset: a gym game may know its own frame size only from its first frame
+        return self.last
+
+    def next_event(self) -> int | None:
+        """The event this tick runs: a reset (asked for, or after game over), a re-sync, a step, or
+        None while paused (a re-sync asked for while paused waits for the next stepped frame)."""
+        if self._reset_pending or self._game_over:
+            self._reset_pending = self._game_over = self._resync_pending = False
+            return EVENT_RESET
+        if self.paused and not self._step_once:
+            return None
+        event = EVENT_RESYNC if self._resync_pending else EVENT_STEP
+        self._step_once = self._resync_pending = False
+        return event
+
+    def step(self, event: int, action: int) -> StepResult:
+        """Tick the engine (a reset ignores ``action``)."""
+        return self.driver.tick(event, 0 if event == EVENT_RESET else action)
+
+    def finish(self, result: StepResult, event: int, action: int, stages: dict[str, float], latency_ms: float | None,
+               presented_at: float, interval_ms: float | None) -> None:
+        """Book a presented frame: statistics, the recording's row, game over."""
+        action = 0 if event == EVENT_RESET else action
+        self.stats.add(stages, latency_ms or 0.0, interval_ms)
+        self.run_stats.add(stages, latency_ms or 0.0, presented_at)
+        self.frames += 1
+        self.last, self.last_action = result, action
+        self._game_over = result.done
+        if result.done:
+            self.say("game over: a new game starts")
+        if self.recorder is not None and self.recorder.active:
+            columns = {**stages, **({} if latency_ms is None else {"latency": latency_ms}), **self.engine.status().columns}
+            self.recorder.add(result.frame, action, result.reward, result.done, columns, event)
+
+    def panels(self, result: StepResult | None = None, status: EngineStatus | None = None) -> list[Panel]:
+        """The frames the current view draws for ``result`` (the last one by default)."""
+        result = result or self.last
+        assert result is not None, "panels before the first tick"
+        return panels(self.view, result, status or self.engine.status())
+
+    # --- commands from another thread (the web server's event loop) --------------------------------
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` (a command or setter of this core) for :meth:`run_posted`, called in the
+        thread that owns the engine."""
+        self._posted.append((fn, args))
+
+    def run_posted(self) -> None:
+        while self._posted:
+            fn, args = self._posted.popleft()
+            fn(*args)
+
+    # --- commands ---------------------------------------------------------------------------------
+    def command(self, command: Command) -> None:
+        """What a command key (or the page's button) does."""
+        needs = LIVE_CONTROLS.get(command)
+        if needs is not None and needs not in self.engine.live:
+            self.say(f"{command.value}: model engine only")
+        elif command is Command.QUIT:
+            self.quit = True
+        elif command is Command.PAUSE:
+            self.paused = not self.paused
+        elif command is Command.STEP_ONCE:
+            self._step_once = self.paused
+        elif command is Command.RESET:
+            self.request_reset()
+        elif command is Command.RECORD:
+            self.set_recording(not self.recording)
+        elif command is Command.HELP:
+            self.show_help = not self.show_help
+        elif command in STEP_COMMANDS:
+            self.set_steps(STEP_COMMANDS[command])
+        elif command is Command.FUSION:
+            fusion = self.engine.status().fusion
+            assert fusion is not None  # an engine with the "fusion" control has a mode
+            self.set_fusion(fusion.next())
+        elif command is Command.VIEW:
+            self.set_view(self.view.next())
+        elif command is Command.RESYNC:
+            self.request_resync()
+        elif command is Command.CONTEXT_NOISE:  # the checkpoint's own, none, twice: how much the dream leans on its past
+            levels = self.engine.context_noise_levels
+            level = levels[(levels.index(self.engine.status().context_noise) + 1) % len(levels)]
+            self.engine.set_context_noise(level)
+            self.say(f"context noise {level:g}" + (" (the checkpoint's)" if level == levels[0] else ""))
+        self.changed = True
+
+    def set_steps(self, steps: int) -> None:
+        self.engine.set_steps(steps)
+        self.stats.clear()  # the numbers now describe the new setting
+        self.apply_view()  # the LCM Steps view shows one panel per step
+        sampler = self.engine.status().sampler
+        self.say(f"{steps} {sampler + ' ' if sampler else ''}step{'s' if steps > 1 else ''}")
+
+    def set_fusion(self, mode: FusionMode | str) -> None:
+        self.engine.set_fusion(FusionMode.parse(mode))
+        self.stats.clear()
+        self.say(f"fusion {FusionMode.parse(mode).label}")
+
+    def set_view(self, view: View | str) -> None:
+        self.view = View.parse(view)
+        self.apply_view()
+        self.say(f"view {self.view.label}")
+
+    def request_reset(self) -> None:
+        self._reset_pending = True
+
+    def request_resync(self) -> None:
+        if not self._reset_pending:  # a reset starts from the real game anyway
+            self._resync_pending = True
+            self.say("model re-synced to the real game")
+
+    # --- recording --------------------------------------------------------------------------------
+    @property
+    def recording(self) -> bool:
+        return self.recorder is not None and self.recorder.active
+
+    def set_recording(self, on: bool) -> None:
+        """Start recording from the frame on screen, or stop and save (a no-op when already so)."""
+        if self.recorder is None:
+            self.say("recording is not available here")
+        elif not on:
+            self.stop_recording()
+        elif not self.recorder.active and self.last is not None:
+            path = self.recorder.start(self.engine, self.last.frame, self.last_action, self.seed, self.driver.resets)
+            self.say(f"recording to {path}", record=True)
+
+    def stop_recording(self) -> None:
+        if self.recorder is not None and self.recorder.active:
+            path = self.recorder.stop()
+            if path is not None:
+                self.sessions.append(str(path))
+                self.say(f"saved {path}", record=True)
+
+    # --- what the front-ends show -----------------------------------------------------------------
+    def apply_view(self) -> None:
+        """Tell the engine what the view draws (and the front-end that the layout may change)."""
+        self.engine.want(self.view.wants)
+        if self.on_layout is not None:
+            self.on_layout()
+
+    def say(self, text: str, record: bool = False) -> None:
+        """Show ``text`` in the HUD for a while (``record``: it is about the recording)."""
+        self.notice, self.notice_until = text, time.perf_counter() + NOTICE_S
+        self.changed = True
+        if record:
+            self.record_note = text
+
+    def settings_shown(self, status: EngineStatus) -> list[str]:
+        """Live settings the HUD's mode line shows besides steps, fusion and view."""
+        return [] if status.context_noise is None else [f"context noise {status.context_noise:g}"]
+
+    def hud_state(self, now: float, target_fps: float, status: EngineStatus | None = None, display_hz: float = 0.0,
+                  display_fps: float = 0.0) -> HudState:
+        status = status or self.engine.status()
+        score_label, score = "score", status.score
+        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen
+            score_label, score = "real game score", status.real_score
+        return HudState(
+            engine=self.engine.kind,
+            target_fps=target_fps,
+            action=self.engine.action_names[self.last_action],
+            score=score,
+            score_label=score_label,
+            frame_index=self.frames,
+            steps=status.steps,
+            sampler=status.sampler,
+            fusion=status.fusion.label if status.fusion is not None else None,
+            view=self.view.label if "views" in self.engine.live else None,
+            recording=self.recording,
+            paused=self.paused,
+            detail=self.notice if now < self.notice_until else self.view.detail(status),
+            nonfinite=status.nonfinite,
+            display_hz=display_hz,
+            display_fps=display_fps,
+            settings=self.settings_shown(status),
+        )
