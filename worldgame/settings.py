@@ -18,6 +18,7 @@ from omegaconf import II, DictConfig, ListConfig, OmegaConf
 
 from worldgame.games.registry import resolve as resolve_game
 from worldgame.runtime.engines import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
+from worldgame.runtime.tsr import Interpolation  # how in-between frames are made (display_hz)
 from worldgame.runtime.views import View  # the view modes (the loop's M key cycles them)
 from worldgame.schema import SettingError, check, setting, show
 
@@ -52,11 +53,6 @@ class Engine(enum.StrEnum):
     model = "model"  # the world model dreams the game
     real = "real"  # the game itself
     side_by_side = "side_by_side"  # both, fed the same keys (World Model view)
-
-
-class Interpolation(enum.StrEnum):  # runtime/tsr.py
-    warp = "warp"
-    blend = "blend"
 
 
 class Backend(enum.StrEnum):

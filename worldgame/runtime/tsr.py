@@ -37,12 +37,22 @@ would have been, plus that cost. Keys are read once per model tick.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from worldgame.schema import SettingError
 
-INTERPOLATIONS = ("warp", "blend")
+
+class Interpolation(StrEnum):
+    """How in-between frames are made (the ``display_interp=`` setting)."""
+
+    warp = "warp"  # motion-compensated: sharp
+    blend = "blend"  # a 50/50 mix: ghosts
+
+
+INTERPOLATIONS = tuple(Interpolation)
 LUMA = np.array([77, 150, 29], np.int32)  # BT.601 weights / 256: the motion search runs on luma
 
 
