@@ -121,6 +121,7 @@ def test_dream_alone_snapshot_restore_continues_bit_identically(tiny_checkpoint)
 def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
     """train/sampling.py's sampler is the inference loop: same generator, same latent as play's."""
     from worldgame.models import WorldModel
+    from worldgame.models.sampler import Sampler
     from worldgame.models.schedulers import lcm_scheduler
     from worldgame.train.sampling import sample
 
@@ -130,7 +131,7 @@ def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
         g_train, g_play = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
         trained = sample(model.denoiser, lcm_scheduler("sample"), context, actions, steps,
                          context_noise=model.context_noise, generator=g_train)
-        played = model.step(context, actions, steps, g_play)
+        played = Sampler(model, "lcm").step(context, actions, steps, g_play)
         assert torch.equal(trained, played) and torch.equal(g_train.get_state(), g_play.get_state())
 
 

@@ -52,8 +52,7 @@ def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
 
     sampler = cfg.get("sampler")
     model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=sampler == "teacher")
-    choose_sampler(model, sampler, cfg.get("spacing"))  # "teacher": the slow DDIM reference, torch only
-    engine = model_engine(model, cfg, seed)
+    engine = model_engine(model, cfg, seed, choose_sampler(model, sampler, cfg.get("spacing")))  # "teacher": torch only
     metadata.update(
         game_config=model.metadata["game_config"],
         native_size=model.metadata.get("native_size", metadata["native_size"]),
@@ -67,22 +66,29 @@ def make_engine(cfg: DictConfig, seed: int) -> tuple[Engine, dict[str, Any]]:
         fusion_window=int(cfg.fusion_window),
         fusion_base=float(cfg.fusion_base),
         context_length=model.context_length,
-        sampler=model.sampler,  # regenerate runs the same sampler (sessions without it were LCM)
-        spacing=model.spacing,
+        sampler=engine.dream.sampler.name,  # regenerate runs the same sampler (sessions without it were LCM)
+        spacing=engine.dream.sampler.spacing,
     )
     return engine, metadata
 
 
-def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> None:
-    """Run ``sampler`` with ``spacing`` (None: the checkpoint's play default, which the model loaded
-    with; a spacing alone changes the default sampler's)."""
-    if sampler is not None or spacing is not None:
-        model.use_sampler(sampler or model.sampler, spacing)
+def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> tuple[str, str | None]:
+    """The (sampler, spacing) to run, checked: None = the checkpoint's play default (a spacing alone
+    changes the default sampler's); "teacher" needs the model loaded with its teacher/."""
+    from worldgame.models.sampler import choose
+
+    name, spacing = choose(model.metadata, sampler, spacing)
+    if name == "teacher" and model.teacher is None:
+        raise WorldgameError(f"sampler=teacher: checkpoint {getattr(model, 'path', '')} has no teacher/ folder "
+                             "(or was loaded without it); use sampler=lcm")
+    return name, spacing
 
 
-def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
-    """A ModelEngine for ``model`` under the thread policy; ``settings`` as in conf/play.yaml
-    (steps, fusion, fusion_window, fusion_base, optimize, backend, threads; missing ones default)."""
+def model_engine(model: Any, settings: Mapping[str, Any], seed: int,
+                 sampler: tuple[str | None, str | None] = (None, None)) -> Any:
+    """A ModelEngine for ``model`` running ``sampler`` (name, spacing: :func:`choose_sampler`) under
+    the thread policy; ``settings`` as in conf/play.yaml (steps, fusion, fusion_window, fusion_base,
+    optimize, backend, threads; missing ones default)."""
     from worldgame.runtime.model_engine import ModelEngine  # loads torch
 
     configure_threads(int(settings.get("threads", 0)), model.device)
@@ -94,8 +100,10 @@ def model_engine(model: Any, settings: Mapping[str, Any], seed: int) -> Any:
         fusion_window=int(settings.get("fusion_window", 4)),
         fusion_base=float(settings.get("fusion_base", 1.618033988749895)),
         seed=seed,
-        optimize=bool(settings.get("optimize", True)),  # traces the network step() runs (the teacher too)
-        backend=str(settings.get("backend", "auto")) if model.sampler != "teacher" else "torch",  # the teacher: torch modules
+        optimize=bool(settings.get("optimize", True)),  # traces the network the sampler runs (the teacher too)
+        backend=str(settings.get("backend", "auto")),  # the teacher: torch modules (backends.attach says so)
+        sampler=sampler[0],
+        spacing=sampler[1],
     )
 
 
