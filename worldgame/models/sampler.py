@@ -31,6 +31,7 @@ from worldgame.models.schedulers import (
     PreparedSampler,
     make_plan,
     play_scheduler,
+    set_timesteps,
 )
 from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel, play_default
 
@@ -171,7 +172,7 @@ class Sampler:
 
     def timesteps(self, steps: int) -> list[int]:
         """The timesteps of a ``steps``-step sample (what the LCM Steps view labels)."""
-        self.scheduler.set_timesteps(steps)
+        set_timesteps(self.scheduler, steps)
         return [int(t) for t in self.scheduler.timesteps]
 
 

@@ -27,7 +27,7 @@ from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
-from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler
+from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler, set_timesteps
 
 METADATA = "worldgame.json"
 
@@ -208,7 +208,7 @@ def scheduler_sample(net, scheduler, context: torch.Tensor, actions: torch.Tenso
     drawn from ``generator`` in a fixed order (context noise, start latent, then whatever each
     ``scheduler.step`` draws), in ``context``'s dtype: :class:`LCMPlan` reproduces it bit for bit."""
     b, dev, dtype = context.shape[0], context.device, context.dtype
-    scheduler.set_timesteps(steps, device=dev)
+    set_timesteps(scheduler, steps, dev)
     noise_level = torch.full((b,), float(context_noise), device=dev, dtype=dtype)
     if context_noise > 0:
         context = context + context_noise * torch.randn(context.shape, generator=generator, device=dev, dtype=dtype)
