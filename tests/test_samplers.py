@@ -69,6 +69,18 @@ def test_prepared_sampler_is_bit_identical_to_its_diffusers_scheduler(sampler, s
     assert prepared.timesteps(4) == prepared.plan(4, context).timestep_values
 
 
+@pytest.mark.parametrize("sampler", ["lcm", "ddim", "dpmsolver"])
+def test_a_non_contiguous_context_samples_as_the_reference_loop(sampler):
+    """Eval's contexts are views of the encoder's output: the context noise must land where the
+    reference loop's ``randn(shape)`` puts it, whatever the context's strides."""
+    model = _model("sample")
+    context = torch.randn(3, 4, 16, 16, 2).permute(0, 4, 1, 2, 3)  # (B, K, C, h, w), not contiguous
+    actions = torch.randint(0, 6, (3, 2))
+    ref = model.reference_step(context, actions, 4, torch.Generator().manual_seed(2), sampler)
+    assert not context.is_contiguous()
+    assert torch.equal(Sampler(model, sampler).step(context, actions, 4, torch.Generator().manual_seed(2)), ref)
+
+
 def test_samplers_differ_and_spacing_sets_the_timesteps():
     model = _model("sample")
     context, actions = torch.randn(1, 2, 4, 16, 16), torch.zeros(1, 2, dtype=torch.long)

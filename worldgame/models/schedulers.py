@@ -125,7 +125,9 @@ class PreparedSampler:
         self.timesteps = [t.expand(b) for t in ts]  # the (B,) view the per-tick loop passed the network
         self.coefs = [self.coefficients(scheduler, i, ts) for i in range(len(ts))]
         self.noise_level = torch.full((b,), context_noise, **dd)
-        self.context = torch.empty_like(context) if context_noise > 0 else None
+        # contiguous whatever the caller's layout: randn(out=) fills memory in order, so a buffer with
+        # the strides of a permuted context would place the noise elsewhere than randn(shape) does
+        self.context = torch.empty(context.shape, **dd) if context_noise > 0 else None
         self.latents = torch.empty(b, c, h, w, **dd)
         self.noise = torch.empty_like(self.latents)
         self.x0 = torch.empty_like(self.latents)
