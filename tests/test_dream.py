@@ -118,6 +118,29 @@ def test_dream_alone_snapshot_restore_continues_bit_identically(tiny_checkpoint)
     assert not np.array_equal(ahead[-1].frame, ahead[-1].unfused)  # latent fusion shows a fused frame
 
 
+@pytest.mark.parametrize("fusion", ["off", "latent", "pixel"])
+def test_eval_dreams_show_exactly_what_play_shows(tiny_checkpoint, fusion):
+    """eval's batched closed-loop rollout at batch 1 and the play Dream: one rollout, one show()."""
+    from worldgame.eval.rollout import closed_loop
+    from worldgame.models import WorldModel
+    from worldgame.models.sampler import Sampler
+    from worldgame.runtime.dream import Dream
+    from worldgame.runtime.fusion import PHI, Fusion
+
+    model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
+    k, moves = model.context_length, [int(a) for a in ACTIONS[:12]]
+    real = LockstepGame(Bouncer(), k).reset(5)
+    dream = Dream(model, seed=7)
+    dream.set_steps(2)
+    dream.set_fusion(fusion)
+    dream.start(real, seed=7)
+    played = np.stack([dream.step(a).frame for a in moves])
+    actions = np.concatenate([np.zeros(k, np.int64), moves])  # Dream.start: the context's actions are 0
+    shown = closed_loop(Sampler(model), real, actions, [k], len(moves), 2, 7,
+                        fusion=None if fusion == "off" else Fusion(fusion, 4, PHI)).numpy()
+    assert np.array_equal(shown[0], played)
+
+
 def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
     """train/sampling.py's sampler is the inference loop: same generator, same latent as play's."""
     from worldgame.models import WorldModel

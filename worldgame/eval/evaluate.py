@@ -56,10 +56,10 @@ def run(cfg: DictConfig) -> dict:
         model.context_noise = float(cfg.context_noise)
     # the sampler measured, teacher-forced and in the dreams: the checkpoint's play default unless chosen
     sampler, spacing = choose_sampler(model, cfg.get("sampler"), cfg.get("spacing"))
-    # the prepared samplers eval dreams with: each batch size it samples traced on first use (CPU)
+    # the prepared samplers eval dreams with: the batch sizes it samples often are traced (CPU)
     fast = model.device.type == "cpu"
-    dreamer = Sampler(model, sampler, spacing, trace_on_first_use=fast)
-    teacher = None if model.teacher is None else dreamer if sampler == "teacher" else Sampler(model, "teacher", trace_on_first_use=fast)
+    dreamer = Sampler(model, sampler, spacing, trace_on_use=fast)
+    teacher = None if model.teacher is None else dreamer if sampler == "teacher" else Sampler(model, "teacher", trace_on_use=fast)
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
     # one stage bar on a terminal (disable=None: nothing in a log); rollouts add a frame bar below it

@@ -9,7 +9,7 @@ one WorldModel, with everything play, bench, eval and serve need to run it fast.
 * the fast path, keyed by batch size: a traced graph (:meth:`Sampler.trace`) or an inference
   backend (models/backends.py, :meth:`Sampler.accelerate`) for the denoiser and the VAE decoder.
   Every batch size without one runs the torch modules, so eval can trace the batch sizes its
-  batched dreams use (``trace_on_first_use``) while play keeps batch 1.
+  batched dreams use (``trace_on_use``) while play keeps batch 1.
 
 The WorldModel itself holds no routing state: it is the modules, encode/decode and the reference
 sampling loop (``world_model.scheduler_sample``) every plan here is tested against bit for bit.
@@ -37,7 +37,8 @@ from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel, play_def
 
 MAX_PLAY_STEPS = 8  # the few-step samplers' limit (keys 1/2/4/8); the teacher's is MAX_TEACHER_STEPS
 MAX_PLANS = 32  # eval's many batch sizes: keep memory bounded
-MAX_TRACED = 8  # batch sizes traced on first use at most; later ones run the torch modules
+MAX_TRACED = 8  # batch sizes traced on use at most; later ones run the torch modules
+TRACE_AFTER = 3  # samples of one batch size before it is traced: a trace (~1 s) pays off only on a long run
 
 
 def choose(metadata: dict[str, Any], name: str | None, spacing: str | None) -> tuple[str, str]:
@@ -60,12 +61,13 @@ class Sampler:
     Args:
         model: the loaded WorldModel (``teacher=True`` for the teacher sampler).
         name, spacing: the sampler (:func:`choose`; None = the checkpoint's play default).
-        trace_on_first_use: trace the network for each new batch size the first time it is sampled
-            (CPU float32 only; eval's batched dreams). Play traces batch 1 once instead (:meth:`trace`).
+        trace_on_use: trace the network for each batch size sampled :data:`TRACE_AFTER` times (CPU
+            float32 only; eval's batched dreams, not its one-off batches). Play traces batch 1 once
+            instead (:meth:`trace`).
     """
 
     def __init__(self, model: WorldModel, name: str | None = None, spacing: str | None = None,
-                 trace_on_first_use: bool = False) -> None:
+                 trace_on_use: bool = False) -> None:
         self.name, self.spacing = choose(model.metadata, name, spacing)
         if self.name == "teacher" and model.teacher is None:
             raise WorldgameError(f"sampler=teacher: checkpoint {getattr(model, 'path', '')} has no teacher/ folder "
@@ -78,7 +80,8 @@ class Sampler:
         self.scheduler = play_scheduler(self.plan_kind, self.spacing, model.prediction_type)
         self._plans: dict[tuple, PreparedSampler] = {}  # (steps, shape, context noise) -> plan
         self._fast: dict[int, tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]] = {}
-        self.trace_on_first_use = trace_on_first_use and model.device.type == "cpu" and model.dtype == torch.float32
+        self.trace_on_use = trace_on_use and model.device.type == "cpu" and model.dtype == torch.float32
+        self._uses: dict[int, int] = {}  # samples per batch size without a fast path
 
     # --- the fast path, per batch size ---------------------------------------------------------
     def accelerate(self, batch_size: int, denoise: Callable[..., torch.Tensor],
@@ -119,9 +122,11 @@ class Sampler:
 
     def _path(self, batch_size: int) -> tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]:
         fast = self._fast.get(batch_size)
-        if fast is None and self.trace_on_first_use and len(self._fast) < MAX_TRACED:
-            self.trace(batch_size)
-            fast = self._fast[batch_size]
+        if fast is None and self.trace_on_use and len(self._fast) < MAX_TRACED:
+            self._uses[batch_size] = uses = self._uses.get(batch_size, 0) + 1
+            if uses >= TRACE_AFTER:
+                self.trace(batch_size)
+                fast = self._fast[batch_size]
         return fast or (self.network, None)
 
     # --- sampling ------------------------------------------------------------------------------
