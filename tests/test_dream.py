@@ -134,7 +134,7 @@ def test_eval_dreams_show_exactly_what_play_shows(tiny_checkpoint, fusion):
     dream.set_steps(2)
     dream.set_fusion(fusion)
     dream.start(real, seed=7)
-    played = np.stack([dream.step(a).frame for a in moves])
+    played = np.stack([dream.step(a).frame.copy() for a in moves])  # a frame may be a buffer the next step reuses
     actions = np.concatenate([np.zeros(k, np.int64), moves])  # Dream.start: the context's actions are 0
     shown = closed_loop(Sampler(model), real, actions, [k], len(moves), 2, 7,
                         fusion=None if fusion == "off" else Fusion(fusion, 4, PHI)).numpy()

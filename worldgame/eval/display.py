@@ -80,25 +80,23 @@ def shown_frames(sampler: Sampler | WorldModel | None, latents: torch.Tensor,
     """The frames play shows for these consecutive latents: uint8 (T, H, W, 3) on the CPU.
 
     ``fusion``: (mode, window, base), or None / mode off for the model's own frames. Each frame goes
-    through ``fusion.show`` in turn, one fusion history along time, as play shows it.
-    ``decoded``: ``decode(latents)`` if already made (off and pixel modes then decode nothing)."""
+    through ``fusion.show`` in turn, one fusion history along time, as play shows it; only the
+    decoding is batched over time (latent mode: the fused latents; else ``decoded``, made here
+    from ``latents`` if not given).
+    """
     mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.OFF
-    if mode is not FusionMode.LATENT and decoded is not None:
-        frames, decode = decoded, None  # each "latent" below is its decoded frame: show() decodes it as itself
-        shows = list(decoded.split(1))
-    else:
-        sampler = as_sampler(sampler)
-        if mode is FusionMode.OFF:
-            return _decode(sampler, latents)
-        shows, decode = list(latents.split(1)), sampler.decode
+    if mode is FusionMode.LATENT:  # show() with its decode deferred: the fused latents, decoded together below
+        display = Fusion(mode, int(fusion[1]), float(fusion[2]))
+        return _decode(as_sampler(sampler), torch.cat([show(z, display, _as_is).clone() for z in latents.split(1)]))
+    frames = _decode(as_sampler(sampler), latents) if decoded is None else decoded
     if mode is FusionMode.OFF:
         return frames
-    display = Fusion(mode, int(fusion[1]), float(fusion[2]))
-    return torch.cat([show(x, display, decode or _as_is).cpu().clone() for x in shows])
+    display = Fusion(mode, int(fusion[1]), float(fusion[2]))  # pixel: show() of frames decoded already
+    return torch.cat([show(f, display, _as_is).clone() for f in frames.split(1)])
 
 
-def _as_is(frames: torch.Tensor) -> torch.Tensor:
-    return frames
+def _as_is(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _decode(sampler: Sampler, latents: torch.Tensor, batch: int = 256) -> torch.Tensor:
