@@ -39,6 +39,9 @@ MAX_PLAY_STEPS = 8  # the few-step samplers' limit (keys 1/2/4/8); the teacher's
 MAX_PLANS = 32  # eval's many batch sizes: keep memory bounded
 MAX_TRACED = 8  # batch sizes traced on use at most; later ones run the torch modules
 TRACE_AFTER = 3  # samples of one batch size before it is traced: a trace (~1 s) pays off only on a long run
+# the largest batch traced on use: tracing saves Python overhead, which small batches are made of
+# (shipped Bouncer model, one thread: batch 2 27 -> 16 ms, batch 4 26 -> 23 ms, batch 64 278 -> 290 ms)
+MAX_TRACED_BATCH = 8
 
 
 def choose(metadata: dict[str, Any], name: str | None, spacing: str | None) -> tuple[str, str]:
@@ -61,8 +64,8 @@ class Sampler:
     Args:
         model: the loaded WorldModel (``teacher=True`` for the teacher sampler).
         name, spacing: the sampler (:func:`choose`; None = the checkpoint's play default).
-        trace_on_use: trace the network for each batch size sampled :data:`TRACE_AFTER` times (CPU
-            float32 only; eval's batched dreams, not its one-off batches). Play traces batch 1 once
+        trace_on_use: trace the network for each batch size up to :data:`MAX_TRACED_BATCH` sampled
+            :data:`TRACE_AFTER` times (CPU float32 only; eval's batched dreams, not its one-off batches). Play traces batch 1 once
             instead (:meth:`trace`).
     """
 
@@ -122,7 +125,7 @@ class Sampler:
 
     def _path(self, batch_size: int) -> tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]:
         fast = self._fast.get(batch_size)
-        if fast is None and self.trace_on_use and len(self._fast) < MAX_TRACED:
+        if fast is None and self.trace_on_use and batch_size <= MAX_TRACED_BATCH and len(self._fast) < MAX_TRACED:
             self._uses[batch_size] = uses = self._uses.get(batch_size, 0) + 1
             if uses >= TRACE_AFTER:
                 self.trace(batch_size)
