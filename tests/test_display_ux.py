@@ -139,7 +139,7 @@ def test_multi_panel_views_fit_the_width(tiny_checkpoint, play_config) -> None:
         w, h = display_size(64, BOXING, 7)
         assert 2 * display_size(64, BOXING, 8)[0] > 800  # so scale 8 does not fit, 7 does
         assert window.screen.get_width() == 2 * w and window.panel_size() == (w, h)
-        loop.view = View.LCM_STEPS
+        loop.view = View.lcm_steps
         loop._apply_view()
         assert window.panels == 8 and 800 - display_size(64, BOXING, window.scale + 1)[0] * 8 < 0 <= 800 - window.screen.get_width()
     finally:
@@ -166,11 +166,11 @@ def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_conf
     try:
         loop = PlayLoop(engine, window, fps=0, max_frames=3)
         loop.run()
-        for view in (View.STREAM, View.LCM_STEPS, View.TEMPORAL):
+        for view in (View.stream, View.lcm_steps, View.temporal):
             loop.view = view
             text = _hud(loop)
             assert "score" not in text and "(real game)" not in text and "?" not in text, text
-        loop.view = View.WORLD_MODEL  # the real game is on screen: its score means something
+        loop.view = View.world_model  # the real game is on screen: its score means something
         assert "real game score 0" in _hud(loop)
     finally:
         window.close()

@@ -56,11 +56,11 @@ def test_state_round_trip():
 
 
 def test_mode_cycle_and_parse():
-    assert [FusionMode.OFF.next(), FusionMode.PIXEL.next(), FusionMode.LATENT.next()] == [
-        FusionMode.PIXEL, FusionMode.LATENT, FusionMode.OFF,
+    assert [FusionMode.off.next(), FusionMode.pixel.next(), FusionMode.latent.next()] == [
+        FusionMode.pixel, FusionMode.latent, FusionMode.off,
     ]
-    assert FusionMode.parse("latent") is FusionMode.LATENT and FusionMode.parse(2) is FusionMode.PIXEL
-    assert FusionMode.LATENT.label == "φ latent"
+    assert FusionMode.parse("latent") is FusionMode.latent and FusionMode.parse(2) is FusionMode.pixel
+    assert FusionMode.latent.label == "φ latent"
 
 
 @pytest.mark.usefixtures("torch_one_thread")

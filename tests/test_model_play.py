@@ -40,17 +40,17 @@ def test_views_fusion_and_steps_switch_mid_run(tiny_checkpoint, play_config):
     assert summary.frames == len(script) - 1  # the tick that paused shows no new frame
     assert summary.nonfinite == 0
     views = [f.view for f in seen]
-    assert set(views) == set(View) and views[0] is View.WORLD_MODEL
+    assert set(views) == set(View) and views[0] is View.world_model
     for f in seen:
         r = f.result
         assert r.frame.shape == (64, 64, 3) and r.frame.dtype == np.uint8
-        if f.view is View.WORLD_MODEL:
+        if f.view is View.world_model:
             assert f.panels == 2 and r.real is not None and r.real.shape == (64, 64, 3)
-        if f.view is View.LCM_STEPS and f.event == 0:
+        if f.view is View.lcm_steps and f.event == 0:
             assert r.step_frames is not None and f.panels == len(r.step_frames) == len(r.step_timesteps)
-        if f.view is View.TEMPORAL and f.event == 0:
+        if f.view is View.temporal and f.event == 0:
             assert f.panels == 2 and r.unfused is not None
-        if f.view is View.STREAM:
+        if f.view is View.stream:
             assert f.panels == 1
     assert {len(f.result.step_frames) for f in seen if f.result.step_frames is not None} == {1, 2, 4, 8}
     assert [f.event for f in seen].count(EVENT_RESYNC) == 1 and seen[-2].event == EVENT_RESET

@@ -34,7 +34,7 @@ class StubEngine:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
-        self.steps, self.fusion, self.wants = 4, FusionMode.OFF, Wants()
+        self.steps, self.fusion, self.wants = 4, FusionMode.off, Wants()
 
     def reset(self, seed: int) -> np.ndarray:
         self.calls.append(("reset", seed))
@@ -77,7 +77,7 @@ def test_loop_drives_an_engine_only_through_its_interface():
         loop.on_frame = lambda f: hud.append("\n".join(loop._hud[0]))
         loop.run()
         calls = [c for c in engine.calls if c[0] != "want"]
-        assert calls == [("reset", 4), ("step", 1), ("steps", 2), ("step", 1), ("fusion", FusionMode.PIXEL), ("step", 1),
+        assert calls == [("reset", 4), ("step", 1), ("steps", 2), ("step", 1), ("fusion", FusionMode.pixel), ("step", 1),
                          ("step", 1), ("step", 1), ("step", 1), ("resync",), ("step", 1), ("step", 0),
                          ("resync",), ("step", 0)]  # Y while paused waits for the next stepped frame
         wants = [c[1] for c in engine.calls if c[0] == "want"]
@@ -94,7 +94,7 @@ def test_real_engine_refuses_live_controls_with_a_notice(play_config):
     views = []
     summary = play(play_config("engine=real", "fps=0"), script=[tap("2"), tap("f"), tap("m"), tap("y"), set()],
                    on_frame=lambda f: views.append(f.view))
-    assert summary.frames == 5 and set(views) == {View.STREAM}  # the keys only say "model engine only"
+    assert summary.frames == 5 and set(views) == {View.stream}  # the keys only say "model engine only"
 
 
 class _CountingFont:

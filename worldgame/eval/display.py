@@ -84,12 +84,12 @@ def shown_frames(sampler: Sampler | WorldModel | None, latents: torch.Tensor,
     decoding is batched over time (latent mode: the fused latents; else ``decoded``, made here
     from ``latents`` if not given).
     """
-    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.OFF
-    if mode is FusionMode.LATENT:  # show() with its decode deferred: the fused latents, decoded together below
+    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.off
+    if mode is FusionMode.latent:  # show() with its decode deferred: the fused latents, decoded together below
         display = Fusion(mode, int(fusion[1]), float(fusion[2]))
         return _decode(as_sampler(sampler), torch.cat([show(z, display, _as_is).clone() for z in latents.split(1)]))
     frames = _decode(as_sampler(sampler), latents) if decoded is None else decoded
-    if mode is FusionMode.OFF:
+    if mode is FusionMode.off:
         return frames
     display = Fusion(mode, int(fusion[1]), float(fusion[2]))  # pixel: show() of frames decoded already
     return torch.cat([show(f, display, _as_is).clone() for f in frames.split(1)])
@@ -177,7 +177,7 @@ def display_figures(sampler: Sampler | WorldModel, episodes: Sequence[tuple[np.n
         real, bg = frames[k:], median_background(frames)
         made["off"].append((decoded, real, bg))
         made["fused"].append((shown_frames(sampler, latents, fusion, decoded), real, bg))
-    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.OFF
+    mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.off
     warmup = min(WARMUP, max(0, len(episodes[0][0]) - k - 2))
 
     def rounded(d: dict) -> dict:

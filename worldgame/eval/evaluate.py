@@ -256,7 +256,7 @@ def summary(result: dict, health: dict) -> list[str]:
 def _fusion(cfg: DictConfig) -> Fusion | None:
     """The display fusion whose shown frames are measured (off: the model's own frames)."""
     mode = FusionMode.parse(cfg.get("fusion", "off"))
-    if mode is FusionMode.OFF:
+    if mode is FusionMode.off:
         return None
     return Fusion(mode, int(cfg.fusion_window), float(cfg.fusion_base))
 

@@ -55,7 +55,7 @@ class Dream:
         self._z = torch.zeros(1, c, s, s, **dd)  # the predicted latent, written in place every step
         self._step_latents = torch.zeros(max(STEP_COUNTS), c, s, s, **dd)
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
-        self.display = Fusion(FusionMode.OFF, fusion_window, fusion_base)
+        self.display = Fusion(FusionMode.off, fusion_window, fusion_base)
         self.steps, self._timesteps = 0, []
         self.nonfinite = 0  # predicted latents holding NaN/inf (should stay 0)
 
@@ -104,7 +104,7 @@ class Dream:
         shown = show(z, self.display, self.sampler.decode, stages)[0]
         t0 = time.perf_counter()
         mode, unfused = self.fusion_mode, None
-        if wants.unfused and mode is not FusionMode.OFF:
+        if wants.unfused and mode is not FusionMode.off:
             unfused = self.sampler.decode(z)[0].cpu().numpy()
         shown_steps = min(self.steps, len(self._step_latents))  # the teacher's many DDIM steps: the first 8
         step_frames = self.sampler.decode(self._step_latents[:shown_steps]).cpu().numpy() if wants.step_frames else None
@@ -157,10 +157,10 @@ class Dream:
         self.set_steps(int(state["steps"]))
         self.display.mode = FusionMode.parse(state["fusion_mode"])
         ring = torch.as_tensor(state["fusion_ring"])
-        if self.fusion_mode is FusionMode.PIXEL and ring.dim() == 4:  # sessions before show(): frames without a batch axis
+        if self.fusion_mode is FusionMode.pixel and ring.dim() == 4:  # sessions before show(): frames without a batch axis
             ring = ring[:, None]
         ring = {"ring": ring, "head": state["fusion_head"], "count": state["fusion_count"]}
-        self.fusion.load_state(ring, self.model.device, self.model.dtype if self.fusion_mode is FusionMode.LATENT else torch.float32)
+        self.fusion.load_state(ring, self.model.device, self.model.dtype if self.fusion_mode is FusionMode.latent else torch.float32)
 
     def _capture_step(self, i: int, denoised: torch.Tensor) -> None:
         if i < len(self._step_latents):  # the teacher's many DDIM steps: the view shows the first 8

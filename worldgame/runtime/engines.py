@@ -80,7 +80,7 @@ class FusionMode(str, Enum):
     def next(self) -> FusionMode:
         """The next mode in the F-key cycle: off → φ pixel → φ latent → off (pixel first: in the fusion
         study, docs/fusion.md, it is no worse than latent on any measure and ghosts less)."""
-        cycle = [FusionMode.OFF, FusionMode.PIXEL, FusionMode.LATENT]
+        cycle = [FusionMode.off, FusionMode.pixel, FusionMode.latent]
         return cycle[(cycle.index(self) + 1) % len(cycle)]
 
     @property
@@ -94,7 +94,7 @@ class FusionMode(str, Enum):
         if isinstance(value, FusionMode):
             return value
         if value is False:  # YAML reads a bare `off` as false
-            return cls.OFF
+            return cls.off
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return list(cls)[int(value)]
         return cls(str(value).lower())

@@ -118,7 +118,7 @@ class Fusion:
         window, base: the φ-decay fusion's N and decay base.
     """
 
-    def __init__(self, mode: str | int | FusionMode = FusionMode.OFF, window: int = 4, base: float = PHI) -> None:
+    def __init__(self, mode: str | int | FusionMode = FusionMode.off, window: int = 4, base: float = PHI) -> None:
         self.mode = FusionMode.parse(mode)
         self.temporal = TemporalFusion(window, base)
         self._pixels: tuple[torch.Tensor, ...] | None = None  # pixel mode's float in/out and uint8 buffers
@@ -150,14 +150,14 @@ def show(latent: torch.Tensor, fusion: Fusion | None, decode: Callable[[torch.Te
     float and rounds. ``decode``: latents -> uint8 frames (a prepared sampler's, or
     ``world_model.to_frames`` of a bare VAE). The result may be a buffer the next call reuses.
     ``stages``: gets the milliseconds spent in ``fusion`` and ``decode``."""
-    mode = fusion.mode if fusion is not None else FusionMode.OFF
+    mode = fusion.mode if fusion is not None else FusionMode.off
     fuse_ms, t0 = 0.0, time.perf_counter()
-    if mode is FusionMode.LATENT:
+    if mode is FusionMode.latent:
         latent = fusion.temporal(latent)
         fuse_ms, t0 = _ms_since(t0, latent), time.perf_counter()
     frames = decode(latent)
     decode_ms = _ms_since(t0, frames) if stages is not None else 0.0
-    if mode is FusionMode.PIXEL:
+    if mode is FusionMode.pixel:
         t0 = time.perf_counter()
         fused_in, rounded, out = fusion._pixel_buffers(frames)
         fused_in.copy_(frames)

@@ -124,7 +124,7 @@ class PlayLoop:
         *,
         fps: float = 30.0,
         seed: int = 0,
-        view: View | str = View.STREAM,
+        view: View | str = View.stream,
         recorder: SessionRecorder | None = None,
         record: bool = False,
         script: Iterable[ScriptItem] | None = None,
@@ -140,7 +140,7 @@ class PlayLoop:
         self.window = window
         self.fps = float(fps)
         self.seed = int(seed)
-        self.view = View.parse(view) if "views" in engine.live else View.STREAM
+        self.view = View.parse(view) if "views" in engine.live else View.stream
         self.recorder = recorder
         self.record_at_start = record
         self.script: Iterator[list[pygame.event.Event]] | None = scripted_events(script) if script is not None else None
@@ -272,7 +272,7 @@ class PlayLoop:
         presenting them, perf_counter when the first was presented), or None: nothing between (not
         a plain step in the Stream view: a reset or re-sync jumps, and other views show model frames only)."""
         previous, n = self._previous, self.per_tick
-        if event != EVENT_STEP or self.view is not View.STREAM or previous is None or previous.shape != frame.shape:
+        if event != EVENT_STEP or self.view is not View.stream or previous is None or previous.shape != frame.shape:
             return None
         assert self.interpolator is not None
         self.interpolator.start(previous, frame)
@@ -418,7 +418,7 @@ class PlayLoop:
     def _hud_state(self, now: float, status: EngineStatus | None = None) -> HudState:
         status = status or self.engine.status()
         score_label, score = "score", status.score
-        if self.view is View.WORLD_MODEL and status.real_score is not None:  # the real game is on screen
+        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen
             score_label, score = "real game score", status.real_score
         return HudState(
             engine=self.engine.kind,

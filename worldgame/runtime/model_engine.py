@@ -47,7 +47,7 @@ class ModelEngine:
         self,
         model: WorldModel,
         steps: int = 4,
-        fusion: str | FusionMode = FusionMode.OFF,
+        fusion: str | FusionMode = FusionMode.off,
         fusion_window: int = 4,
         fusion_base: float = PHI,
         seed: int = 0,
@@ -121,7 +121,7 @@ class ModelEngine:
             steps=d.steps,
             sampler=SAMPLER_LABELS[d.sampler.name],
             fusion=d.fusion_mode,
-            fusion_weights=d.fusion.weights if d.fusion_mode is not FusionMode.OFF else None,
+            fusion_weights=d.fusion.weights if d.fusion_mode is not FusionMode.off else None,
             nonfinite=d.nonfinite,
             real_score=None if real_score is None else str(real_score),
         )

@@ -55,7 +55,7 @@ def play(
             window,
             fps=float(cfg.fps),
             seed=seed,
-            view=View.WORLD_MODEL if cfg.engine == "side_by_side" else cfg.view,
+            view=View.world_model if cfg.engine == "side_by_side" else cfg.view,
             recorder=SessionRecorder(cfg.sessions, metadata),
             record=bool(cfg.record),
             script=script,

@@ -77,20 +77,20 @@ class View(str, Enum):
 
     def panel_count(self, steps: int) -> int:
         """How many frames this view shows side by side at ``steps`` LCM steps."""
-        return {View.STREAM: 1, View.LCM_STEPS: steps, View.TEMPORAL: 2, View.WORLD_MODEL: 2}[self]
+        return {View.stream: 1, View.lcm_steps: steps, View.temporal: 2, View.world_model: 2}[self]
 
     @property
     def wants(self) -> Wants:
         """What the engine must compute for this view besides the frame."""
-        return Wants(step_frames=self is View.LCM_STEPS, unfused=self is View.TEMPORAL, real=self is View.WORLD_MODEL)
+        return Wants(step_frames=self is View.lcm_steps, unfused=self is View.temporal, real=self is View.world_model)
 
     def detail(self, status: EngineStatus) -> str:
         """The HUD's line about this view ("" for Stream)."""
-        if self is View.TEMPORAL:
+        if self is View.temporal:
             weights = status.fusion_weights
             return "weights " + " ".join(f"{w:.2f}" for w in weights) if weights else "fusion off: F turns it on"
-        return {View.LCM_STEPS: "denoised estimate after each LCM step",
-                View.WORLD_MODEL: "left: real game, right: model | Y re-syncs"}.get(self, "")
+        return {View.lcm_steps: "denoised estimate after each LCM step",
+                View.world_model: "left: real game, right: model | Y re-syncs"}.get(self, "")
 
 
 def panels(view: View, result: StepResult, status: EngineStatus) -> list[Panel]:
@@ -100,16 +100,16 @@ def panels(view: View, result: StepResult, status: EngineStatus) -> list[Panel]:
     engine), the shown frame stands in, captioned so, until the next frame brings the real thing.
     """
     frame = result.frame
-    if view is View.STREAM:
+    if view is View.stream:
         return [(frame, None)]
     steps = status.steps or 1
-    if view is View.LCM_STEPS:
+    if view is View.lcm_steps:
         sf = result.step_frames
         if sf is None or len(sf) != steps:
             return [(frame, "(next frame)")] * steps
         ts = result.step_timesteps or [None] * steps
         return [(sf[i], f"step {i + 1}" + (f" t={ts[i]}" if ts[i] is not None else "")) for i in range(steps)]
-    if view is View.TEMPORAL:
+    if view is View.temporal:
         unfused = result.unfused if result.unfused is not None else frame
         return [(unfused, "unfused"), (frame, "fused: " + (status.fusion.label if status.fusion else "off"))]
     if result.real is None:
