@@ -14,7 +14,9 @@ import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel, backends
+from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import lcm_scheduler
+from worldgame.models.world_model import scheduler_sample
 from worldgame.runtime.model_engine import ModelEngine
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -44,8 +46,9 @@ def _model(prediction_type: str = "sample", context_noise: float = 0.05, dtype=t
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 def test_prepared_lcm_sampler_is_bit_identical_to_lcm_scheduler_step(prediction_type, dtype):
     model = _model(prediction_type, dtype=dtype)
+    prepared = Sampler(model)
     if dtype == torch.float32:
-        model.optimize(1)  # batch 1 through the traced graph, batch 3 eager
+        prepared.trace(1)  # batch 1 through the traced graph, batch 3 eager
     for batch in (1, 3):
         context = torch.randn(batch, 2, 4, 16, 16).to(dtype)
         actions = torch.randint(0, 6, (batch, 2))
@@ -54,25 +57,25 @@ def test_prepared_lcm_sampler_is_bit_identical_to_lcm_scheduler_step(prediction_
             seen_ref: list[torch.Tensor] = []
             seen_new: list[torch.Tensor] = []
             with torch.inference_mode():
-                ref = model._sample(model.denoiser, lcm_scheduler(prediction_type), context, actions, steps, g_ref,
-                                    lambda i, d, seen=seen_ref: seen.append(d.clone()))
-            new = model.step(context, actions, steps, g_new, lambda i, d, seen=seen_new: seen.append(d.clone()))
+                ref = scheduler_sample(model.denoiser, lcm_scheduler(prediction_type), context, actions, steps, g_ref,
+                                       model.context_noise, lambda i, d, seen=seen_ref: seen.append(d.clone()))
+            new = prepared.step(context, actions, steps, g_new, lambda i, d, seen=seen_new: seen.append(d.clone()))
             assert torch.equal(new, ref), (batch, steps)
             assert len(seen_new) == steps and all(torch.equal(a, b) for a, b in zip(seen_new, seen_ref))
             assert torch.equal(g_new.get_state(), g_ref.get_state())  # same draws: old sessions regenerate
-    assert model.timesteps(4) == model.prepare(4, context).timestep_values == [999, 759, 499, 259]
+    assert prepared.timesteps(4) == prepared.plan(4, context).timestep_values == [999, 759, 499, 259]
 
 
 def test_a_tick_allocates_no_sampler_state(tiny_checkpoint):
     engine = ModelEngine(WorldModel.from_pretrained(tiny_checkpoint, device="cpu"), steps=4, backend="torch")
     engine.reset(0)
-    plans = dict(engine.model._plans)
-    assert {k[2] for k in plans} >= {1, 2, 4, 8}  # (sampler, spacing, steps, ...): prepared at start
+    plans = dict(engine.dream.sampler._plans)
+    assert {k[0] for k in plans} >= {1, 2, 4, 8}  # (steps, shape, context noise): prepared at start
     buffers = {k: p.latents.data_ptr() for k, p in plans.items()}
     for steps in (1, 2, 4, 8, 4):
         engine.set_steps(steps)
         engine.step(4)
-    assert engine.model._plans == plans and {k: p.latents.data_ptr() for k, p in plans.items()} == buffers
+    assert engine.dream.sampler._plans == plans and {k: p.latents.data_ptr() for k, p in plans.items()} == buffers
 
 
 # --- onnx ------------------------------------------------------------------------------------------
@@ -102,27 +105,27 @@ def test_cache_is_keyed_by_weights_and_hash_checked(tiny_checkpoint, cache, monk
     real_export = backends._export
     monkeypatch.setattr(backends, "_export", lambda *a: exports.append(a[2]) or real_export(*a))
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
-    assert backends.attach(model, "onnx") == "onnx" and len(exports) == 2
+    assert backends.attach(Sampler(model), "onnx") == "onnx" and len(exports) == 2
     key = backends.weights_key(model)
     folder = cache / key
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["weights_sha256"] == key and set(manifest["sha256"]) == {"denoiser.onnx", "decoder.onnx"}
     assert not list(folder.glob(".*"))  # no temporary files left behind
 
-    backends.attach(WorldModel.from_pretrained(tiny_checkpoint, device="cpu"), "onnx")
+    backends.attach(Sampler(WorldModel.from_pretrained(tiny_checkpoint, device="cpu")), "onnx")
     assert len(exports) == 2  # same weights: loaded from the cache
 
     changed = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     with torch.no_grad():
         changed.denoiser.cond_proj[0].bias.add_(0.01)
     assert backends.weights_key(changed) != key
-    backends.attach(changed, "onnx")
+    backends.attach(Sampler(changed), "onnx")
     assert len(exports) == 4 and sorted(p.name for p in cache.iterdir()) == sorted([key, backends.weights_key(changed)])
 
     good = (folder / "decoder.onnx").read_bytes()
     (folder / "decoder.onnx").write_bytes(good[:-64] + bytes(64))  # tampered / damaged: never used
     capfd.readouterr()
-    assert backends.attach(WorldModel.from_pretrained(tiny_checkpoint, device="cpu"), "onnx") == "onnx"
+    assert backends.attach(Sampler(WorldModel.from_pretrained(tiny_checkpoint, device="cpu")), "onnx") == "onnx"
     assert "does not match its recorded sha256" in capfd.readouterr().err and len(exports) == 6
     assert (folder / "decoder.onnx").read_bytes() == good  # exported again, deterministically
 
@@ -133,15 +136,15 @@ def test_auto_picks_onnx_on_cpu_and_torch_otherwise(tiny_checkpoint, monkeypatch
     assert ModelEngine(load(), backend="torch").backend == "torch"
     assert ModelEngine(load(half=True), backend="auto", optimize=False).backend == "torch"
     with pytest.raises(WorldgameError, match="backend=onnx runs float32 on the CPU"):
-        backends.attach(load(half=True), "onnx")
+        backends.attach(Sampler(load(half=True)), "onnx")
     with pytest.raises(WorldgameError, match="backend='tpu'"):
-        backends.attach(load(), "tpu")
+        backends.attach(Sampler(load()), "tpu")
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # as if not installed
     capfd.readouterr()
-    assert backends.attach(load(), "auto") == "torch"
+    assert backends.attach(Sampler(load()), "auto") == "torch"
     assert "onnxruntime is not installed" in capfd.readouterr().err
     with pytest.raises(WorldgameError, match="onnxruntime is not installed"):
-        backends.attach(load(), "onnx")
+        backends.attach(Sampler(load()), "onnx")
 
 
 def test_onnx_session_records_its_backend_and_regenerates_identically(tiny_checkpoint, play_config, tmp_path):

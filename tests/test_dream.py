@@ -118,9 +118,33 @@ def test_dream_alone_snapshot_restore_continues_bit_identically(tiny_checkpoint)
     assert not np.array_equal(ahead[-1].frame, ahead[-1].unfused)  # latent fusion shows a fused frame
 
 
+@pytest.mark.parametrize("fusion", ["off", "latent", "pixel"])
+def test_eval_dreams_show_exactly_what_play_shows(tiny_checkpoint, fusion):
+    """eval's batched closed-loop rollout at batch 1 and the play Dream: one rollout, one show()."""
+    from worldgame.eval.rollout import closed_loop
+    from worldgame.models import WorldModel
+    from worldgame.models.sampler import Sampler
+    from worldgame.runtime.dream import Dream
+    from worldgame.runtime.fusion import PHI, Fusion
+
+    model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
+    k, moves = model.context_length, [int(a) for a in ACTIONS[:12]]
+    real = LockstepGame(Bouncer(), k).reset(5)
+    dream = Dream(model, seed=7)
+    dream.set_steps(2)
+    dream.set_fusion(fusion)
+    dream.start(real, seed=7)
+    played = np.stack([dream.step(a).frame.copy() for a in moves])  # a frame may be a buffer the next step reuses
+    actions = np.concatenate([np.zeros(k, np.int64), moves])  # Dream.start: the context's actions are 0
+    shown = closed_loop(Sampler(model), real, actions, [k], len(moves), 2, 7,
+                        fusion=None if fusion == "off" else Fusion(fusion, 4, PHI)).numpy()
+    assert np.array_equal(shown[0], played)
+
+
 def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
     """train/sampling.py's sampler is the inference loop: same generator, same latent as play's."""
     from worldgame.models import WorldModel
+    from worldgame.models.sampler import Sampler
     from worldgame.models.schedulers import lcm_scheduler
     from worldgame.train.sampling import sample
 
@@ -130,7 +154,7 @@ def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
         g_train, g_play = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
         trained = sample(model.denoiser, lcm_scheduler("sample"), context, actions, steps,
                          context_noise=model.context_noise, generator=g_train)
-        played = model.step(context, actions, steps, g_play)
+        played = Sampler(model, "lcm").step(context, actions, steps, g_play)
         assert torch.equal(trained, played) and torch.equal(g_train.get_state(), g_play.get_state())
 
 

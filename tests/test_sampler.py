@@ -11,6 +11,7 @@ import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, WorldModel
+from worldgame.models.sampler import Sampler
 
 TINY_EVAL = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=2", "steps=[1]", "rollout_frames=8",
              "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1", "object_horizons=[8]", "control_contexts=2",
@@ -38,27 +39,31 @@ def _inputs(model: WorldModel) -> tuple[torch.Tensor, torch.Tensor]:
 def test_teacher_sampler_runs_the_teacher_with_ddim(with_teacher):
     model = WorldModel.from_pretrained(with_teacher, device="cpu", teacher=True)
     context, actions = _inputs(model)
-    lcm = model.step(context, actions, steps=2, generator=torch.Generator().manual_seed(5))
-    reference = model.step_teacher(context, actions, steps=3, generator=torch.Generator().manual_seed(5))
-    model.use_sampler("teacher")
+    student = Sampler(model, "lcm")
+    lcm = student.step(context, actions, steps=2, generator=torch.Generator().manual_seed(5))
+    reference = model.reference_step(context, actions, 3, torch.Generator().manual_seed(5), "teacher")
+    prepared = Sampler(model, "teacher")  # a sampler choice like any other: DDIM's plan, the teacher's network
     out = torch.empty_like(lcm)
-    teacher = model.step(context, actions, steps=3, generator=torch.Generator().manual_seed(5), out=out)
+    teacher = prepared.step(context, actions, steps=3, generator=torch.Generator().manual_seed(5), out=out)
     assert teacher is out and torch.equal(teacher, reference)  # the teacher's DDIM, written in place
     assert not torch.allclose(teacher, lcm)
-    assert len(model.timesteps(3)) == 3 and model.timesteps(3) != WorldModel.from_pretrained(with_teacher, device="cpu").timesteps(3)
-    model.optimize(1)  # the traced graph is the teacher's now (bench compares it with the traced student)
-    traced = model.step(context, actions, steps=3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(prepared.step(context, actions, steps=50, generator=torch.Generator().manual_seed(5)),
+                       model.reference_step(context, actions, 50, torch.Generator().manual_seed(5), "teacher"))
+    assert len(prepared.timesteps(3)) == 3 and prepared.timesteps(3) != student.timesteps(3)
+    prepared.trace(1)  # the traced graph is the teacher's (bench compares it with the traced student)
+    traced = prepared.step(context, actions, steps=3, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(traced, reference, atol=1e-4, rtol=1e-4)
-    model.use_sampler("lcm")  # drops the teacher's graph: the student runs again
-    assert torch.equal(model.step(context, actions, steps=2, generator=torch.Generator().manual_seed(5)), lcm)
+    student.trace(1)  # each sampler has its own fast path: the student's graph runs the student
+    torch.testing.assert_close(student.step(context, actions, steps=2, generator=torch.Generator().manual_seed(5)), lcm,
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_teacher_sampler_needs_a_teacher(tiny_checkpoint):
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu", teacher=True)  # it has no teacher/
     with pytest.raises(WorldgameError, match="no teacher/ folder"):
-        model.use_sampler("teacher")
+        Sampler(model, "teacher")
     with pytest.raises(WorldgameError, match="sampler="):
-        model.use_sampler("ddpm")
+        Sampler(model, "ddpm")
 
 
 def test_bench_and_eval_run_the_teacher(with_teacher, tiny_checkpoint, run_cli, tmp_path):

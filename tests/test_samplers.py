@@ -17,7 +17,9 @@ import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
+from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import play_scheduler
+from worldgame.models.world_model import scheduler_sample
 from worldgame.runtime.model_engine import ModelEngine
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -46,23 +48,37 @@ def _model(prediction_type: str, dtype=torch.float32) -> WorldModel:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 def test_prepared_sampler_is_bit_identical_to_its_diffusers_scheduler(sampler, spacing, prediction_type, dtype):
     model = _model(prediction_type, dtype)
-    model.use_sampler(sampler, spacing)
+    prepared = Sampler(model, sampler, spacing)
     if dtype == torch.float32:
-        model.optimize(1)  # batch 1 through the traced graph, batch 3 eager
+        prepared.trace(1)  # batch 1 through the traced graph, batch 3 eager
     for batch in (1, 3):
         context = torch.randn(batch, 2, 4, 16, 16).to(dtype)
         actions = torch.randint(0, 6, (batch, 2))
         for steps in (1, 2, 3, 4, 8):
             g_ref, g_new = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
             with torch.inference_mode():
-                ref = model._sample(model.denoiser, play_scheduler(sampler, spacing, prediction_type), context, actions,
-                                    steps, g_ref, None)
+                ref = scheduler_sample(model.denoiser, play_scheduler(sampler, spacing, prediction_type), context, actions,
+                                       steps, g_ref, model.context_noise)
+                assert torch.equal(model.reference_step(context, actions, steps, torch.Generator().manual_seed(7),
+                                                        sampler, spacing), ref)
             seen: list[int] = []
-            new = model.step(context, actions, steps, g_new, lambda i, d, seen=seen: seen.append(i))
+            new = prepared.step(context, actions, steps, g_new, lambda i, d, seen=seen: seen.append(i))
             assert torch.equal(new, ref), (batch, steps)
             assert seen == list(range(steps))
             assert torch.equal(g_new.get_state(), g_ref.get_state())  # context noise and start latent only
-    assert model.timesteps(4) == model.prepare(4, context).timestep_values
+    assert prepared.timesteps(4) == prepared.plan(4, context).timestep_values
+
+
+@pytest.mark.parametrize("sampler", ["lcm", "ddim", "dpmsolver"])
+def test_a_non_contiguous_context_samples_as_the_reference_loop(sampler):
+    """Eval's contexts are views of the encoder's output: the context noise must land where the
+    reference loop's ``randn(shape)`` puts it, whatever the context's strides."""
+    model = _model("sample")
+    context = torch.randn(3, 4, 16, 16, 2).permute(0, 4, 1, 2, 3)  # (B, K, C, h, w), not contiguous
+    actions = torch.randint(0, 6, (3, 2))
+    ref = model.reference_step(context, actions, 4, torch.Generator().manual_seed(2), sampler)
+    assert not context.is_contiguous()
+    assert torch.equal(Sampler(model, sampler).step(context, actions, 4, torch.Generator().manual_seed(2)), ref)
 
 
 def test_samplers_differ_and_spacing_sets_the_timesteps():
@@ -70,37 +86,34 @@ def test_samplers_differ_and_spacing_sets_the_timesteps():
     context, actions = torch.randn(1, 2, 4, 16, 16), torch.zeros(1, 2, dtype=torch.long)
     out = {}
     for sampler, spacing in [("lcm", None), ("ddim", "leading"), ("ddim", "trailing"), ("dpmsolver", None)]:
-        model.use_sampler(sampler, spacing)
-        out[sampler, spacing] = model.step(context, actions, 4, torch.Generator().manual_seed(1))
+        out[sampler, spacing] = Sampler(model, sampler, spacing).step(context, actions, 4, torch.Generator().manual_seed(1))
     assert len({tuple(v.flatten()[:8].tolist()) for v in out.values()}) == 4
-    model.use_sampler("ddim", "leading")
-    assert model.timesteps(4) == [750, 500, 250, 0]
-    model.use_sampler("ddim", "trailing")
-    assert model.timesteps(4) == [999, 749, 499, 249]
-    model.use_sampler("dpmsolver")  # its default spacing: trailing
-    assert model.spacing == "trailing" and model.timesteps(4) == [999, 749, 499, 249]
+    assert Sampler(model, "ddim", "leading").timesteps(4) == [750, 500, 250, 0]
+    assert Sampler(model, "ddim", "trailing").timesteps(4) == [999, 749, 499, 249]
+    dpm = Sampler(model, "dpmsolver")  # its default spacing: trailing
+    assert dpm.spacing == "trailing" and dpm.timesteps(4) == [999, 749, 499, 249]
     with pytest.raises(WorldgameError, match="spacing="):
-        model.use_sampler("lcm", "trailing")
+        Sampler(model, "lcm", "trailing")
     with pytest.raises(WorldgameError, match="spacing="):
-        model.use_sampler("ddim", "sideways")
+        Sampler(model, "ddim", "sideways")
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmsolver"])
 def test_a_tick_allocates_no_sampler_state(tiny_checkpoint, sampler):
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
-    model.use_sampler(sampler)
-    engine = ModelEngine(model, steps=4, backend="torch")
+    engine = ModelEngine(model, steps=4, backend="torch", sampler=sampler)
     engine.reset(0)
-    plans = dict(model._plans)
-    assert {k[2] for k in plans if k[0] == sampler} >= {1, 2, 4, 8}  # every key's plan prepared at start
+    prepared = engine.dream.sampler
+    plans = dict(prepared._plans)
+    assert prepared.name == sampler and {k[0] for k in plans} >= {1, 2, 4, 8}  # every key's plan prepared at start
     buffers = {k: (p.latents.data_ptr(), p.x0.data_ptr(), p.noise.data_ptr()) for k, p in plans.items()}
     for steps in (1, 2, 4, 8, 4):
         engine.set_steps(steps)
         engine.step(4)
-    assert model._plans == plans
+    assert prepared._plans == plans
     assert {k: (p.latents.data_ptr(), p.x0.data_ptr(), p.noise.data_ptr()) for k, p in plans.items()} == buffers
     # and no tensor is made per step in float32: count allocations of the sampler's own ops
-    plan = model.prepare(4, engine.dream.context)
+    plan = prepared.plan(4, engine.dream.context)
     out = torch.empty_like(plan.latents)
     made = []
 
@@ -169,7 +182,7 @@ def test_an_old_session_without_a_sampler_regenerates_as_lcm(tiny_checkpoint, pl
     meta_file = checkpoint / "worldgame.json"
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps({**meta, "play": {"sampler": "ddim", "spacing": "trailing"}}))
-    assert WorldModel.from_pretrained(checkpoint, device="cpu").sampler == "ddim"  # the new default...
+    assert Sampler(WorldModel.from_pretrained(checkpoint, device="cpu")).name == "ddim"  # the new default...
     result = regenerate(path, device="cpu")
     assert result["identical"] and result.get("checkpoint_changed") is None  # ...but the session replays with LCM
 
@@ -180,8 +193,8 @@ def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path, run_cl
     meta_file = checkpoint / "worldgame.json"
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps({**meta, "play": {"sampler": "dpmsolver", "spacing": None}}))
-    model = WorldModel.from_pretrained(checkpoint, device="cpu")
-    assert (model.sampler, model.spacing) == ("dpmsolver", "trailing")
+    prepared = Sampler(WorldModel.from_pretrained(checkpoint, device="cpu"))
+    assert (prepared.name, prepared.spacing) == ("dpmsolver", "trailing")
     r = run_cli("bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3", "warmup=1", "backend=onnx")
     assert r.returncode == 0, r.stderr
     (result,) = json.loads(r.stdout.strip().splitlines()[-1])["results"]

@@ -9,6 +9,7 @@ import torch
 from worldgame.games import find_player
 from worldgame.games.bouncer import Bouncer
 from worldgame.models import WorldModel, default_checkpoint
+from worldgame.models.sampler import Sampler
 
 CHECKPOINT = default_checkpoint("bouncer")
 
@@ -36,10 +37,10 @@ def test_holding_a_direction_moves_the_player(model: WorldModel, action: int, si
     start = find_player(model.decode(context[:, -1])[0].numpy())
     assert start is not None
     acts = torch.tensor([actions], dtype=torch.long)
-    gen = torch.Generator().manual_seed(0)
+    gen, sampler = torch.Generator().manual_seed(0), Sampler(model)
     for _ in range(10):
         acts = torch.cat([acts[:, 1:], torch.tensor([[action]])], dim=1)
-        latent = model.step(context, acts, steps=4, generator=gen)
+        latent = sampler.step(context, acts, steps=4, generator=gen)
         context = torch.cat([context[:, 1:], latent[:, None]], dim=1)
     end = find_player(model.decode(context[:, -1])[0].numpy())
     assert end is not None, "the player vanished from the generated frames"

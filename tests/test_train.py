@@ -13,6 +13,7 @@ from worldgame.data.policies import ScriptedPolicy
 from worldgame.errors import WorldgameError
 from worldgame.games.bouncer import Bouncer
 from worldgame.models import WorldModel
+from worldgame.models.sampler import Sampler
 from worldgame.settings import load
 from worldgame.train import loop
 
@@ -107,8 +108,8 @@ def test_save_load_gives_identical_outputs(trained: tuple[Path, dict], tmp_path:
     assert torch.equal(z, again.encode(frames))
     ctx = z[:, None].repeat(1, model.context_length, 1, 1, 1)
     acts = torch.zeros(2, model.context_length, dtype=torch.long)
-    a = model.step(ctx, acts, 4, torch.Generator().manual_seed(1))
-    b = again.step(ctx, acts, 4, torch.Generator().manual_seed(1))
+    a = Sampler(model).step(ctx, acts, 4, torch.Generator().manual_seed(1))
+    b = Sampler(again).step(ctx, acts, 4, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     assert torch.equal(model.decode(a), again.decode(b))
 
@@ -119,7 +120,7 @@ def test_lcm_step_counts_run(trained: tuple[Path, dict], steps: int) -> None:
     model = WorldModel.from_pretrained(root / "run", device="cpu")
     seen: list[int] = []
     ctx = torch.zeros(1, model.context_length, 4, 16, 16)
-    out = model.step(ctx, torch.zeros(1, model.context_length, dtype=torch.long), steps, on_step=lambda i, _: seen.append(i))
+    out = Sampler(model).step(ctx, torch.zeros(1, model.context_length, dtype=torch.long), steps, on_step=lambda i, _: seen.append(i))
     assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
     assert seen == list(range(steps))
 

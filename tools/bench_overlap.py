@@ -31,6 +31,7 @@ import pygame
 import torch
 
 from worldgame.models import WorldModel
+from worldgame.models.sampler import Sampler
 
 
 def main() -> None:
@@ -41,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     model = WorldModel.from_pretrained(args.checkpoint, device="cpu")
-    model.optimize(1)
+    sampler = Sampler(model)
+    sampler.trace(1)
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
     context = torch.randn(1, k, c, s, s)
     actions = torch.zeros(1, k, dtype=torch.long)
@@ -59,10 +61,10 @@ def main() -> None:
     def sequential(threads: int) -> float:
         torch.set_num_threads(threads)
         for _ in range(5):
-            present(model.decode(model.step(context, actions, args.steps, gen))[0].numpy())
+            present(sampler.decode(sampler.step(context, actions, args.steps, gen))[0].numpy())
         t0 = time.perf_counter()
         for _ in range(args.frames):
-            present(model.decode(model.step(context, actions, args.steps, gen))[0].numpy())
+            present(sampler.decode(sampler.step(context, actions, args.steps, gen))[0].numpy())
         return args.frames / (time.perf_counter() - t0)
 
     def overlapped() -> float:
@@ -77,11 +79,11 @@ def main() -> None:
 
         thread = threading.Thread(target=worker, daemon=True)
         thread.start()
-        z = model.step(context, actions, args.steps, gen)
+        z = sampler.step(context, actions, args.steps, gen)
         t0 = time.perf_counter()
         for _ in range(args.frames):
             jobs.put(z)
-            z = model.step(context, actions, args.steps, gen)
+            z = sampler.step(context, actions, args.steps, gen)
             present(done.get())
         fps = args.frames / (time.perf_counter() - t0)
         jobs.put(None)

@@ -30,6 +30,7 @@ from worldgame.eval.display import measure, predict_latents, shown_frames
 from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_mask, median_background
 from worldgame.eval.rollout import held_out_episode
+from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel
 from worldgame.runtime.fusion import PHI
 
@@ -79,12 +80,12 @@ def _dream(model: WorldModel, eps: list, steps: int, horizon: int) -> dict:
     """Closed-loop dreams (one per episode, from its first real context, its real actions): the
     unfused latents and the real background, for the flicker a player sees."""
     k = model.context_length
-    gen = torch.Generator().manual_seed(SEED)
+    gen, sampler = torch.Generator().manual_seed(SEED), Sampler(model)
     context = torch.stack([model.encode(f[:k]) for f, _ in eps])
     acts = torch.as_tensor(np.stack([a for _, a in eps]))
     out = []
     for h in range(horizon):
-        latent = model.step(context, acts[:, h + 1 : h + k + 1], steps=steps, generator=gen)
+        latent = sampler.step(context, acts[:, h + 1 : h + k + 1], steps=steps, generator=gen)
         context = torch.cat([context[:, 1:], latent[:, None]], dim=1)
         out.append(latent)
     latents = torch.stack(out, dim=1)

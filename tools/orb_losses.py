@@ -21,6 +21,7 @@ from worldgame.eval.objects import colour_mask
 from worldgame.eval.rollout import closed_loop, held_out_episode
 from worldgame.games.bouncer import BOLT, ORB
 from worldgame.models import WorldModel
+from worldgame.models.sampler import Sampler
 
 
 def blobs(frame: np.ndarray, colour, hud: int = 5) -> list[tuple[float, float]]:
@@ -36,9 +37,10 @@ def _near(o: tuple[float, float], points: list, reach: float = 6) -> bool:
 def main(checkpoint: str, frames: int = 1000, dreams: int = 2) -> None:
     torch.set_num_threads(1)
     model = WorldModel.from_pretrained(checkpoint, device="cpu")
-    model.optimize(dreams)
+    sampler = Sampler(model)
+    sampler.trace(dreams)
     real, actions = held_out_episode({"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64}, 11000, frames + 4)
-    made = closed_loop(model, real, actions, [4] * dreams, frames, 4, 0).numpy()
+    made = closed_loop(sampler, real, actions, [4] * dreams, frames, 4, 0).numpy()
     causes = {"shot": 0, "hit": 0, "merge": 0, "fading": 0}
     for d in made:
         orbs = bc.orbs_per_frame(d)

@@ -8,7 +8,7 @@ frames). Fusion can calm frame-to-frame shimmer, but an average of past frames a
 The stream is made *teacher-forced*: each frame t is predicted from the real K frames before it
 and the real actions (batched over time), so the shown stream keeps tracking the real game and
 can be compared with it frame by frame. Fusion is then run along time exactly as play runs it
-(one ``TemporalFusion`` per episode, fed frame by frame; the model's context is never fused).
+(``fusion.show``, one ``Fusion`` per episode fed frame by frame; the model's context is never fused).
 
 Measures, each over the frames after a short warm-up (:data:`WARMUP`, the same for every
 setting) and pooled over episodes:
@@ -43,8 +43,9 @@ import torch
 
 from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_scores
+from worldgame.models.sampler import Sampler, as_sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.runtime.fusion import FusionMode, TemporalFusion
+from worldgame.runtime.fusion import Fusion, FusionMode, show
 
 __all__ = ["MAX_LAG", "WARMUP", "display_figures", "measure", "predict_latents", "shown_frames"]
 
@@ -54,10 +55,12 @@ MOVE_THRESHOLD = 25  # a pixel moves when a channel changes by more than this (0
 
 
 @torch.no_grad()
-def predict_latents(model: WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int, seed: int,
+def predict_latents(sampler: Sampler | WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int, seed: int,
                     batch: int = 64) -> torch.Tensor:
     """Teacher-forced predictions of frames K..T-1 of one episode: frame t from the real latents
     of frames t-K..t-1 and actions t-K+1..t. Returns latents (T-K, C, h, w) on the model's device."""
+    sampler = as_sampler(sampler)
+    model = sampler.model
     k = model.context_length
     lat = model.encode(frames)
     acts = torch.as_tensor(np.asarray(actions), device=model.device)
@@ -67,31 +70,37 @@ def predict_latents(model: WorldModel, frames: np.ndarray, actions: np.ndarray, 
         ts = torch.arange(lo, min(lo + batch, len(frames)))
         context = lat[ts[:, None] + torch.arange(-k, 0)]
         window = acts[ts[:, None] + torch.arange(-k + 1, 1)]
-        out.append(model.step(context, window, steps=steps, generator=gen))
+        out.append(sampler.step(context, window, steps=steps, generator=gen))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def shown_frames(model: WorldModel, latents: torch.Tensor, fusion: tuple[FusionMode | str, int, float] | None = None,
-                 decoded: torch.Tensor | None = None) -> torch.Tensor:
+def shown_frames(sampler: Sampler | WorldModel | None, latents: torch.Tensor,
+                 fusion: tuple[FusionMode | str, int, float] | None = None, decoded: torch.Tensor | None = None) -> torch.Tensor:
     """The frames play shows for these consecutive latents: uint8 (T, H, W, 3) on the CPU.
 
-    ``fusion``: (mode, window, base), or None / mode off for the model's own frames. Latent mode
-    fuses the latents and decodes the fused ones; pixel mode fuses the decoded frames as float and
-    rounds, as ``runtime/dream.py`` does. ``decoded``: ``model.decode(latents)`` if already made."""
+    ``fusion``: (mode, window, base), or None / mode off for the model's own frames. Each frame goes
+    through ``fusion.show`` in turn, one fusion history along time, as play shows it; only the
+    decoding is batched over time (latent mode: the fused latents; else ``decoded``, made here
+    from ``latents`` if not given).
+    """
     mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.off
-    if mode is FusionMode.latent:
-        fuse = TemporalFusion(int(fusion[1]), float(fusion[2]))
-        return _decode(model, torch.cat([fuse(z[None]).clone() for z in latents]))
-    frames = _decode(model, latents) if decoded is None else decoded
+    if mode is FusionMode.latent:  # show() with its decode deferred: the fused latents, decoded together below
+        display = Fusion(mode, int(fusion[1]), float(fusion[2]))
+        return _decode(as_sampler(sampler), torch.cat([show(z, display, _as_is).clone() for z in latents.split(1)]))
+    frames = _decode(as_sampler(sampler), latents) if decoded is None else decoded
     if mode is FusionMode.off:
         return frames
-    fuse = TemporalFusion(int(fusion[1]), float(fusion[2]))
-    return torch.cat([fuse(f[None].float()).round().to(torch.uint8) for f in frames])
+    display = Fusion(mode, int(fusion[1]), float(fusion[2]))  # pixel: show() of frames decoded already
+    return torch.cat([show(f, display, _as_is).clone() for f in frames.split(1)])
 
 
-def _decode(model: WorldModel, latents: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    return torch.cat([model.decode(latents[i : i + batch]).cpu() for i in range(0, len(latents), batch)])
+def _as_is(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _decode(sampler: Sampler, latents: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([sampler.decode(latents[i : i + batch]).cpu() for i in range(0, len(latents), batch)])
 
 
 def measure(episodes: Sequence[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray, torch.Tensor]],
@@ -152,21 +161,22 @@ def _argmin_refined(values: np.ndarray, taus: list[int]) -> float:
     return float(taus[i] + np.clip(offset, -0.5, 0.5))
 
 
-def display_figures(model: WorldModel, episodes: Sequence[tuple[np.ndarray, np.ndarray]], steps: int,
+def display_figures(sampler: Sampler | WorldModel, episodes: Sequence[tuple[np.ndarray, np.ndarray]], steps: int,
                     fusion: tuple[FusionMode | str, int, float] | None, seed: int) -> dict:
     """`worldgame eval`'s ``display`` key: the shown stream's flicker, fg PSNR and lag with this
     fusion (mode, window, base) on teacher-forced held-out ``episodes`` (frames, actions), and
     the same with fusion off (``off``) from the same predictions."""
     from worldgame.eval.objects import median_background
 
-    k = model.context_length
+    sampler = as_sampler(sampler)
+    k = sampler.model.context_length
     made = {"off": [], "fused": []}
     for e, (frames, actions) in enumerate(episodes):
-        latents = predict_latents(model, frames, actions, steps, seed + e)
-        decoded = _decode(model, latents)
+        latents = predict_latents(sampler, frames, actions, steps, seed + e)
+        decoded = _decode(sampler, latents)
         real, bg = frames[k:], median_background(frames)
         made["off"].append((decoded, real, bg))
-        made["fused"].append((shown_frames(model, latents, fusion, decoded), real, bg))
+        made["fused"].append((shown_frames(sampler, latents, fusion, decoded), real, bg))
     mode = FusionMode.parse(fusion[0]) if fusion else FusionMode.off
     warmup = min(WARMUP, max(0, len(episodes[0][0]) - k - 2))
 

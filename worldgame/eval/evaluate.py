@@ -41,10 +41,11 @@ from worldgame.eval.rollout import NotReplayable, closed_loop, held_out_episode,
 from worldgame.fileio import atomic_path, atomic_write_json
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
+from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.runtime.export import resize_nearest
 from worldgame.runtime.factory import choose_sampler
-from worldgame.runtime.fusion import FusionMode, TemporalFusion
+from worldgame.runtime.fusion import Fusion, FusionMode
 from worldgame.runtime.views import display_size
 from worldgame.settings import EvalSettings
 
@@ -59,8 +60,11 @@ def run(cfg: EvalSettings) -> dict:
     if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
         model.context_noise = float(cfg.context_noise)
     # the sampler measured, teacher-forced and in the dreams: the checkpoint's play default unless chosen
-    choose_sampler(model, cfg.sampler, cfg.spacing)
-    sampler, spacing = model.sampler, model.spacing
+    sampler, spacing = choose_sampler(model, cfg.sampler, cfg.spacing)
+    # the prepared samplers eval dreams with: the batch sizes it samples often are traced (CPU)
+    fast = model.device.type == "cpu"
+    dreamer = Sampler(model, sampler, spacing, trace_on_use=fast)
+    teacher = None if model.teacher is None else dreamer if sampler == "teacher" else Sampler(model, "teacher", trace_on_use=fast)
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
     # one line per stage on stderr, terminal or log alike (a long eval is never silent; stdout stays
@@ -103,30 +107,25 @@ def run(cfg: EvalSettings) -> dict:
     samplers = {str(s): s for s in cfg.steps}
     for name, s in [*samplers.items(), ("teacher", cfg.teacher_steps)]:
         g = torch.Generator(device=model.device).manual_seed(cfg.seed)
-        if name == "teacher":
-            if model.teacher is None:
-                continue
-            latent = model.step_teacher(context, actions, steps=s, generator=g)
-        else:
-            latent = model.step(context, actions, steps=s, generator=g)
+        if name == "teacher" and teacher is None:
+            continue
+        latent = (teacher if name == "teacher" else dreamer).step(context, actions, steps=s, generator=g)
         pred = frames_to_unit(model.decode(latent).cpu())
         tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
         tf_fg[name] = foreground_scores(pred, real_u, bg)
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
     stage(f"{cfg.long_rollouts} dreams of {cfg.rollout_frames} frames")
-    if model.device.type == "cpu":
-        model.optimize(cfg.long_rollouts)  # the long dreams' batch: the longest stretch of eval
     # the same real actions, ``long_rollouts`` dreams that differ only in sampling noise
     fusion = _fusion(cfg)
-    dreams = closed_loop(model, long_frames, long_actions, [k] * cfg.long_rollouts, cfg.rollout_frames,
+    dreams = closed_loop(dreamer, long_frames, long_actions, [k] * cfg.long_rollouts, cfg.rollout_frames,
                          cfg.rollout_steps, cfg.seed, fusion=fusion, desc="long dreams").numpy()
     long_gen, long_real = dreams[0], long_frames[k : k + cfg.rollout_frames]
     player = _player_tracking(dreams, long_real) if is_bouncer else {}  # the built-in game's green player
     stage(f"{cfg.horizon_rollouts} short dreams")
     max_h = max(horizons)
     starts = sorted(int(s) for s in gen.integers(k, len(ep_frames) - max_h + 1, size=cfg.horizon_rollouts))
-    short = closed_loop(model, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg),
+    short = closed_loop(dreamer, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg),
                         desc="short dreams")
     by_h, fg_by_h = {}, {}
     for h in horizons:
@@ -134,14 +133,14 @@ def run(cfg: EvalSettings) -> dict:
         by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), truth).mean().item()
         fg_by_h[str(h)] = foreground_scores(frames_to_unit(short[:, h - 1]), truth, backgrounds[0])["fg_psnr"]
     stage(f"control: {cfg.control_contexts} contexts, {cfg.control_frames} frames holding each move")
-    control = _control(cfg, model, game_cfg, episodes, backgrounds)
+    control = _control(cfg, dreamer, game_cfg, episodes, backgrounds)
     stage("objects alive")
     objects = _objects(cfg, dreams, long_real, long_actions[k : k + cfg.rollout_frames], long_frames[k - 1],
                        median_background(long_frames), game_cfg)
     objects["control"] = control
     tail = dreams[:, -10:].reshape(-1, *dreams.shape[2:])
     health = _health(tail) if is_bouncer else _foreground_health(tail, long_real[-10:], median_background(long_frames))
-    display = display_figures(model, episodes, cfg.rollout_steps,
+    display = display_figures(dreamer, episodes, cfg.rollout_steps,
                               (cfg.fusion, cfg.fusion_window, cfg.fusion_base) if fusion else None, cfg.seed)
 
     result = {
@@ -162,7 +161,7 @@ def run(cfg: EvalSettings) -> dict:
             **{key: player[key] for key in ("first_hit_frame", "player_err_px_until_first_hit") if key in player},
             "psnr_by_horizon": _r(by_h),
             "fg_psnr_by_horizon": _r(fg_by_h),
-            "fusion": fusion[0].value if fusion else "off",
+            "fusion": fusion.mode.value if fusion else "off",
             "collapsed": not health["ok"],
         },
         "objects": objects,
@@ -214,8 +213,9 @@ def _player_tracking(dreams: np.ndarray, long_real: np.ndarray) -> dict:
             "player_err_px_until_first_hit": round(float(np.mean(before_hit)), 2) if before_hit else None}
 
 
-def _control(cfg: EvalSettings, model: WorldModel, game_cfg: dict, episodes: list, backgrounds: list) -> dict:
+def _control(cfg: EvalSettings, sampler: Sampler, game_cfg: dict, episodes: list, backgrounds: list) -> dict:
     """objects.control: hold each movement key from ``control_contexts`` real contexts, dream vs game."""
+    model = sampler.model
     k, n = model.context_length, int(cfg.control_frames)
     rng = np.random.default_rng(cfg.seed + 1)  # its own draws: the other figures keep their samples
     contexts = [(i % len(episodes), int(rng.integers(k, len(episodes[i % len(episodes)][0]) + 1)))
@@ -225,7 +225,7 @@ def _control(cfg: EvalSettings, model: WorldModel, game_cfg: dict, episodes: lis
     seeded = [(cfg.seed + e, f, a) for e, (f, a) in enumerate(episodes)]  # as held_out_episode made them
 
     def dream(ctx, action, frames):
-        return hold_dream(model, episodes, ctx, action, frames, cfg.rollout_steps, cfg.seed)
+        return hold_dream(sampler, episodes, ctx, action, frames, cfg.rollout_steps, cfg.seed)
 
     def real(ctx, action, frames):
         return hold_real(game_cfg, seeded, ctx, action, frames)
@@ -258,12 +258,12 @@ def summary(result: dict, health: dict) -> list[str]:
     return lines
 
 
-def _fusion(cfg: EvalSettings) -> tuple[FusionMode, TemporalFusion] | None:
+def _fusion(cfg: EvalSettings) -> Fusion | None:
     """The display fusion whose shown frames are measured (off: the model's own frames)."""
     mode = FusionMode.parse(cfg.fusion)
     if mode is FusionMode.off:
         return None
-    return mode, TemporalFusion(int(cfg.fusion_window), float(cfg.fusion_base))
+    return Fusion(mode, int(cfg.fusion_window), float(cfg.fusion_base))
 
 
 def _objects(cfg: EvalSettings, dreams: np.ndarray, real: np.ndarray, actions: np.ndarray, before: np.ndarray,

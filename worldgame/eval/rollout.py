@@ -10,7 +10,11 @@ from tqdm import tqdm
 
 from worldgame.data.policies import make_policy
 from worldgame.games import make_game
+from worldgame.models.rollout import closed_loop as closed_loop_latents
+from worldgame.models.rollout import recorded_windows
+from worldgame.models.sampler import Sampler, as_sampler
 from worldgame.models.world_model import WorldModel
+from worldgame.runtime.fusion import Fusion, show
 
 
 def held_out_game(game_config: dict):
@@ -66,44 +70,43 @@ def hold_real(game_config: dict, episodes: Sequence[tuple[int, np.ndarray, np.nd
     return np.stack(out)
 
 
-def hold_dream(model: WorldModel, episodes: Sequence[tuple[np.ndarray, np.ndarray]], contexts: Sequence[tuple[int, int]],
-               action: int, n: int, steps: int, seed: int) -> np.ndarray:
+def hold_dream(sampler: Sampler | WorldModel, episodes: Sequence[tuple[np.ndarray, np.ndarray]],
+               contexts: Sequence[tuple[int, int]], action: int, n: int, steps: int, seed: int) -> np.ndarray:
     """The dream continued from the real context before each (episode e, start s) holding ``action``
     for ``n`` frames; the same ``seed`` gives every action the same sampling noise per context.
     Returns uint8 (len(contexts), n, H, W, 3)."""
-    k = model.context_length
+    k = as_sampler(sampler).model.context_length
     frames, actions = [], []
     for e, s in contexts:  # one segment per context: its real context, then the held action
         f, a = episodes[e]
         frames += [f[s - k : s], np.zeros((n, *f.shape[1:]), np.uint8)]
         actions += [a[s - k : s], np.full(n, action)]
     starts = [i * (k + n) + k for i in range(len(contexts))]
-    return closed_loop(model, np.concatenate(frames), np.concatenate(actions), starts, n, steps, seed).numpy()
+    return closed_loop(sampler, np.concatenate(frames), np.concatenate(actions), starts, n, steps, seed).numpy()
 
 
 @torch.no_grad()
-def closed_loop(model: WorldModel, frames: np.ndarray, actions: np.ndarray, starts: list[int], horizon: int,
-                steps: int, seed: int, fusion=None, desc: str | None = None) -> torch.Tensor:
+def closed_loop(sampler: Sampler | WorldModel, frames: np.ndarray, actions: np.ndarray, starts: list[int], horizon: int,
+                steps: int, seed: int, fusion: Fusion | None = None, desc: str | None = None) -> torch.Tensor:
     """From real contexts ending before each of ``starts``, generate ``horizon`` frames per start with
-    the recorded actions, feeding the model its own predictions. Returns uint8 (B, horizon, H, W, 3).
+    the recorded actions, feeding the model its own predictions (THE batched closed-loop rollout,
+    models/rollout.py, that play runs at batch 1). Returns uint8 (B, horizon, H, W, 3) on the CPU.
 
-    ``fusion``: (FusionMode, TemporalFusion) to return the frames as the display shows them (fused
-    in latent or pixel space); the model's own context is never fused. ``desc``: show a progress
-    bar (on a terminal) with this label."""
-    k = model.context_length
+    ``sampler``: the prepared sampler to dream with (a WorldModel: its play default, unprepared).
+    ``fusion``: the display fusion to return the frames as play shows them (``fusion.show``); the
+    model's own context is never fused. ``desc``: show a progress bar (on a terminal) with this label."""
+    sampler = as_sampler(sampler)
+    model, k = sampler.model, sampler.model.context_length
     gen = torch.Generator(device=model.device).manual_seed(seed)
     context = torch.stack([model.encode(frames[s - k : s]) for s in starts])
-    acts = torch.as_tensor(actions, device=model.device)
-    out = []
-    for h in tqdm(range(horizon), desc=desc, unit="frame", leave=False, disable=None if desc else True):
-        idx = torch.tensor([s + h for s in starts])
-        window = acts[idx[:, None] + torch.arange(-k + 1, 1)]
-        latent = model.step(context, window, steps=steps, generator=gen)
-        context = torch.cat([context[:, 1:], latent[:, None]], dim=1)
-        if fusion is None:
-            out.append(model.decode(latent).cpu())
-        elif fusion[0].value == "latent":
-            out.append(model.decode(fusion[1](latent)).cpu())
-        else:
-            out.append(fusion[1](model.decode(latent).float()).round().to(torch.uint8).cpu())
-    return torch.stack(out, dim=1)
+    before, ahead = recorded_windows(torch.as_tensor(actions, device=model.device), torch.tensor(starts), k, horizon)
+
+    def sample(ctx: torch.Tensor, acts: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        return sampler.step(ctx, acts, steps=steps, generator=gen, out=out)
+
+    n = model.frame_size
+    out = torch.empty(len(starts), horizon, n, n, 3, dtype=torch.uint8)
+    dream = closed_loop_latents(sample, context, before, ahead)
+    for h, z in enumerate(tqdm(dream, total=horizon, desc=desc, unit="frame", leave=False, disable=None if desc else True)):
+        out[:, h] = show(z, fusion, sampler.decode)  # copied out: show may answer in a buffer it reuses
+    return out

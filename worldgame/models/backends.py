@@ -2,10 +2,10 @@
 Runtime on the CPU for the denoiser and the VAE decoder; encoding, done only at reset and re-sync,
 stays on torch).
 
-The engine calls :func:`attach` once; it routes the model's batch-1 denoiser and decoder calls
-through the chosen backend (``WorldModel.accelerate``) and says which one is in use. ``auto`` is
+The engine calls :func:`attach` once; it routes its prepared sampler's batch-1 denoiser and decoder
+calls through the chosen backend (``Sampler.accelerate``) and says which one is in use. ``auto`` is
 onnx on the CPU when onnxruntime imports and the export works and matches torch, else torch;
-CUDA and half precision always stay on torch.
+CUDA, half precision and the teacher sampler (the export is of the denoiser/) always stay on torch.
 
 The ONNX files are exported from the loaded weights on first use and cached outside the repo, in
 ``$XDG_CACHE_HOME/worldgame/onnx/<sha256 of the weights>/`` (``~/.cache`` by default): new weights
@@ -34,6 +34,7 @@ from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_write, atomic_write_json, read_json_object
 
 if TYPE_CHECKING:
+    from worldgame.models.sampler import Sampler
     from worldgame.models.world_model import WorldModel
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -45,13 +46,14 @@ PARTS = ("denoiser.onnx", "decoder.onnx")
 _NP = {torch.float32: np.float32, torch.int64: np.int64}
 
 
-def attach(model: WorldModel, backend: str = "auto", threads: int | None = None) -> str:
-    """Run ``model``'s batch-1 denoiser and decoder on ``backend``; return the backend in use
+def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None) -> str:
+    """Run ``sampler``'s batch-1 denoiser and decoder on ``backend``; return the backend in use
     (``torch`` or ``onnx``). ``threads``: ONNX Runtime's intra-op threads, by default torch's
     current count (play and bench set it: 1 on a CPU, the ``threads=`` setting)."""
     if backend not in BACKENDS:
         raise WorldgameError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "torch":
+    model = sampler.model
+    if backend == "torch" or sampler.network is not model.denoiser:  # the teacher: torch modules only
         return "torch"
     if model.device.type != "cpu" or model.dtype != torch.float32:
         if backend == "onnx":
@@ -65,7 +67,7 @@ def attach(model: WorldModel, backend: str = "auto", threads: int | None = None)
             raise
         print(f"note: backend=auto: {e}; using torch", file=sys.stderr)
         return "torch"
-    model.accelerate(runner.denoise, runner.decode, batch_size=1)
+    sampler.accelerate(1, runner.denoise, runner.decode)
     return "onnx"
 
 

@@ -5,6 +5,8 @@ DPM-Solver++ in sampler_ddim.py and sampler_dpmsolver.py, one algorithm per file
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler
 
@@ -29,6 +31,15 @@ SAMPLERS = {
 SAMPLER_LABELS = {"lcm": "LCM", "ddim": "DDIM", "dpmsolver": "DPM++ 2M", "teacher": "teacher DDIM"}  # HUD, page
 SPACINGS = ("leading", "trailing", "linspace")  # diffusers' timestep_spacing (ddim, dpmsolver, teacher)
 DEFAULT_SPACING = {"ddim": "leading", "dpmsolver": "trailing", "teacher": "leading"}
+
+
+def set_timesteps(scheduler, steps: int, device: torch.device | str | None = None) -> None:
+    """``scheduler.set_timesteps``, without the DeprecationWarning diffusers' DPM-Solver raises on every
+    call under numpy 2 (``np.array`` of a tensor: harmless, and ~400 lines at the end of a test run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword",
+                                category=DeprecationWarning)
+        scheduler.set_timesteps(steps, device=device)
 
 
 def train_scheduler(prediction_type: str) -> DDPMScheduler:
@@ -108,13 +119,15 @@ class PreparedSampler:
         dd = {"device": context.device, "dtype": context.dtype}
         self.prediction_type = cfg.prediction_type
         self.context_noise = context_noise
-        scheduler.set_timesteps(steps, device=context.device)
+        set_timesteps(scheduler, steps, context.device)
         ts = scheduler.timesteps
         self.timestep_values = [int(t) for t in ts]
         self.timesteps = [t.expand(b) for t in ts]  # the (B,) view the per-tick loop passed the network
         self.coefs = [self.coefficients(scheduler, i, ts) for i in range(len(ts))]
         self.noise_level = torch.full((b,), context_noise, **dd)
-        self.context = torch.empty_like(context) if context_noise > 0 else None
+        # contiguous whatever the caller's layout: randn(out=) fills memory in order, so a buffer with
+        # the strides of a permuted context would place the noise elsewhere than randn(shape) does
+        self.context = torch.empty(context.shape, **dd) if context_noise > 0 else None
         self.latents = torch.empty(b, c, h, w, **dd)
         self.noise = torch.empty_like(self.latents)
         self.x0 = torch.empty_like(self.latents)

@@ -1,4 +1,7 @@
-"""WorldModel: load a checkpoint folder, encode frames, predict the next latent in 1-8 LCM steps, decode.
+"""WorldModel: load a checkpoint folder, encode frames, decode latents, and the reference sampling loop.
+
+The fast, prepared sampling that play, bench, eval and serve run is models/sampler.py's ``Sampler``,
+which a dream owns; this module holds no routing state.
 
 Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
 
@@ -12,7 +15,6 @@ Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,16 +27,7 @@ from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
-from worldgame.models.schedulers import (
-    DEFAULT_SPACING,
-    SAMPLERS,
-    SPACINGS,
-    PreparedSampler,
-    lcm_scheduler,
-    make_plan,
-    play_scheduler,
-    teacher_scheduler,
-)
+from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler, set_timesteps
 
 METADATA = "worldgame.json"
 
@@ -120,18 +113,7 @@ class WorldModel:
         self.context_noise: float = float(metadata.get("context_noise", 0.0))
         self.action_names: list[str] = list(metadata["action_names"])
         self.frame_size: int = int(metadata["frame_size"])
-        # batch-`_fast_batch` calls go through these (optimize(): traced; models/backends.py: ONNX)
-        self._denoise: Callable[..., torch.Tensor] = self.denoiser
-        self._vae_decode: Callable[[torch.Tensor], torch.Tensor] = self.vae.decode
-        self._fast_batch = 0
-        self._plans: dict[tuple, PreparedSampler] = {}  # (sampler, spacing, steps, shape, noise) -> prepared
-        # what step() runs (see use_sampler): the checkpoint's play default, LCM for checkpoints without one
-        self.sampler, self.spacing = "lcm", None
-        self._play_scheduler: Any = self.scheduler
-        self._teacher_scheduler: Any = None
-        default = play_default(metadata)
-        if default["sampler"] != "teacher":
-            self.use_sampler(default["sampler"], default["spacing"])
+        play_default(metadata)  # a checkpoint naming a sampler we lack fails at load, in one line
 
     # --- loading -----------------------------------------------------------------------------
     @classmethod
@@ -184,32 +166,6 @@ class WorldModel:
                 f"not {game} at {frame_size}px; pass a checkpoint trained on this game"
             )
 
-    def optimize(self, batch_size: int = 1) -> None:
-        """Trace the network :meth:`step` runs (the denoiser; the teacher under ``use_sampler("teacher")``)
-        for one batch size (CPU: ~1.5x faster per step); other sizes stay eager."""
-        k, c, s = self.context_length, self.denoiser.config.latent_channels, self.denoiser.config.latent_size
-        d = {"device": self.device, "dtype": self.dtype}
-        example = (
-            torch.zeros(batch_size, c, s, s, **d),
-            torch.zeros(batch_size, dtype=torch.long, device=self.device),
-            torch.zeros(batch_size, k, c, s, s, **d),
-            torch.zeros(batch_size, k, dtype=torch.long, device=self.device),
-            torch.zeros(batch_size, **d),
-        )
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside diffusers blocks
-            traced = torch.jit.trace(self._stepped_net(), example, check_trace=False)
-        self.accelerate(torch.jit.freeze(traced.eval()) if self.device.type == "cpu" else traced, None, batch_size)
-
-    def accelerate(self, denoise: Callable[..., torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor] | None,
-                   batch_size: int = 1) -> None:
-        """Run the denoiser (and the VAE decoder, unless None) through other callables of the same
-        signature for inputs of ``batch_size``: the traced graph, or an inference backend
-        (models/backends.py). Other batch sizes, and the teacher, stay on the torch modules."""
-        self._denoise = denoise
-        self._vae_decode = decode or self.vae.decode
-        self._fast_batch = batch_size
-
     # --- the three operations ------------------------------------------------------------------
     @torch.inference_mode()
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -218,108 +174,28 @@ class WorldModel:
         return self.vae.encode(x / 127.5 - 1)
 
     @torch.inference_mode()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (B, C, h, w) -> uint8 frames (B, H, W, 3) on the model's device."""
-        decode = self._vae_decode if latents.shape[0] == self._fast_batch else self.vae.decode
-        x = decode(latents.to(self.dtype))
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+    def decode(self, latents: torch.Tensor, decoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """latents (B, C, h, w) -> uint8 frames (B, H, W, 3) on the model's device. ``decoder``: a
+        callable standing in for ``vae.decode`` (a prepared sampler's fast path), None: the module."""
+        return to_frames((decoder or self.vae.decode)(latents.to(self.dtype)))
 
     @torch.inference_mode()
-    def step(
-        self,
-        context: torch.Tensor,
-        actions: torch.Tensor,
-        steps: int = 4,
-        generator: torch.Generator | None = None,
-        on_step: Callable[[int, torch.Tensor], None] | None = None,
-        out: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Predict the next latent with ``steps`` steps of the current sampler (:meth:`use_sampler`): a
-        prepared plan (schedulers.PreparedSampler), bit-identical to running the diffusers scheduler it
-        mirrors step by step.
-
-        Args:
-            context: (B, K, C, h, w) the last K latents, oldest first.
-            actions: (B, K) long, the actions that produced context frames 2..K and, last, the
-                action being taken now (the one the predicted frame answers).
-            steps: sampling steps (1, 2, 4 or 8 in play; any count 1..1000 for the teacher).
-            generator: torch generator for the sampling noise (same seed -> same frames).
-            on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
-            out: (B, C, h, w) tensor to write the result into (play reuses one); None: a new one.
-        Returns:
-            (B, C, h, w) predicted latent (``out`` when given).
-
-        Under ``use_sampler("teacher")`` the same call runs the undistilled teacher with DDIM at
-        ``steps`` steps instead (1..1000; torch modules only), so play's per-frame path, bench and
-        eval's dreams can measure the slow reference the few-step samplers are compared with.
-        """
-        if self.sampler == "teacher":
-            z = self._sample(self.teacher, self._teacher_scheduler, context, actions, steps, generator, on_step)
-            return z if out is None else out.copy_(z)
-        plan = self.prepare(steps, context)
-        fn = self._denoise if context.shape[0] == self._fast_batch else self.denoiser
-        if out is None:
-            out = torch.empty_like(plan.latents)
-        return plan.sample(fn, context, actions, generator, on_step, out)
-
-    def prepare(self, steps: int, context: torch.Tensor) -> PreparedSampler:
-        """The current sampler prepared for ``steps`` and ``context``'s shape, made on first use and kept."""
-        key = (self.sampler, self.spacing, steps, tuple(context.shape), self.context_noise)
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= 32:  # eval's many batch sizes: keep memory bounded
-                self._plans.clear()
-            plan = self._plans[key] = make_plan(self.sampler, self._play_scheduler, steps, context, self.context_noise)
-        return plan
-
-    def timesteps(self, steps: int) -> list[int]:
-        """The timesteps of a ``steps``-step sample of the current sampler (what the LCM Steps view labels)."""
-        scheduler = self._teacher_scheduler if self.sampler == "teacher" else self._play_scheduler
-        scheduler.set_timesteps(steps)
-        return [int(t) for t in scheduler.timesteps]
-
-    def use_sampler(self, name: str, spacing: str | None = None) -> None:
-        """Choose what :meth:`step` runs: ``"lcm"``, ``"ddim"`` or ``"dpmsolver"`` (the denoiser/ network
-        through a prepared plan, 1-8 steps, the fast path; ``spacing`` = diffusers' timestep_spacing for
-        the last two, None = their default) or ``"teacher"`` (the checkpoint's teacher/ network with
-        DDIM, any step count; load with ``teacher=True``), the quality reference (eval, bench)."""
-        if name not in SAMPLERS:
-            raise WorldgameError(f"sampler={name!r}: choose {', '.join(SAMPLERS)}")
-        if spacing is not None and (name == "lcm" or spacing not in SPACINGS):
-            raise WorldgameError(f"spacing={spacing!r}: " + ("LCM has its own timesteps; leave spacing unset (null)"
-                                                             if name == "lcm" else f"choose {', '.join(SPACINGS)}"))
-        spacing = spacing or DEFAULT_SPACING.get(name)
-        if name == "teacher":
-            if self.teacher is None:
-                raise WorldgameError(f"sampler=teacher: checkpoint {getattr(self, 'path', '')} has no teacher/ folder "
-                                     "(or was loaded without it); use sampler=lcm")
-            self._teacher_scheduler = teacher_scheduler(self.scheduler.config, spacing)
-        else:
-            self._play_scheduler = play_scheduler(name, spacing, self.prediction_type)
-        network_changes = (name == "teacher") != (self.sampler == "teacher")
-        self.sampler, self.spacing = name, spacing
-        if network_changes:  # a traced or exported graph belongs to the other network: optimize() again
-            self.accelerate(self._stepped_net(), None, 0)
-
-    def _stepped_net(self) -> ActionDenoiser:
-        return self.teacher if self.sampler == "teacher" and self.teacher is not None else self.denoiser
-
-    @torch.inference_mode()
-    def step_teacher(
-        self, context: torch.Tensor, actions: torch.Tensor, steps: int = 50, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """The undistilled teacher with its many-step DDIM sampler (for evaluation)."""
-        if self.teacher is None:
+    def reference_step(self, context: torch.Tensor, actions: torch.Tensor, steps: int, generator: torch.Generator | None,
+                       sampler: str = "lcm", spacing: str | None = None,
+                       on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """The next latent by the reference loop (:func:`scheduler_sample`, the torch modules, one
+        diffusers ``step`` per step): what the prepared samplers (models/sampler.py) reproduce bit for
+        bit. ``sampler``: lcm, ddim, dpmsolver (the denoiser/) or teacher (teacher/ with DDIM)."""
+        net = self.teacher if sampler == "teacher" else self.denoiser
+        if net is None:
             raise WorldgameError("this checkpoint has no teacher/ folder; load it with teacher=True after training one")
-        sched = teacher_scheduler(self.scheduler.config)
-        return self._sample(self.teacher, sched, context, actions, steps, generator, None)
+        scheduler = play_scheduler("ddim" if sampler == "teacher" else sampler, spacing, self.prediction_type)
+        return scheduler_sample(net, scheduler, context, actions, steps, generator, self.context_noise, on_step)
 
-    def _sample(self, net, scheduler, context, actions, steps, generator, on_step) -> torch.Tensor:
-        """:func:`scheduler_sample` with the fast (traced / ONNX) graph where ``net`` is the network it
-        was made of (:meth:`_stepped_net`) at its prepared batch size: the teacher's DDIM, and the
-        reference the LCM fast path (:class:`LCMPlan`) is tested against."""
-        fn = self._denoise if (net is self._stepped_net() and context.shape[0] == self._fast_batch) else net
-        return scheduler_sample(fn, scheduler, context, actions, steps, generator, self.context_noise, on_step)
+
+def to_frames(x: torch.Tensor) -> torch.Tensor:
+    """The VAE decoder's output (B, 3, H, W) in [-1, 1] -> uint8 frames (B, H, W, 3), as play shows them."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def scheduler_sample(net, scheduler, context: torch.Tensor, actions: torch.Tensor, steps: int,
@@ -332,7 +208,7 @@ def scheduler_sample(net, scheduler, context: torch.Tensor, actions: torch.Tenso
     drawn from ``generator`` in a fixed order (context noise, start latent, then whatever each
     ``scheduler.step`` draws), in ``context``'s dtype: :class:`LCMPlan` reproduces it bit for bit."""
     b, dev, dtype = context.shape[0], context.device, context.dtype
-    scheduler.set_timesteps(steps, device=dev)
+    set_timesteps(scheduler, steps, dev)
     noise_level = torch.full((b,), float(context_noise), device=dev, dtype=dtype)
     if context_noise > 0:
         context = context + context_noise * torch.randn(context.shape, generator=generator, device=dev, dtype=dtype)

@@ -6,7 +6,8 @@
     commands.py     the command table (keys, live controls, the page's buttons) and the one key rule
     engines.py      Driver (event → engine calls), the Engine interface, RealEngine
     model_engine.py ModelEngine: live controls and per-view requests → the dream (+ the real game)
-    dream.py        Dream.step: action ring → LCM sampling (models/) → fusion → decode
+    dream.py        Dream.step: the batch-1 rollout (models/rollout.py) → its prepared sampler
+                    (models/sampler.py) → fusion.show (fusion + decode, as eval and validation show it)
     lockstep.py     the real game on the dream's actions, played only when looked at
     views.py        which frames a view shows; window.py draws them; hud.py the text under them
     tsr.py          with display_hz: the frames shown between two model frames (the loop paces them)

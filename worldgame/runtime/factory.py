@@ -60,10 +60,10 @@ def make_engine(cfg: Any, seed: int, kind: str = "model") -> tuple[Engine, dict[
     import torch
 
     model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=cfg.sampler == "teacher")
-    choose_sampler(model, cfg.sampler, cfg.spacing)  # "teacher": the slow DDIM reference, torch only
     steps = cfg.steps[0] if isinstance(cfg.steps, Sequence) else cfg.steps  # bench lists several: the first
-    engine = model_engine(model, seed, steps=steps, fusion=cfg.fusion, fusion_window=cfg.fusion_window,
-                          fusion_base=cfg.fusion_base, optimize=cfg.optimize, backend=cfg.backend, threads=cfg.threads)
+    engine = model_engine(model, seed, choose_sampler(model, cfg.sampler, cfg.spacing), steps=steps, fusion=cfg.fusion,
+                          fusion_window=cfg.fusion_window, fusion_base=cfg.fusion_base, optimize=cfg.optimize,
+                          backend=cfg.backend, threads=cfg.threads)  # "teacher": torch only
     metadata.update(
         game_config=model.metadata["game_config"],
         native_size=model.metadata.get("native_size", metadata["native_size"]),
@@ -78,8 +78,8 @@ def make_engine(cfg: Any, seed: int, kind: str = "model") -> tuple[Engine, dict[
         fusion_window=int(cfg.fusion_window),
         fusion_base=float(cfg.fusion_base),
         context_length=model.context_length,
-        sampler=model.sampler,  # regenerate runs the same sampler (sessions without it were LCM)
-        spacing=model.spacing,
+        sampler=engine.dream.sampler.name,  # regenerate runs the same sampler (sessions without it were LCM)
+        spacing=engine.dream.sampler.spacing,
     )
     return engine, metadata
 
@@ -114,16 +114,23 @@ def say_if_compiling() -> None:
               file=sys.stderr, flush=True)
 
 
-def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> None:
-    """Run ``sampler`` with ``spacing`` (None: the checkpoint's play default, which the model loaded
-    with; a spacing alone changes the default sampler's)."""
-    if sampler is not None or spacing is not None:
-        model.use_sampler(sampler or model.sampler, spacing)
+def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> tuple[str, str | None]:
+    """The (sampler, spacing) to run, checked: None = the checkpoint's play default (a spacing alone
+    changes the default sampler's); "teacher" needs the model loaded with its teacher/."""
+    from worldgame.models.sampler import choose
+
+    name, spacing = choose(model.metadata, sampler, spacing)
+    if name == "teacher" and model.teacher is None:
+        raise WorldgameError(f"sampler=teacher: checkpoint {getattr(model, 'path', '')} has no teacher/ folder "
+                             "(or was loaded without it); use sampler=lcm")
+    return name, spacing
 
 
-def model_engine(model: Any, seed: int, *, steps: int = 4, fusion: str = "off", fusion_window: int = 4,
-                 fusion_base: float = PHI, optimize: bool = True, backend: str = "auto", threads: int = 0) -> Any:
-    """A ModelEngine for ``model`` under the thread policy (the settings as settings.Runtime has them)."""
+def model_engine(model: Any, seed: int, sampler: tuple[str | None, str | None] = (None, None), *, steps: int = 4,
+                 fusion: str = "off", fusion_window: int = 4, fusion_base: float = PHI, optimize: bool = True,
+                 backend: str = "auto", threads: int = 0) -> Any:
+    """A ModelEngine for ``model`` running ``sampler`` (name, spacing: :func:`choose_sampler`) under
+    the thread policy (the settings as settings.Runtime has them)."""
     from worldgame.runtime.model_engine import ModelEngine  # loads torch
 
     configure_threads(int(threads), model.device)
@@ -134,8 +141,10 @@ def model_engine(model: Any, seed: int, *, steps: int = 4, fusion: str = "off", 
         fusion_window=int(fusion_window),
         fusion_base=float(fusion_base),
         seed=seed,
-        optimize=bool(optimize),  # traces the network step() runs (the teacher too)
-        backend=str(backend) if model.sampler != "teacher" else "torch",  # the teacher: torch modules
+        optimize=bool(optimize),  # traces the network the sampler runs (the teacher too)
+        backend=str(backend),  # the teacher: torch modules (backends.attach says so)
+        sampler=sampler[0],
+        spacing=sampler[1],
     )
 
 

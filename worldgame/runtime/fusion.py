@@ -14,12 +14,14 @@ decoded frames as float (``pixel`` mode). Buffers are allocated once, on the fir
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import torch
 
 from worldgame.runtime.engines import FusionMode  # the engine interface's setting (torch-free there)
 
-__all__ = ["PHI", "FusionMode", "TemporalFusion", "decay_weights"]
+__all__ = ["PHI", "Fusion", "FusionMode", "TemporalFusion", "decay_weights", "show"]
 
 PHI = (1 + math.sqrt(5)) / 2
 
@@ -106,3 +108,68 @@ class TemporalFusion:
         self._ring = ring.to(device=device, dtype=dtype).clone()
         self._out = torch.empty_like(self._ring[0])
         self._head, self._count = int(state["head"]), int(state["count"])
+
+
+class Fusion:
+    """The display fusion of one shown stream (B dreams side by side): its mode and φ-decay history.
+
+    Args:
+        mode: off, latent or pixel (:class:`FusionMode`).
+        window, base: the φ-decay fusion's N and decay base.
+    """
+
+    def __init__(self, mode: str | int | FusionMode = FusionMode.off, window: int = 4, base: float = PHI) -> None:
+        self.mode = FusionMode.parse(mode)
+        self.temporal = TemporalFusion(window, base)
+        self._pixels: tuple[torch.Tensor, ...] | None = None  # pixel mode's float in/out and uint8 buffers
+
+    def set_mode(self, mode: str | int | FusionMode) -> None:
+        """Switch mode; the history starts afresh (latents and pixels don't mix)."""
+        if FusionMode.parse(mode) is not self.mode:
+            self.mode = FusionMode.parse(mode)
+            self.temporal.reset()
+
+    def reset(self) -> None:
+        """Forget the history (a reset or a re-sync)."""
+        self.temporal.reset()
+
+    def _pixel_buffers(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self._pixels is None or self._pixels[2].shape != frames.shape or self._pixels[2].device != frames.device:
+            self._pixels = (torch.empty(frames.shape, device=frames.device), torch.empty(frames.shape, device=frames.device),
+                            torch.empty_like(frames))
+        return self._pixels
+
+
+def show(latent: torch.Tensor, fusion: Fusion | None, decode: Callable[[torch.Tensor], torch.Tensor],
+         stages: dict[str, float] | None = None) -> torch.Tensor:
+    """THE frames a display shows for the predicted latents (B, C, h, w): uint8 (B, H, W, 3) on the
+    latents' device, through ``fusion`` (None or mode off: the model's own frames). Play, eval and
+    training validation all show frames through this, so eval measures what play shows.
+
+    Latent mode fuses the latents and decodes the fused ones; pixel mode fuses the decoded frames as
+    float and rounds. ``decode``: latents -> uint8 frames (a prepared sampler's, or
+    ``world_model.to_frames`` of a bare VAE). The result may be a buffer the next call reuses.
+    ``stages``: gets the milliseconds spent in ``fusion`` and ``decode``."""
+    mode = fusion.mode if fusion is not None else FusionMode.off
+    fuse_ms, t0 = 0.0, time.perf_counter()
+    if mode is FusionMode.latent:
+        latent = fusion.temporal(latent)
+        fuse_ms, t0 = _ms_since(t0, latent), time.perf_counter()
+    frames = decode(latent)
+    decode_ms = _ms_since(t0, frames) if stages is not None else 0.0
+    if mode is FusionMode.pixel:
+        t0 = time.perf_counter()
+        fused_in, rounded, out = fusion._pixel_buffers(frames)
+        fused_in.copy_(frames)
+        torch.round(fusion.temporal(fused_in), out=rounded)
+        frames = out.copy_(rounded)
+        fuse_ms = _ms_since(t0, frames) if stages is not None else 0.0
+    if stages is not None:
+        stages["fusion"], stages["decode"] = fuse_ms, decode_ms
+    return frames
+
+
+def _ms_since(t0: float, result: torch.Tensor) -> float:
+    if result.device.type == "cuda":  # CUDA runs ahead of the host: a stage's time must wait for it
+        torch.cuda.synchronize(result.device)
+    return (time.perf_counter() - t0) * 1000

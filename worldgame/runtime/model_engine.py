@@ -15,6 +15,7 @@ import numpy as np
 
 from worldgame.games import make_game
 from worldgame.models.backends import attach
+from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import SAMPLER_LABELS
 from worldgame.models.world_model import WorldModel
 from worldgame.runtime.dream import Dream
@@ -33,8 +34,10 @@ class ModelEngine:
         fusion_window: N, past frames fused with the current one.
         fusion_base: decay base (φ by default).
         seed: seeds the sampling generator (``reset`` re-seeds it) for reproducible sessions.
-        optimize: trace the denoiser for batch 1 on CPU (WorldModel.optimize), ~1.5x faster (torch backend).
+        optimize: trace the sampled network for batch 1 on CPU (Sampler.trace), ~2x faster (torch backend).
         backend: ``torch``, ``onnx`` or ``auto`` (models/backends.py); ``self.backend`` is the one in use.
+        sampler, spacing: the sampler the dream runs (models/sampler.py ``choose``; None: the
+            checkpoint's play default).
     """
 
     kind = "model"
@@ -50,6 +53,8 @@ class ModelEngine:
         seed: int = 0,
         optimize: bool = True,
         backend: str = "torch",
+        sampler: str | None = None,
+        spacing: str | None = None,
     ) -> None:
         self.model = model
         self.real = LockstepGame(make_game(model.metadata["game_config"]), model.context_length)
@@ -57,11 +62,11 @@ class ModelEngine:
         self.action_names = list(model.action_names)
         bindings = model.metadata.get("key_bindings", self.game.key_bindings)
         self.key_bindings = {k: list(v) for k, v in bindings.items()}
-        self.backend = attach(model, backend)
+        self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=Sampler(model, sampler, spacing))
+        self.backend = attach(self.dream.sampler, backend)
         self.optimized = optimize and model.device.type == "cpu" and self.backend == "torch"
         if self.optimized:
-            model.optimize(1)
-        self.dream = Dream(model, fusion_window, fusion_base, seed)
+            self.dream.sampler.trace(1)
         self.dream.set_steps(steps)
         self.dream.set_fusion(fusion)
         self.wants = Wants()
@@ -121,7 +126,7 @@ class ModelEngine:
         d, real_score = self.dream, self.real.info.get("score")
         return EngineStatus(
             steps=d.steps,
-            sampler=SAMPLER_LABELS[self.model.sampler],
+            sampler=SAMPLER_LABELS[d.sampler.name],
             fusion=d.fusion_mode,
             fusion_weights=d.fusion.weights if d.fusion_mode is not FusionMode.off else None,
             nonfinite=d.nonfinite,

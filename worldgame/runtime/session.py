@@ -176,8 +176,7 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False) -
     try:
         model = load_model(meta["checkpoint"], str(dev), (meta.get("dtype") == "float16") if same_kind else None,
                            teacher=sampler == "teacher")
-        model.use_sampler(sampler, spacing)
-        engine = model_engine(model, int(meta["seed"]), **settings)
+        engine = model_engine(model, int(meta["seed"]), (sampler, spacing), **settings)
         return _regenerate(episode, engine, progress)
     finally:
         configure_threads(threads, dev)  # as the caller had it

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_mask, foreground_scores
-from worldgame.models.world_model import scheduler_sample
+from worldgame.models.rollout import Rollout, closed_loop, recorded_windows
+from worldgame.models.world_model import scheduler_sample, to_frames
+from worldgame.runtime.fusion import show
 
 
 @torch.no_grad()
@@ -19,27 +22,36 @@ def sample(net, scheduler, context: torch.Tensor, actions: torch.Tensor, steps: 
     return scheduler_sample(net, scheduler, context, actions, steps, gen, context_noise)
 
 
+def _bare_sampler(net, scheduler, steps: int, context_noise: float, generator: torch.Generator):
+    """A rollout's sample function (models/rollout.py) for a bare network in training."""
+    def sample_next(context: torch.Tensor, actions: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        return sample(net, scheduler, context, actions, steps, context_noise=context_noise, generator=generator)
+    return sample_next
+
+
 @torch.no_grad()
 def own_rollout(net, scheduler, batches, ends: torch.Tensor, n: int, steps: int, context_noise: float,
                 generator: torch.Generator) -> torch.Tensor:
     """The context the model makes for itself at play time: from the real context ``n`` frames
     before each target in ``ends``, dream ``n`` frames with the recorded actions (each sliding into
-    the context). Returns (B, K, C, h, w) on the model's device; ``n`` = 0 gives the real context."""
-    k, lat, acts = batches.k, batches.latents, batches.data.actions
+    the context; the closed-loop rollout play runs). Returns (B, K, C, h, w) on the model's device;
+    ``n`` = 0 gives the real context."""
+    k, lat = batches.k, batches.latents
     dev = next(net.parameters()).device
     first = ends - n  # the first frame the model dreams
     context = lat[first[:, None] + torch.arange(-k, 0)].float().to(dev)
+    before, ahead = recorded_windows(batches.data.actions, first, k, n)
+    rollout = Rollout.of(context, before.to(dev))
     for j in range(n):
-        window = acts[(first + j)[:, None] + torch.arange(-k + 1, 1)].to(dev)
-        z = sample(net, scheduler, context, window, steps, context_noise=context_noise, generator=generator)
-        context = torch.cat([context[:, 1:], z[:, None]], dim=1)
-    return context
+        rollout.advance(_bare_sampler(net, scheduler, steps, context_noise, generator), ahead[:, j].to(dev))
+    return rollout.context
 
 
 @torch.no_grad()
 def closed_loop_check(net, scheduler, vae, batches, steps: int, context_noise: float, horizon: int = 60,
                       dreams: int = 8, seed: int = 0) -> dict[str, float]:
-    """Dream ``horizon`` frames from real contexts of held-out data with the recorded actions.
+    """Dream ``horizon`` frames from real contexts of held-out data with the recorded actions (the
+    closed-loop rollout play runs, its frames as play shows them: ``fusion.show`` without fusion).
 
     Returns, against the real frames: foreground PSNR/recall/precision over the first 30 frames
     (does the dream follow the game?) and ``fg_mass``, the dream's foreground pixel count over the
@@ -56,17 +68,18 @@ def closed_loop_check(net, scheduler, vae, batches, steps: int, context_noise: f
                                       generator=torch.Generator().manual_seed(0))].median(0).values
     background = background.permute(2, 0, 1).float() / 255
     context = torch.stack([batches.latents[s - k : s] for s in starts.tolist()]).float().to(dev)
-    acts = batches.data.actions
+    before, ahead = recorded_windows(batches.data.actions, starts, k, horizon)
     gen = torch.Generator(device=dev).manual_seed(seed)
+    dream = closed_loop(_bare_sampler(net, scheduler, steps, context_noise, gen), context, before.to(dev), ahead.to(dev))
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return to_frames(vae.decode(z))
+
     early_made, early_real, mass_made, mass_real = [], [], 0, 0
-    for h in range(horizon):
-        idx = starts + h
-        window = acts[idx[:, None] + torch.arange(-k + 1, 1)].to(dev)
-        z = sample(net, scheduler, context, window, steps, context_noise=context_noise, generator=gen)
-        context = torch.cat([context[:, 1:], z[:, None]], dim=1)
+    for h, z in enumerate(dream):
         if h < min(30, horizon) or h >= horizon // 2:
-            made = ((vae.decode(z).clamp(-1, 1) + 1) / 2).cpu()
-            real = frames[idx].permute(0, 3, 1, 2).float() / 255
+            made = frames_to_unit(show(z, None, decode).cpu())
+            real = frames[starts + h].permute(0, 3, 1, 2).float() / 255
             if h < min(30, horizon):
                 early_made.append(made)
                 early_real.append(real)
@@ -76,6 +89,7 @@ def closed_loop_check(net, scheduler, vae, batches, steps: int, context_noise: f
     m = foreground_scores(torch.cat(early_made), torch.cat(early_real), background)
     m["fg_mass"] = mass_made / max(1, mass_real)
     return m
+
 
 def object_score(m: dict[str, float]) -> float:
     """Validation score that sees objects: teacher-forced PSNR at 4 steps, plus a dream's

@@ -1,0 +1,189 @@
+"""The prepared sampler a dream samples with (StreamDiffusion's ``prepare()``): one sampler choice of
+one WorldModel, with everything play, bench, eval and serve need to run it fast.
+
+* the choice: ``lcm``, ``ddim`` or ``dpmsolver`` run the checkpoint's denoiser/, ``teacher`` runs
+  its teacher/ with DDIM (any step count) -- the same prepared plans either way, only the network
+  and the step limit differ;
+* the prepared per-step-count plans (models/schedulers.py, sampler_ddim.py, sampler_dpmsolver.py),
+  made once per (step count, input shape) and kept;
+* the fast path, keyed by batch size: a traced graph (:meth:`Sampler.trace`) or an inference
+  backend (models/backends.py, :meth:`Sampler.accelerate`) for the denoiser and the VAE decoder.
+  Every batch size without one runs the torch modules, so eval can trace the batch sizes its
+  batched dreams use (``trace_on_use``) while play keeps batch 1.
+
+The WorldModel itself holds no routing state: it is the modules, encode/decode and the reference
+sampling loop (``world_model.scheduler_sample``) every plan here is tested against bit for bit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from worldgame.errors import WorldgameError
+from worldgame.models.schedulers import (
+    DEFAULT_SPACING,
+    SAMPLERS,
+    SPACINGS,
+    PreparedSampler,
+    make_plan,
+    play_scheduler,
+    set_timesteps,
+)
+from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel, play_default
+
+MAX_PLAY_STEPS = 8  # the few-step samplers' limit (keys 1/2/4/8); the teacher's is MAX_TEACHER_STEPS
+MAX_PLANS = 32  # eval's many batch sizes: keep memory bounded
+MAX_TRACED = 8  # batch sizes traced on use at most; later ones run the torch modules
+TRACE_AFTER = 3  # samples of one batch size before it is traced: a trace (~1 s) pays off only on a long run
+# the largest batch traced on use: tracing saves Python overhead, which small batches are made of
+# (shipped Bouncer model, one thread: batch 2 27 -> 16 ms, batch 4 26 -> 23 ms, batch 64 278 -> 290 ms)
+MAX_TRACED_BATCH = 8
+
+
+def choose(metadata: dict[str, Any], name: str | None, spacing: str | None) -> tuple[str, str]:
+    """The (sampler, spacing) to run, checked: ``name`` None = the checkpoint's play default (a
+    spacing alone changes that sampler's spacing); ``spacing`` None = the sampler's default."""
+    if name is None:
+        name = play_default(metadata)["sampler"]
+        spacing = spacing if spacing is not None else play_default(metadata)["spacing"]
+    if name not in SAMPLERS:
+        raise WorldgameError(f"sampler={name!r}: choose {', '.join(SAMPLERS)}")
+    if spacing is not None and (name == "lcm" or spacing not in SPACINGS):
+        raise WorldgameError(f"spacing={spacing!r}: " + ("LCM has its own timesteps; leave spacing unset (null)"
+                                                         if name == "lcm" else f"choose {', '.join(SPACINGS)}"))
+    return name, spacing or DEFAULT_SPACING.get(name)
+
+
+class Sampler:
+    """One sampler of ``model``, prepared (see the module docstring).
+
+    Args:
+        model: the loaded WorldModel (``teacher=True`` for the teacher sampler).
+        name, spacing: the sampler (:func:`choose`; None = the checkpoint's play default).
+        trace_on_use: trace the network for each batch size up to :data:`MAX_TRACED_BATCH` sampled
+            :data:`TRACE_AFTER` times (CPU float32 only; eval's batched dreams, not its one-off batches). Play traces batch 1 once
+            instead (:meth:`trace`).
+    """
+
+    def __init__(self, model: WorldModel, name: str | None = None, spacing: str | None = None,
+                 trace_on_use: bool = False) -> None:
+        self.name, self.spacing = choose(model.metadata, name, spacing)
+        if self.name == "teacher" and model.teacher is None:
+            raise WorldgameError(f"sampler=teacher: checkpoint {getattr(model, 'path', '')} has no teacher/ folder "
+                                 "(or was loaded without it); use sampler=lcm")
+        self.model = model
+        # the teacher is DDIM like any other: its network, DDIM's plans and many more steps allowed
+        self.network = model.teacher if self.name == "teacher" else model.denoiser
+        self.plan_kind = "ddim" if self.name == "teacher" else self.name
+        self.max_steps = MAX_TEACHER_STEPS if self.name == "teacher" else MAX_PLAY_STEPS
+        self.scheduler = play_scheduler(self.plan_kind, self.spacing, model.prediction_type)
+        self._plans: dict[tuple, PreparedSampler] = {}  # (steps, shape, context noise) -> plan
+        self._fast: dict[int, tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]] = {}
+        self.trace_on_use = trace_on_use and model.device.type == "cpu" and model.dtype == torch.float32
+        self._uses: dict[int, int] = {}  # samples per batch size without a fast path
+
+    # --- the fast path, per batch size ---------------------------------------------------------
+    def accelerate(self, batch_size: int, denoise: Callable[..., torch.Tensor],
+                   decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Run inputs of ``batch_size`` through ``denoise`` (and ``decode``, unless None) instead of
+        the torch modules: callables of the same signature (a traced graph, an inference backend)."""
+        self._fast[batch_size] = (denoise, decode)
+
+    def fast_batches(self) -> set[int]:
+        """The batch sizes that run on a fast path."""
+        return set(self._fast)
+
+    def trace(self, batch_size: int = 1) -> None:
+        """Trace the network this sampler runs for one batch size (CPU: frozen, ~2x faster per step
+        on the shipped model; bit-identical to the modules in float32, which tests check).
+
+        Why ``torch.jit`` although torch 2.13 deprecates it: measured on the shipped Bouncer model
+        (batch 1, one thread), ``torch.export`` runs at eager speed (32 ms vs 16 ms traced) after 5 s
+        of export, and ``torch.compile`` needs a C++ toolchain, minutes of compilation per shape and
+        is not bit-identical to the modules, which recorded sessions need. Its deprecation warning
+        is silenced here, the one place it is used; ONNX Runtime stays the default CPU path."""
+        k, c, s = self.model.context_length, self.network.config.latent_channels, self.network.config.latent_size
+        d = {"device": self.model.device, "dtype": self.model.dtype}
+        example = (
+            torch.zeros(batch_size, c, s, s, **d),
+            torch.zeros(batch_size, dtype=torch.long, device=self.model.device),
+            torch.zeros(batch_size, k, c, s, s, **d),
+            torch.zeros(batch_size, k, dtype=torch.long, device=self.model.device),
+            torch.zeros(batch_size, **d),
+        )
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside diffusers blocks
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace / freeze: see above
+            traced = torch.jit.trace(self.network, example, check_trace=False)
+            if self.model.device.type == "cpu":
+                traced = torch.jit.freeze(traced.eval())
+        self.accelerate(batch_size, traced, None)
+
+    def _path(self, batch_size: int) -> tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]:
+        fast = self._fast.get(batch_size)
+        if fast is None and self.trace_on_use and batch_size <= MAX_TRACED_BATCH and len(self._fast) < MAX_TRACED:
+            self._uses[batch_size] = uses = self._uses.get(batch_size, 0) + 1
+            if uses >= TRACE_AFTER:
+                self.trace(batch_size)
+                fast = self._fast[batch_size]
+        return fast or (self.network, None)
+
+    # --- sampling ------------------------------------------------------------------------------
+    def plan(self, steps: int, context: torch.Tensor) -> PreparedSampler:
+        """This sampler prepared for ``steps`` and ``context``'s shape, made on first use and kept."""
+        key = (steps, tuple(context.shape), self.model.context_noise)
+        plan = self._plans.get(key)
+        if plan is None:
+            if not 1 <= steps <= self.max_steps:
+                raise ValueError(f"steps must be 1..{self.max_steps} for sampler {self.name}, got {steps}")
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = make_plan(self.plan_kind, self.scheduler, steps, context, self.model.context_noise)
+        return plan
+
+    @torch.inference_mode()
+    def step(
+        self,
+        context: torch.Tensor,
+        actions: torch.Tensor,
+        steps: int = 4,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[int, torch.Tensor], None] | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict the next latent with ``steps`` steps: a prepared plan, bit-identical to running the
+        diffusers scheduler it mirrors step by step (``world_model.scheduler_sample``).
+
+        Args:
+            context: (B, K, C, h, w) the last K latents, oldest first.
+            actions: (B, K) long, the actions that produced context frames 2..K and, last, the
+                action being taken now (the one the predicted frame answers).
+            steps: sampling steps (1..8; 1..1000 for the teacher).
+            generator: torch generator for the sampling noise (same seed -> same frames).
+            on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
+            out: (B, C, h, w) tensor to write the result into (play reuses one); None: a new one.
+        Returns:
+            (B, C, h, w) predicted latent (``out`` when given).
+        """
+        plan = self.plan(steps, context)
+        if out is None:
+            out = torch.empty_like(plan.latents)
+        return plan.sample(self._path(context.shape[0])[0], context, actions, generator, on_step, out)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``model.decode`` through this batch size's fast decoder where there is one."""
+        return self.model.decode(latents, self._fast.get(latents.shape[0], (None, None))[1])
+
+    def timesteps(self, steps: int) -> list[int]:
+        """The timesteps of a ``steps``-step sample (what the LCM Steps view labels)."""
+        set_timesteps(self.scheduler, steps)
+        return [int(t) for t in self.scheduler.timesteps]
+
+
+def as_sampler(sampler: Sampler | WorldModel) -> Sampler:
+    """``sampler`` itself, or a WorldModel's play-default sampler on the torch modules (scripts, tests)."""
+    return sampler if isinstance(sampler, Sampler) else Sampler(sampler)
