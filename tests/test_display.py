@@ -11,7 +11,7 @@ import torch
 
 from worldgame.eval.display import measure, predict_latents, shown_frames
 from worldgame.eval.objects import median_background
-from worldgame.runtime.fusion import PHI
+from worldgame.engine.fusion import PHI
 
 
 def _game(frames: int = 60, size: int = 48) -> np.ndarray:

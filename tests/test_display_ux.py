@@ -12,7 +12,7 @@ import pytest
 
 from worldgame.data.episode import EpisodeWriter, read_episode
 from worldgame.games.bouncer import Bouncer
-from worldgame.runtime.views import View, display_size
+from worldgame.engine.views import View, display_size
 
 STEPS = 12
 BOXING = [210, 160]  # (height, width) of an Atari frame
@@ -73,7 +73,7 @@ def test_export_gif_of_a_non_square_game_has_its_aspect_and_only_source_colours(
 
 
 def test_export_mp4_and_hud_strip_of_a_non_square_game(tmp_path: Path) -> None:
-    from worldgame.runtime.export import export_episode
+    from worldgame.frontend.export import export_episode
 
     episode = read_episode(_episode(tmp_path / "boxing.wgep", BOXING))
     w, h = display_size(64, BOXING, 3)
@@ -86,7 +86,7 @@ def test_export_mp4_and_hud_strip_of_a_non_square_game(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("native", [None, [64, 64], [210, "160"], [-1, 3]])
 def test_export_of_a_square_game_is_unchanged(tmp_path: Path, native: object) -> None:
-    from worldgame.runtime.export import export_episode
+    from worldgame.frontend.export import export_episode
 
     episode = read_episode(_episode(tmp_path / "sq.wgep", native))
     video = iio.imread(export_episode(episode, tmp_path / "sq.gif", scale=3, progress=False), index=None)
@@ -99,7 +99,7 @@ def test_export_of_a_square_game_is_unchanged(tmp_path: Path, native: object) ->
 
 
 def test_replay_window_shows_a_non_square_game_at_its_aspect(tmp_path: Path) -> None:
-    from worldgame.runtime.replay import run_window
+    from worldgame.commands.replay import run_window
 
     boxing, square = _episode(tmp_path / "a.wgep", BOXING), _episode(tmp_path / "b.wgep", None, seed=1)
     w, h = display_size(64, BOXING, 4)
@@ -113,7 +113,7 @@ def test_replay_window_shows_a_non_square_game_at_its_aspect(tmp_path: Path) -> 
 
 def test_play_window_of_an_atari_game_has_its_aspect(play_config, tmp_path: Path) -> None:
     pytest.importorskip("ale_py")
-    from worldgame.runtime.play import play
+    from worldgame.commands.play import play
 
     cfg = play_config("engine=real", "game=gym", "game.id=ALE/Boxing-v5", "fps=0", "scale=4", f"sessions={tmp_path}")
     sizes = []
@@ -125,10 +125,10 @@ def test_play_window_of_an_atari_game_has_its_aspect(play_config, tmp_path: Path
 
 def test_multi_panel_views_fit_the_width(tiny_checkpoint, play_config) -> None:
     """The World Model view of a non-square game: two panels at its aspect; LCM Steps shrinks to fit."""
-    from worldgame.runtime.hud import HUD_LINES
-    from worldgame.runtime.loop import PlayLoop
-    from worldgame.runtime.play import make_engine
-    from worldgame.runtime.window import Window
+    from worldgame.engine.hud import HUD_LINES
+    from worldgame.frontend.loop import PlayLoop
+    from worldgame.commands.play import make_engine
+    from worldgame.frontend.window import Window
 
     engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "steps=8", "optimize=false"), seed=0)
     engine.game.native_size = tuple(BOXING)  # the lockstep game says what the model's frames show
@@ -150,16 +150,16 @@ def test_multi_panel_views_fit_the_width(tiny_checkpoint, play_config) -> None:
 
 
 def _hud(loop) -> str:
-    from worldgame.runtime.hud import hud_lines
+    from worldgame.engine.hud import hud_lines
 
     return "\n".join(hud_lines(loop.stats, loop._hud_state(0.0))[0])
 
 
 def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_config) -> None:
-    from worldgame.runtime.hud import HUD_LINES
-    from worldgame.runtime.loop import PlayLoop
-    from worldgame.runtime.play import make_engine
-    from worldgame.runtime.window import Window
+    from worldgame.engine.hud import HUD_LINES
+    from worldgame.frontend.loop import PlayLoop
+    from worldgame.commands.play import make_engine
+    from worldgame.frontend.window import Window
 
     engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "optimize=false"), seed=0)
     window = Window(64, 2, hud_lines=HUD_LINES)
@@ -178,10 +178,10 @@ def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_conf
 
 def test_hud_of_a_gym_game_shows_the_summed_reward() -> None:
     from worldgame.games.gym_adapter import GymGame
-    from worldgame.runtime.engines import RealEngine
-    from worldgame.runtime.hud import HUD_LINES
-    from worldgame.runtime.loop import PlayLoop
-    from worldgame.runtime.window import Window
+    from worldgame.engine.engines import RealEngine
+    from worldgame.engine.hud import HUD_LINES
+    from worldgame.frontend.loop import PlayLoop
+    from worldgame.frontend.window import Window
 
     window = Window(64, 2, hud_lines=HUD_LINES)
     try:
@@ -230,7 +230,7 @@ def test_a_start_that_compiles_torch_says_so(tmp_path, monkeypatch, capsys, keep
     how to stop paying it every start when Python may not write bytecode."""
     import sys
 
-    from worldgame.runtime.factory import say_if_compiling
+    from worldgame.engine.factory import say_if_compiling
 
     say_if_compiling()
     assert capsys.readouterr().err == ""  # this environment has their bytecode

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from worldgame.games.bouncer import Bouncer
-from worldgame.runtime import lockstep
-from worldgame.runtime.engines import Wants
-from worldgame.runtime.lockstep import LockstepGame
+from worldgame.engine import lockstep
+from worldgame.engine.engines import Wants
+from worldgame.engine.lockstep import LockstepGame
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 ACTIONS = np.random.default_rng(0).integers(0, 6, 400)
@@ -21,7 +21,7 @@ ACTIONS = np.random.default_rng(0).integers(0, 6, 400)
 
 def _engine(tiny_checkpoint, **kw):
     from worldgame.models import WorldModel
-    from worldgame.runtime.model_engine import ModelEngine
+    from worldgame.engine.model_engine import ModelEngine
 
     return ModelEngine(WorldModel.from_pretrained(tiny_checkpoint, device="cpu"), backend="torch", **kw)
 
@@ -96,7 +96,7 @@ def test_lockstep_snapshot_replays_the_same_game():
 
 def test_dream_alone_snapshot_restore_continues_bit_identically(tiny_checkpoint):
     from worldgame.models import WorldModel
-    from worldgame.runtime.dream import Dream
+    from worldgame.engine.dream import Dream
 
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     real = LockstepGame(Bouncer(), model.context_length).reset(4)
@@ -124,8 +124,8 @@ def test_eval_dreams_show_exactly_what_play_shows(tiny_checkpoint, fusion):
     from worldgame.eval.rollout import closed_loop
     from worldgame.models import WorldModel
     from worldgame.models.sampler import Sampler
-    from worldgame.runtime.dream import Dream
-    from worldgame.runtime.fusion import PHI, Fusion
+    from worldgame.engine.dream import Dream
+    from worldgame.engine.fusion import PHI, Fusion
 
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     k, moves = model.context_length, [int(a) for a in ACTIONS[:12]]
@@ -158,18 +158,27 @@ def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
         assert torch.equal(trained, played) and torch.equal(g_train.get_state(), g_play.get_state())
 
 
-def test_runtime_modules_import_no_cycles():
-    """Every import inside the runtime package counts (module level, in functions, type-checking only)."""
-    root = Path(__file__).resolve().parent.parent / "worldgame" / "runtime"
+def test_engine_frontend_commands_import_no_cycles_and_the_engine_no_ui():
+    """Every import among the engine, the window front-end and the commands counts (module level, in
+    functions, type-checking only): no cycles, and the engine (what the window and the web page both
+    drive) imports neither the front-end nor the commands."""
+    packages = ("engine", "frontend", "commands")
+    root = Path(__file__).resolve().parent.parent / "worldgame"
     graph: dict[str, set[str]] = {}
-    for path in root.glob("*.py"):
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("worldgame.runtime."):
-                deps.add(node.module.split(".")[2])
-        graph[path.stem] = deps
+    for package in packages:
+        for path in (root / package).glob("*.py"):
+            deps = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+                parts = module.split(".")
+                if len(parts) == 3 and parts[0] == "worldgame" and parts[1] in packages:
+                    deps.add(f"{parts[1]}.{parts[2]}")
+            graph[f"{package}.{path.stem}"] = deps
+    assert len(graph) > 20
 
     def reaches(start: str, target: str, seen: set[str]) -> bool:
         return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph.get(start, ()))
 
     assert [m for m in graph if reaches(m, m, {m})] == []
+    assert {m: sorted(d for d in deps if not d.startswith("engine.")) for m, deps in graph.items()
+            if m.startswith("engine.") and any(not d.startswith("engine.") for d in deps)} == {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldgame.runtime.fusion import PHI, FusionMode, TemporalFusion, decay_weights
+from worldgame.engine.fusion import PHI, FusionMode, TemporalFusion, decay_weights
 
 
 def test_weights_are_normalised_phi_decay():
@@ -67,7 +67,7 @@ def test_mode_cycle_and_parse():
 def test_model_context_is_never_fused(tiny_checkpoint):
     """Same seed, fusion off vs latent vs pixel: the model's own context stays identical."""
     from worldgame.models import WorldModel
-    from worldgame.runtime.model_engine import ModelEngine
+    from worldgame.engine.model_engine import ModelEngine
 
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     engines = {m: ModelEngine(model, steps=2, fusion=m, seed=7) for m in ("off", "latent", "pixel")}

@@ -10,10 +10,10 @@ import pytest
 
 from worldgame.errors import WorldgameError
 from worldgame.games.bouncer import find_player
-from worldgame.runtime.controls import tap
-from worldgame.runtime.play import play
-from worldgame.runtime.session import EVENT_RESET, EVENT_RESYNC, regenerate
-from worldgame.runtime.views import View
+from worldgame.frontend.controls import tap
+from worldgame.commands.play import play
+from worldgame.engine.session import EVENT_RESET, EVENT_RESYNC, regenerate
+from worldgame.engine.views import View
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -119,8 +119,8 @@ def test_shipped_model_moves_player_as_pressed(play_config):
 def test_context_noise_key_cycles_changes_the_dream_and_regenerates(tiny_checkpoint, play_config, tmp_path):
     """N cycles the play context noise (the checkpoint's own, none, twice); the HUD says so, and a
     session recorded across the switches regenerates bit-identically."""
-    from worldgame.runtime import loop as loop_module
-    from worldgame.runtime.hud import hud_lines
+    from worldgame.frontend import loop as loop_module
+    from worldgame.engine.hud import hud_lines
 
     cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=3", "record=true", f"sessions={tmp_path}")
     noise, hud = [], []
@@ -149,7 +149,7 @@ def test_context_noise_key_cycles_changes_the_dream_and_regenerates(tiny_checkpo
 
 def test_context_noise_changes_the_next_frame(tiny_checkpoint, play_config):
     """The same state stepped at two noise levels gives two different frames: the control reaches the model."""
-    from worldgame.runtime.factory import make_engine
+    from worldgame.engine.factory import make_engine
 
     engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "optimize=false", "backend=torch"), seed=0)
     engine.reset(1)

@@ -15,7 +15,7 @@ import pytest
 
 from worldgame.data.episode import Episode, EpisodeWriter, list_episodes, read_episode
 from worldgame.games.bouncer import Bouncer
-from worldgame.runtime.replay import run_window
+from worldgame.commands.replay import run_window
 
 REPO = Path(__file__).resolve().parent.parent
 SCALE = 4
@@ -174,7 +174,7 @@ def test_export_gif_of_a_chosen_episode(folder: Path, episodes: list[Episode], t
 
 
 def test_export_with_hud_strip(episodes: list[Episode], tmp_path: Path) -> None:
-    from worldgame.runtime.export import export_episode
+    from worldgame.frontend.export import export_episode
 
     out = export_episode(episodes[0], tmp_path / "hud.gif", fps=10, scale=3, hud=True, progress=False)
     video = iio.imread(out, index=None)

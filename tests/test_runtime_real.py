@@ -13,9 +13,9 @@ import pytest
 
 from worldgame.data.episode import list_episodes, read_episode
 from worldgame.games.bouncer import find_player
-from worldgame.runtime.controls import Command, Controls, key_event, tap
-from worldgame.runtime.play import play
-from worldgame.runtime.session import EVENT_RESET, EVENT_START, EVENT_STEP
+from worldgame.frontend.controls import Command, Controls, key_event, tap
+from worldgame.commands.play import play
+from worldgame.engine.session import EVENT_RESET, EVENT_START, EVENT_STEP
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,8 +140,8 @@ def test_no_display_suggests_bench():
 
 
 def test_hud_warns_when_slower_than_the_tick_and_stats_are_bounded():
-    from worldgame.runtime.hud import HudState, hud_lines
-    from worldgame.runtime.stats import FrameStats, RunStats
+    from worldgame.engine.hud import HudState, hud_lines
+    from worldgame.engine.stats import FrameStats, RunStats
 
     stats, run = FrameStats(window=30), RunStats()
     for i in range(100):  # synthetic: 45 ms between frames, 40 ms of work

@@ -20,7 +20,7 @@ from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import play_scheduler
 from worldgame.models.world_model import scheduler_sample
-from worldgame.runtime.model_engine import ModelEngine
+from worldgame.engine.model_engine import ModelEngine
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -144,9 +144,9 @@ class _count_allocations(torch.overrides.TorchFunctionMode):
 @pytest.mark.parametrize("sampler,spacing", [("ddim", None), ("dpmsolver", "leading"), ("lcm", None)])
 def test_a_session_records_its_sampler_and_regenerates_identically(tiny_checkpoint, play_config, tmp_path, sampler, spacing):
     from worldgame.data.episode import read_episode
-    from worldgame.runtime.controls import tap
-    from worldgame.runtime.play import play
-    from worldgame.runtime.session import regenerate
+    from worldgame.frontend.controls import tap
+    from worldgame.commands.play import play
+    from worldgame.engine.session import regenerate
 
     extra = [f"spacing={spacing}"] if spacing else []
     cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=3", "record=true", f"sessions={tmp_path}",
@@ -163,8 +163,8 @@ def test_an_old_session_without_a_sampler_regenerates_as_lcm(tiny_checkpoint, pl
     """Sessions recorded before samplers were chosen carry no sampler: they were LCM, and stay so even
     when the checkpoint now names another play default."""
     from worldgame.data.episode import read_episode
-    from worldgame.runtime import play as play_module
-    from worldgame.runtime.session import regenerate
+    from worldgame.commands import play as play_module
+    from worldgame.engine.session import regenerate
 
     def as_before(cfg, seed):  # the metadata sessions had before this change
         engine, metadata = make_engine(cfg, seed)
@@ -236,8 +236,8 @@ def test_eval_measures_the_chosen_sampler(tiny_checkpoint, run_cli, tmp_path):
 def test_a_session_naming_a_sampler_we_lack_is_one_clear_error(tiny_checkpoint, play_config, tmp_path, monkeypatch,
                                                                sampler, spacing):
     """Sessions are files from elsewhere: a sampler or spacing that is not ours is refused by name."""
-    from worldgame.runtime import play as play_module
-    from worldgame.runtime.session import regenerate
+    from worldgame.commands import play as play_module
+    from worldgame.engine.session import regenerate
 
     def hostile(cfg, seed):
         engine, metadata = make_engine(cfg, seed)

@@ -31,7 +31,7 @@ def _cfg(tiny_checkpoint: Path, tmp_path: Path, *overrides: str):
 
 @asynccontextmanager
 async def served(cfg):
-    from worldgame.runtime.serve import make_app
+    from worldgame.commands.serve import make_app
 
     client = TestClient(TestServer(make_app(cfg), host="127.0.0.1"))
     await client.start_server()
@@ -72,7 +72,7 @@ async def _until_text(ws, kind: str, timeout: float = 10) -> dict:
 
 
 def test_frames_keys_controls_and_recording(tiny_checkpoint, tmp_path):
-    from worldgame.runtime.session import regenerate
+    from worldgame.engine.session import regenerate
 
     async def main():
         async with served(_cfg(tiny_checkpoint, tmp_path)) as client:
@@ -239,7 +239,7 @@ def _stalled_client(port: int):
 def test_slow_client_drops_frames_and_stalls_nobody(tiny_checkpoint, tmp_path):
     """A client that stops reading gets frames dropped (one-slot mailbox, nothing queued for it)
     while another client keeps its frame rate."""
-    from worldgame.runtime.serve import SERVER
+    from worldgame.commands.serve import SERVER
 
     async def main():
         async with served(_cfg(tiny_checkpoint, tmp_path, "view=lcm_steps", "steps=8")) as client:
@@ -264,8 +264,8 @@ def test_slow_client_drops_frames_and_stalls_nobody(tiny_checkpoint, tmp_path):
 def test_keymap_and_frame_message():
     import numpy as np
 
-    from worldgame.runtime.commands import KeyMap
-    from worldgame.runtime.serve import frame_message
+    from worldgame.engine.keys import KeyMap
+    from worldgame.commands.serve import frame_message
 
     keymap = KeyMap(["NOOP", "UP", "LEFT", "FIRE", "UPFIRE"], {"UP": ["up"], "LEFT": ["left"], "FIRE": ["space"],
                                                                "UPFIRE": ["up+space"]})
@@ -300,7 +300,7 @@ def test_page_in_a_real_browser(tiny_checkpoint, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from worldgame.runtime.serve import Connection, make_app
+    from worldgame.commands.serve import Connection, make_app
 
     received: list[list[str]] = []
     original = Connection.handle
@@ -381,7 +381,7 @@ def test_page_in_a_real_browser(tiny_checkpoint, tmp_path):
 
 
 def test_engine_error_is_one_line_and_others_play_on(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    from worldgame.runtime import serve
+    from worldgame.commands import serve
 
     real_tick = serve.Connection.tick
 

@@ -10,15 +10,15 @@ import pytest
 
 from worldgame.data.episode import read_episode
 from worldgame.errors import WorldgameError
-from worldgame.runtime.controls import tap
-from worldgame.runtime.engines import EngineStatus, StepResult, Wants
-from worldgame.runtime.hud import HudState, hud_lines
-from worldgame.runtime.loop import PlayLoop
-from worldgame.runtime.play import play
-from worldgame.runtime.session import EVENT_STEP, regenerate
-from worldgame.runtime.stats import FrameStats
-from worldgame.runtime.tsr import Interpolator, frames_per_tick
-from worldgame.runtime.window import Window
+from worldgame.frontend.controls import tap
+from worldgame.engine.engines import EngineStatus, StepResult, Wants
+from worldgame.engine.hud import HudState, hud_lines
+from worldgame.frontend.loop import PlayLoop
+from worldgame.commands.play import play
+from worldgame.engine.session import EVENT_STEP, regenerate
+from worldgame.engine.stats import FrameStats
+from worldgame.frontend.tsr import Interpolator, frames_per_tick
+from worldgame.frontend.window import Window
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 MOVES = [{"right"}] * 4 + [{"up", "space"}] * 3 + [{"left"}] * 4 + [set()] * 2 + [{"down"}] * 3

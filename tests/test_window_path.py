@@ -14,12 +14,12 @@ import numpy as np
 import pygame
 import pytest
 
-from worldgame.runtime.controls import tap
-from worldgame.runtime.engines import EngineStatus, FusionMode, StepResult, Wants
-from worldgame.runtime.hud import HUD_LINES
-from worldgame.runtime.loop import PlayLoop
-from worldgame.runtime.views import View
-from worldgame.runtime.window import Window
+from worldgame.frontend.controls import tap
+from worldgame.engine.engines import EngineStatus, FusionMode, StepResult, Wants
+from worldgame.engine.hud import HUD_LINES
+from worldgame.frontend.loop import PlayLoop
+from worldgame.engine.views import View
+from worldgame.frontend.window import Window
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +89,7 @@ def test_loop_drives_an_engine_only_through_its_interface():
 
 
 def test_real_engine_refuses_live_controls_with_a_notice(play_config):
-    from worldgame.runtime.play import play
+    from worldgame.commands.play import play
 
     views = []
     summary = play(play_config("engine=real", "fps=0"), script=[tap("2"), tap("f"), tap("m"), tap("y"), set()],

@@ -32,7 +32,7 @@ from worldgame.eval.objects import foreground_mask, median_background
 from worldgame.eval.rollout import held_out_episode
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.runtime.fusion import PHI
+from worldgame.engine.fusion import PHI
 
 BASES = {"0.5": 2.0, "φ⁻¹": PHI, "0.8": 1.25}  # decay per frame back -> base b (weight b^-i)
 WINDOWS = [2, 3, 4, 5, 6]
@@ -169,7 +169,7 @@ def write_doc(results: list[dict], path: Path, command: str) -> None:
         f"{BEGIN}\n## Verdict\n\n(not written yet)\n{END}"
     cpu = _cpu()
     lines = ["# The φ-fusion study: does display fusion help?", "",
-             ("Play can show the world model's frames through a φ-decay fusion (`runtime/fusion.py`: "
+             ("Play can show the world model's frames through a φ-decay fusion (`engine/fusion.py`: "
              "y_t = Σ_{i=0..N} b^{-i} x_{t-i} / Σ b^{-i}). The claim: it gives temporal coherence. The risk: an "
              "average of past frames ghosts and lags moving objects. This measures both on held-out play."), "",
              verdict, "",

@@ -14,13 +14,13 @@ from typing import Any
 from worldgame.errors import WorldgameError
 
 COMMANDS = {
-    "play": ("worldgame.runtime.play", "open the game window (neural by default, engine=real for the real game)"),
+    "play": ("worldgame.commands.play", "open the game window (neural by default, engine=real for the real game)"),
     "collect": ("worldgame.data.collect", "write episodes of a game played by a policy"),
     "train": ("worldgame.train.loop", "train stage=vae|teacher|distill|rollout|all on collected episodes"),
     "eval": ("worldgame.eval.evaluate", "measure a checkpoint's quality; prints one JSON line"),
-    "bench": ("worldgame.runtime.bench", "measure play speed headless; prints one JSON line"),
-    "replay": ("worldgame.runtime.replay", "play back or export an episode or session"),
-    "serve": ("worldgame.runtime.serve", "serve the game as a web page (one dream per player)"),
+    "bench": ("worldgame.commands.bench", "measure play speed headless; prints one JSON line"),
+    "replay": ("worldgame.commands.replay", "play back or export an episode or session"),
+    "serve": ("worldgame.commands.serve", "serve the game as a web page (one dream per player)"),
 }
 # -m sweeps run on hydra's joblib launcher (conf/base.yaml), each job with one torch thread (threads=0).
 # These commands' sweeps run one job at a time: parallel jobs would distort the speed they measure.

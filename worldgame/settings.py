@@ -17,9 +17,9 @@ from typing import Any
 from omegaconf import II, DictConfig, ListConfig, OmegaConf
 
 from worldgame.games.registry import resolve as resolve_game
-from worldgame.runtime.engines import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
-from worldgame.runtime.tsr import Interpolation  # how in-between frames are made (display_hz)
-from worldgame.runtime.views import View  # the view modes (the loop's M key cycles them)
+from worldgame.engine.engines import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
+from worldgame.frontend.tsr import Interpolation  # how in-between frames are made (display_hz)
+from worldgame.engine.views import View  # the view modes (the loop's M key cycles them)
 from worldgame.schema import SettingError, check, setting, show
 
 SEED_MAX = 2**32 - 1
@@ -407,11 +407,11 @@ def _eval_relations(cfg: Any) -> None:
 
 
 def _display_relations(cfg: Any) -> None:
-    from worldgame.runtime.tsr import frames_per_tick  # numpy only
+    from worldgame.frontend.tsr import frames_per_tick  # numpy only
 
     check_steps("steps", cfg.steps, cfg.sampler)
     _spacing_relation(cfg)
-    if cfg.fps is not None:  # play's null: the game's own rate, checked again once known (runtime/play.py)
+    if cfg.fps is not None:  # play's null: the game's own rate, checked again once known (commands/play.py)
         frames_per_tick(cfg.fps, cfg.display_hz)  # raises SettingError: 0, or a whole multiple (2x or more) of fps
 
 

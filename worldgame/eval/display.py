@@ -1,7 +1,7 @@
 """What the display shows over time: flicker, ghosting and lag of the shown stream against the game.
 
 Play shows the world model's frames, optionally through the φ-decay display fusion
-(``runtime/fusion.py``: latent mode fuses latents before decoding, pixel mode fuses decoded
+(``engine/fusion.py``: latent mode fuses latents before decoding, pixel mode fuses decoded
 frames). Fusion can calm frame-to-frame shimmer, but an average of past frames also smears
 (ghosts) moving objects and shows them late. This module measures all three on held-out play.
 
@@ -45,7 +45,7 @@ from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_scores
 from worldgame.models.sampler import Sampler, as_sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.runtime.fusion import Fusion, FusionMode, show
+from worldgame.engine.fusion import Fusion, FusionMode, show
 
 __all__ = ["MAX_LAG", "WARMUP", "display_figures", "measure", "predict_latents", "shown_frames"]
 

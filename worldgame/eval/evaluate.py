@@ -43,10 +43,10 @@ from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
-from worldgame.runtime.export import resize_nearest
-from worldgame.runtime.factory import choose_sampler
-from worldgame.runtime.fusion import Fusion, FusionMode
-from worldgame.runtime.views import display_size
+from worldgame.frontend.export import resize_nearest
+from worldgame.engine.factory import choose_sampler
+from worldgame.engine.fusion import Fusion, FusionMode
+from worldgame.engine.views import display_size
 from worldgame.settings import EvalSettings
 
 STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects

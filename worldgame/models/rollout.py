@@ -1,9 +1,9 @@
 """THE closed-loop rollout: B dreams, each fed its own predictions, one action per dream per frame.
 
-Play (``runtime/dream.py``, batch 1, one action at a time from the keys), eval's dreams
+Play (``engine/dream.py``, batch 1, one action at a time from the keys), eval's dreams
 (``eval/rollout.py``, recorded actions) and training's own-rollout contexts and validation dreams
 (``train/sampling.py``, a bare network) all step a :class:`Rollout`. What a frame *shows* is
-``runtime/fusion.show``, kept apart: the rings hold the unfused latents, always.
+``engine/fusion.show``, kept apart: the rings hold the unfused latents, always.
 
 The rings are preallocated tensors shifted in place, so nothing grows with the horizon::
 

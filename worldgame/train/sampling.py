@@ -9,7 +9,7 @@ from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_mask, foreground_scores
 from worldgame.models.rollout import Rollout, closed_loop, recorded_windows
 from worldgame.models.world_model import scheduler_sample, to_frames
-from worldgame.runtime.fusion import show
+from worldgame.engine.fusion import show
 
 
 @torch.no_grad()

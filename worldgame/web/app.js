@@ -1,5 +1,5 @@
 // worldgame serve's page: frames from the WebSocket onto a canvas, keys and controls back.
-// Protocol: worldgame/runtime/serve.py (binary frame: "WGF1", u32 number, u16 panels, u16 h, u16 w, RGB...).
+// Protocol: worldgame/commands/serve.py (binary frame: "WGF1", u32 number, u16 panels, u16 h, u16 w, RGB...).
 "use strict";
 (function () {
   const canvas = document.getElementById("game");

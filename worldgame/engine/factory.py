@@ -14,7 +14,7 @@ from typing import Any
 
 from worldgame.errors import WorldgameError
 from worldgame.games import game_metadata, make_game
-from worldgame.runtime.engines import Engine, RealEngine
+from worldgame.engine.engines import Engine, RealEngine
 from worldgame.settings import PHI, plain
 
 
@@ -131,7 +131,7 @@ def model_engine(model: Any, seed: int, sampler: tuple[str | None, str | None] =
                  backend: str = "auto", threads: int = 0) -> Any:
     """A ModelEngine for ``model`` running ``sampler`` (name, spacing: :func:`choose_sampler`) under
     the thread policy (the settings as settings.Runtime has them)."""
-    from worldgame.runtime.model_engine import ModelEngine  # loads torch
+    from worldgame.engine.model_engine import ModelEngine  # loads torch
 
     configure_threads(int(threads), model.device)
     return ModelEngine(

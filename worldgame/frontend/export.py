@@ -20,7 +20,7 @@ from tqdm import tqdm
 from worldgame.data.episode import Episode
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_path
-from worldgame.runtime.views import display_size
+from worldgame.engine.views import display_size
 
 SUFFIXES = (".mp4", ".gif")
 

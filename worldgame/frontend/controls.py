@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import pygame
 
-from worldgame.runtime.commands import (  # noqa: F401 -- the command table, re-exported for the window's callers
+from worldgame.engine.keys import (  # noqa: F401 -- the command table, re-exported for the window's callers
     COMMAND_KEYS,
     LIVE_CONTROLS,
     STEP_COMMANDS,

@@ -41,9 +41,9 @@ import numpy as np
 from aiohttp import web
 
 from worldgame.data.episode import EVENT_RESET, EVENT_STEP
-from worldgame.runtime.commands import LIVE_CONTROLS, PAGE_COMMANDS, KeyMap, keys_of
-from worldgame.runtime.engines import FusionMode
-from worldgame.runtime.views import View, parse_native_size
+from worldgame.engine.keys import LIVE_CONTROLS, PAGE_COMMANDS, KeyMap, keys_of
+from worldgame.engine.engines import FusionMode
+from worldgame.engine.views import View, parse_native_size
 from worldgame.settings import STEP_COUNTS, ServeSettings
 
 MAX_MESSAGE = 1024  # bytes of one client message
@@ -164,7 +164,7 @@ class Server:
     def make_engine(self, seed: int = 0) -> tuple[Any, dict[str, Any]]:
         """An engine from the factory for this server's checkpoint, warmed through a first reset
         (the seed only starts its sampler: each connection's first tick resets it at its own)."""
-        from worldgame.runtime.factory import make_engine
+        from worldgame.engine.factory import make_engine
 
         with contextlib.redirect_stdout(sys.stderr):  # "loading ...": stdout's first line stays the address
             engine, metadata = make_engine(self.cfg, seed)
@@ -214,8 +214,8 @@ class Connection:
     and a one-slot mailbox of the newest frame."""
 
     def __init__(self, server: Server, ws: Any, engine: Any, metadata: dict[str, Any], seed: int) -> None:
-        from worldgame.runtime.session import SessionRecorder
-        from worldgame.runtime.tick_core import TickCore
+        from worldgame.engine.session import SessionRecorder
+        from worldgame.engine.tick_core import TickCore
 
         self.server, self.ws, self.engine, self.seed = server, ws, engine, seed
         self.metadata = metadata
@@ -467,7 +467,7 @@ _NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 def run(cfg: ServeSettings) -> dict[str, Any]:
     """Entry point of ``worldgame serve`` (hydra config: conf/serve.yaml)."""
     from worldgame.errors import WorldgameError
-    from worldgame.runtime.factory import exit_quickly, game_of
+    from worldgame.engine.factory import exit_quickly, game_of
 
     if cfg.checkpoint and not Path(cfg.checkpoint).is_dir():
         raise WorldgameError(f"checkpoint={cfg.checkpoint}: no such folder")

@@ -4,7 +4,7 @@ and the size a frame is shown at (``display_size``, shared by the window and vid
 * **Stream** — the generated game alone.
 * **LCM Steps** — the denoised estimate after each sampling step (what each step adds).
 * **Temporal** — the unfused and the fused frame, the fusion weights in the HUD.
-* **World Model** — the real game (on the same actions, runtime/lockstep.py) beside the model.
+* **World Model** — the real game (on the same actions, engine/lockstep.py) beside the model.
 
 Each view tells the engine what it will draw (``View.wants``), so the engine computes nothing else.
 """
@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from worldgame.runtime.engines import EngineStatus, StepResult, Wants
+from worldgame.engine.engines import EngineStatus, StepResult, Wants
 
 Panel = tuple[np.ndarray, str | None]
 MAX_NATIVE_SIDE = 4096

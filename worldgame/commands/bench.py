@@ -30,13 +30,13 @@ from typing import Any
 
 import psutil
 
-from worldgame.runtime.engines import Engine
-from worldgame.runtime.factory import make_engine
-from worldgame.runtime.hud import HUD_LINES
-from worldgame.runtime.loop import BetweenInfo, FrameInfo, PlayLoop
-from worldgame.runtime.stats import RunStats
-from worldgame.runtime.tsr import frames_per_tick
-from worldgame.runtime.views import View
+from worldgame.engine.engines import Engine
+from worldgame.engine.factory import make_engine
+from worldgame.engine.hud import HUD_LINES
+from worldgame.frontend.loop import BetweenInfo, FrameInfo, PlayLoop
+from worldgame.engine.stats import RunStats
+from worldgame.frontend.tsr import frames_per_tick
+from worldgame.engine.views import View
 from worldgame.settings import BenchSettings
 
 CONTRACT_STAGES = ("input", "denoise", "fusion", "decode", "present")
@@ -47,7 +47,7 @@ def run(cfg: BenchSettings) -> dict[str, Any]:
     """Entry point of ``worldgame bench`` (hydra config: conf/bench.yaml; settings.BenchSettings)."""
     steps_list, tick_hz, display_hz = list(cfg.steps), cfg.fps, cfg.display_hz
     per_tick, interpolation = frames_per_tick(tick_hz, display_hz), str(cfg.display_interp)
-    from worldgame.runtime.window import Window, require_display
+    from worldgame.frontend.window import Window, require_display
 
     if cfg.display:
         require_display()  # a real window, or one clear line saying why there is none

@@ -6,14 +6,14 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from worldgame.runtime.controls import ScriptItem
-from worldgame.runtime.factory import exit_quickly, make_engine
-from worldgame.runtime.hud import HUD_LINES
-from worldgame.runtime.loop import BetweenInfo, FrameInfo, LoopSummary, PlayLoop
-from worldgame.runtime.session import SessionRecorder
-from worldgame.runtime.tsr import frames_per_tick
-from worldgame.runtime.views import View
-from worldgame.runtime.window import Window, require_display
+from worldgame.frontend.controls import ScriptItem
+from worldgame.engine.factory import exit_quickly, make_engine
+from worldgame.engine.hud import HUD_LINES
+from worldgame.frontend.loop import BetweenInfo, FrameInfo, LoopSummary, PlayLoop
+from worldgame.engine.session import SessionRecorder
+from worldgame.frontend.tsr import frames_per_tick
+from worldgame.engine.views import View
+from worldgame.frontend.window import Window, require_display
 from worldgame.settings import Engine, PlaySettings
 
 __all__ = ["make_engine", "play", "run"]  # make_engine: the factory's, for callers of play

@@ -11,7 +11,7 @@ import numpy as np
 import pygame
 
 from worldgame.errors import WorldgameError
-from worldgame.runtime.views import display_size, parse_native_size
+from worldgame.engine.views import display_size, parse_native_size
 
 HUD_BG = (12, 12, 18)
 HUD_FG = (220, 220, 230)

@@ -23,7 +23,7 @@ import numpy as np
 
 from worldgame.data.episode import Episode, list_episodes, read_episode, read_metadata
 from worldgame.errors import WorldgameError
-from worldgame.runtime.export import check_export_path, export_episode
+from worldgame.frontend.export import check_export_path, export_episode
 from worldgame.settings import ReplaySettings
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     import pygame
 
-    from worldgame.runtime.window import Window
+    from worldgame.frontend.window import Window
 
     ScriptedKey: TypeAlias = int | pygame.event.Event | None
 
@@ -122,7 +122,7 @@ def run_regenerate(path: Path, device: str, progress: bool = True) -> dict[str, 
             "regenerate needs a session recorded by `worldgame play engine=model record=true`"
         )
     print(f"loading {meta.get('checkpoint', 'the model')} ...", flush=True)  # torch and the model take seconds
-    from worldgame.runtime.session import regenerate  # imports torch: only when asked
+    from worldgame.engine.session import regenerate  # imports torch: only when asked
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unfinished")  # already noted by load() above
         result = regenerate(path, device=device, progress=progress)
@@ -161,7 +161,7 @@ def run_window(
         the final state, with a snapshot of the last presented window.
     """
     current = load(files[episode])  # a damaged first file is one clear error, before any window
-    from worldgame.runtime.window import require_display
+    from worldgame.frontend.window import require_display
 
     try:
         require_display()
@@ -262,7 +262,7 @@ class _Player:
             return e
 
     def _show(self, index: int, episode: Episode | WorldgameError) -> None:
-        from worldgame.runtime.window import Window
+        from worldgame.frontend.window import Window
 
         self.state.episode, self.state.frame = index, 0
         self.episode = episode

@@ -1,7 +1,7 @@
 """How the in-between frames of temporal super-resolution (tsr.py) were chosen: ghosting, added
 content and cost of three ways to make the frame halfway between two model frames.
 
-    python -m worldgame.runtime.tsr_measure [CHECKPOINT] [FRAMES] [BACKEND]
+    python tools/tsr_measure.py [CHECKPOINT] [FRAMES] [BACKEND]
 
 dreams FRAMES frames (default 400) from the checkpoint (default: the shipped Bouncer model) at 4
 LCM steps on the bench's held-key script, with the real game beside it, and for every pair of
@@ -51,10 +51,10 @@ def measure(checkpoint: str | None = None, frames: int = 400, backend: str = "au
     import torch
 
     from worldgame.games import make_game
-    from worldgame.runtime.bench import held_keys
-    from worldgame.runtime.engines import Wants
-    from worldgame.runtime.factory import load_model, model_engine
-    from worldgame.runtime.tsr import Interpolator
+    from worldgame.commands.bench import held_keys
+    from worldgame.engine.engines import Wants
+    from worldgame.engine.factory import load_model, model_engine
+    from worldgame.frontend.tsr import Interpolator
 
     model = load_model(checkpoint, "cpu", None, None if checkpoint else make_game({"_target_": "worldgame.games.bouncer.Bouncer"}))
     engine = model_engine(model, 3, backend=backend, steps=4, fusion="off")

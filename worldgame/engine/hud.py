@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worldgame.runtime.stats import FrameStats
+from worldgame.engine.stats import FrameStats
 
 HUD_LINES = 5
 SLOW_MARGIN = 0.95  # warn when the measured rate falls below this share of the tick rate

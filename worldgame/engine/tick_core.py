@@ -23,12 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_STEP
-from worldgame.runtime.commands import LIVE_CONTROLS, STEP_COMMANDS, Command
-from worldgame.runtime.engines import Driver, Engine, EngineStatus, FusionMode, StepResult
-from worldgame.runtime.hud import HudState
-from worldgame.runtime.session import SessionRecorder
-from worldgame.runtime.stats import FrameStats, RunStats
-from worldgame.runtime.views import Panel, View, panels
+from worldgame.engine.keys import LIVE_CONTROLS, STEP_COMMANDS, Command
+from worldgame.engine.engines import Driver, Engine, EngineStatus, FusionMode, StepResult
+from worldgame.engine.hud import HudState
+from worldgame.engine.session import SessionRecorder
+from worldgame.engine.stats import FrameStats, RunStats
+from worldgame.engine.views import Panel, View, panels
 
 NOTICE_S = 2.5  # how long a notice ("fusion φ pixel", "saved ...") stays in the HUD
 

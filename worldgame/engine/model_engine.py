@@ -1,7 +1,7 @@
 """ModelEngine: the dream behind the play loop's engine interface, with the real game beside it.
 
-It joins a :class:`~worldgame.runtime.dream.Dream` (the per-frame path) and a
-:class:`~worldgame.runtime.lockstep.LockstepGame` (the real game on the same actions, played only
+It joins a :class:`~worldgame.engine.dream.Dream` (the per-frame path) and a
+:class:`~worldgame.engine.lockstep.LockstepGame` (the real game on the same actions, played only
 when looked at: at reset, in the World Model view and for a re-sync), and takes the loop's live
 controls and per-view requests (``want``) as explicit calls.
 """
@@ -18,10 +18,10 @@ from worldgame.models.backends import attach
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import SAMPLER_LABELS
 from worldgame.models.world_model import WorldModel
-from worldgame.runtime.dream import Dream
-from worldgame.runtime.engines import EngineStatus, StepResult, Wants, ms_since
-from worldgame.runtime.fusion import PHI, FusionMode
-from worldgame.runtime.lockstep import LockstepGame
+from worldgame.engine.dream import Dream
+from worldgame.engine.engines import EngineStatus, StepResult, Wants, ms_since
+from worldgame.engine.fusion import PHI, FusionMode
+from worldgame.engine.lockstep import LockstepGame
 
 
 class ModelEngine:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from worldgame.runtime.engines import FusionMode  # the engine interface's setting (torch-free there)
+from worldgame.engine.engines import FusionMode  # the engine interface's setting (torch-free there)
 
 __all__ = ["PHI", "Fusion", "FusionMode", "TemporalFusion", "decay_weights", "show"]
 

@@ -19,7 +19,7 @@ Two ways to make a frame between ``a`` and ``b``:
 * ``blend``: ``(1-alpha)*a + alpha*b``; no motion search, every pixel within the range of its two
   model frames, but a moving object shows twice, half-transparent (ghosting).
 
-Measured with ``python -m worldgame.runtime.tsr_measure`` (the midpoint of every pair of frames of a
+Measured with ``python tools/tsr_measure.py`` (the midpoint of every pair of frames of a
 400-frame dream of the shipped Bouncer checkpoint, 1 thread): of the pixels that change between
 two frames, the share the midpoint shows half-way between both (ghosting) is 100 % for the blend,
 95 % for a latent interpolation (decode the lerp of the two latents) and 1 % for the warp; pixels

@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pygame
 
-from worldgame.runtime.controls import Controls, ScriptItem, help_lines, scripted_events
-from worldgame.runtime.engines import Engine, EngineStatus, StepResult
-from worldgame.runtime.hud import HudState, hud_lines
-from worldgame.runtime.session import EVENT_STEP, SessionRecorder
-from worldgame.runtime.stats import FrameStats, RunStats
-from worldgame.runtime.tick_core import TickCore
-from worldgame.runtime.tsr import Interpolator
-from worldgame.runtime.views import View
-from worldgame.runtime.window import Window
+from worldgame.frontend.controls import Controls, ScriptItem, help_lines, scripted_events
+from worldgame.engine.engines import Engine, EngineStatus, StepResult
+from worldgame.engine.hud import HudState, hud_lines
+from worldgame.engine.session import EVENT_STEP, SessionRecorder
+from worldgame.engine.stats import FrameStats, RunStats
+from worldgame.engine.tick_core import TickCore
+from worldgame.frontend.tsr import Interpolator
+from worldgame.engine.views import View
+from worldgame.frontend.window import Window
 
 HUD_REFRESH_S = 0.25  # the HUD text changes at most this often (readable, and cheap)
 
