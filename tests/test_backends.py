@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from worldgame.engine.model_engine import ModelEngine
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel, backends
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import lcm_scheduler
 from worldgame.models.world_model import scheduler_sample
-from worldgame.engine.model_engine import ModelEngine
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -148,10 +148,10 @@ def test_auto_picks_onnx_on_cpu_and_torch_otherwise(tiny_checkpoint, monkeypatch
 
 
 def test_onnx_session_records_its_backend_and_regenerates_identically(tiny_checkpoint, play_config, tmp_path):
-    from worldgame.data.episode import read_episode
-    from worldgame.frontend.controls import tap
     from worldgame.commands.play import play
+    from worldgame.data.episode import read_episode
     from worldgame.engine.session import regenerate
+    from worldgame.frontend.controls import tap
 
     cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=5", "record=true", f"sessions={tmp_path}",
                       "steps=2", "backend=onnx")

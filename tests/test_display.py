@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from worldgame.engine.fusion import PHI
 from worldgame.eval.display import measure, predict_latents, shown_frames
 from worldgame.eval.objects import median_background
-from worldgame.engine.fusion import PHI
 
 
 def _game(frames: int = 60, size: int = 48) -> np.ndarray:

@@ -11,8 +11,8 @@ import pygame
 import pytest
 
 from worldgame.data.episode import EpisodeWriter, read_episode
-from worldgame.games.bouncer import Bouncer
 from worldgame.engine.views import View, display_size
+from worldgame.games.bouncer import Bouncer
 
 STEPS = 12
 BOXING = [210, 160]  # (height, width) of an Atari frame
@@ -125,9 +125,9 @@ def test_play_window_of_an_atari_game_has_its_aspect(play_config, tmp_path: Path
 
 def test_multi_panel_views_fit_the_width(tiny_checkpoint, play_config) -> None:
     """The World Model view of a non-square game: two panels at its aspect; LCM Steps shrinks to fit."""
+    from worldgame.commands.play import make_engine
     from worldgame.engine.hud import HUD_LINES
     from worldgame.frontend.loop import PlayLoop
-    from worldgame.commands.play import make_engine
     from worldgame.frontend.window import Window
 
     engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "steps=8", "optimize=false"), seed=0)
@@ -156,9 +156,9 @@ def _hud(loop) -> str:
 
 
 def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_config) -> None:
+    from worldgame.commands.play import make_engine
     from worldgame.engine.hud import HUD_LINES
     from worldgame.frontend.loop import PlayLoop
-    from worldgame.commands.play import make_engine
     from worldgame.frontend.window import Window
 
     engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "optimize=false"), seed=0)
@@ -177,11 +177,11 @@ def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_conf
 
 
 def test_hud_of_a_gym_game_shows_the_summed_reward() -> None:
-    from worldgame.games.gym_adapter import GymGame
     from worldgame.engine.engines import RealEngine
     from worldgame.engine.hud import HUD_LINES
     from worldgame.frontend.loop import PlayLoop
     from worldgame.frontend.window import Window
+    from worldgame.games.gym_adapter import GymGame
 
     window = Window(64, 2, hud_lines=HUD_LINES)
     try:

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from worldgame.games.bouncer import Bouncer
 from worldgame.engine import lockstep
 from worldgame.engine.engines import Wants
 from worldgame.engine.lockstep import LockstepGame
+from worldgame.games.bouncer import Bouncer
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 ACTIONS = np.random.default_rng(0).integers(0, 6, 400)
 
 
 def _engine(tiny_checkpoint, **kw):
-    from worldgame.models import WorldModel
     from worldgame.engine.model_engine import ModelEngine
+    from worldgame.models import WorldModel
 
     return ModelEngine(WorldModel.from_pretrained(tiny_checkpoint, device="cpu"), backend="torch", **kw)
 
@@ -95,8 +95,8 @@ def test_lockstep_snapshot_replays_the_same_game():
 
 
 def test_dream_alone_snapshot_restore_continues_bit_identically(tiny_checkpoint):
-    from worldgame.models import WorldModel
     from worldgame.engine.dream import Dream
+    from worldgame.models import WorldModel
 
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     real = LockstepGame(Bouncer(), model.context_length).reset(4)
@@ -121,11 +121,11 @@ def test_dream_alone_snapshot_restore_continues_bit_identically(tiny_checkpoint)
 @pytest.mark.parametrize("fusion", ["off", "latent", "pixel"])
 def test_eval_dreams_show_exactly_what_play_shows(tiny_checkpoint, fusion):
     """eval's batched closed-loop rollout at batch 1 and the play Dream: one rollout, one show()."""
+    from worldgame.engine.dream import Dream
+    from worldgame.engine.fusion import PHI, Fusion
     from worldgame.eval.rollout import closed_loop
     from worldgame.models import WorldModel
     from worldgame.models.sampler import Sampler
-    from worldgame.engine.dream import Dream
-    from worldgame.engine.fusion import PHI, Fusion
 
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     k, moves = model.context_length, [int(a) for a in ACTIONS[:12]]

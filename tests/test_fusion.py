@@ -66,8 +66,8 @@ def test_mode_cycle_and_parse():
 @pytest.mark.usefixtures("torch_one_thread")
 def test_model_context_is_never_fused(tiny_checkpoint):
     """Same seed, fusion off vs latent vs pixel: the model's own context stays identical."""
-    from worldgame.models import WorldModel
     from worldgame.engine.model_engine import ModelEngine
+    from worldgame.models import WorldModel
 
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     engines = {m: ModelEngine(model, steps=2, fusion=m, seed=7) for m in ("off", "latent", "pixel")}

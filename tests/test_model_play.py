@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from worldgame.errors import WorldgameError
-from worldgame.games.bouncer import find_player
-from worldgame.frontend.controls import tap
 from worldgame.commands.play import play
 from worldgame.engine.session import EVENT_RESET, EVENT_RESYNC, regenerate
 from worldgame.engine.views import View
+from worldgame.errors import WorldgameError
+from worldgame.frontend.controls import tap
+from worldgame.games.bouncer import find_player
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -119,8 +119,8 @@ def test_shipped_model_moves_player_as_pressed(play_config):
 def test_context_noise_key_cycles_changes_the_dream_and_regenerates(tiny_checkpoint, play_config, tmp_path):
     """N cycles the play context noise (the checkpoint's own, none, twice); the HUD says so, and a
     session recorded across the switches regenerates bit-identically."""
-    from worldgame.frontend import loop as loop_module
     from worldgame.engine.hud import hud_lines
+    from worldgame.frontend import loop as loop_module
 
     cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=3", "record=true", f"sessions={tmp_path}")
     noise, hud = [], []

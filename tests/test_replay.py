@@ -13,9 +13,9 @@ import numpy as np
 import pygame
 import pytest
 
+from worldgame.commands.replay import run_window
 from worldgame.data.episode import Episode, EpisodeWriter, list_episodes, read_episode
 from worldgame.games.bouncer import Bouncer
-from worldgame.commands.replay import run_window
 
 REPO = Path(__file__).resolve().parent.parent
 SCALE = 4

@@ -11,11 +11,11 @@ import numpy as np
 import pygame
 import pytest
 
-from worldgame.data.episode import list_episodes, read_episode
-from worldgame.games.bouncer import find_player
-from worldgame.frontend.controls import Command, Controls, key_event, tap
 from worldgame.commands.play import play
+from worldgame.data.episode import list_episodes, read_episode
 from worldgame.engine.session import EVENT_RESET, EVENT_START, EVENT_STEP
+from worldgame.frontend.controls import Command, Controls, key_event, tap
+from worldgame.games.bouncer import find_player
 
 REPO = Path(__file__).resolve().parent.parent
 

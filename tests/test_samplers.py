@@ -15,12 +15,12 @@ import shutil
 import pytest
 import torch
 
+from worldgame.engine.model_engine import ModelEngine
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import play_scheduler
 from worldgame.models.world_model import scheduler_sample
-from worldgame.engine.model_engine import ModelEngine
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -143,10 +143,10 @@ class _count_allocations(torch.overrides.TorchFunctionMode):
 
 @pytest.mark.parametrize("sampler,spacing", [("ddim", None), ("dpmsolver", "leading"), ("lcm", None)])
 def test_a_session_records_its_sampler_and_regenerates_identically(tiny_checkpoint, play_config, tmp_path, sampler, spacing):
-    from worldgame.data.episode import read_episode
-    from worldgame.frontend.controls import tap
     from worldgame.commands.play import play
+    from worldgame.data.episode import read_episode
     from worldgame.engine.session import regenerate
+    from worldgame.frontend.controls import tap
 
     extra = [f"spacing={spacing}"] if spacing else []
     cfg = play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "seed=3", "record=true", f"sessions={tmp_path}",
@@ -162,8 +162,8 @@ def test_a_session_records_its_sampler_and_regenerates_identically(tiny_checkpoi
 def test_an_old_session_without_a_sampler_regenerates_as_lcm(tiny_checkpoint, play_config, tmp_path, monkeypatch):
     """Sessions recorded before samplers were chosen carry no sampler: they were LCM, and stay so even
     when the checkpoint now names another play default."""
-    from worldgame.data.episode import read_episode
     from worldgame.commands import play as play_module
+    from worldgame.data.episode import read_episode
     from worldgame.engine.session import regenerate
 
     def as_before(cfg, seed):  # the metadata sessions had before this change

@@ -264,8 +264,8 @@ def test_slow_client_drops_frames_and_stalls_nobody(tiny_checkpoint, tmp_path):
 def test_keymap_and_frame_message():
     import numpy as np
 
-    from worldgame.engine.keys import KeyMap
     from worldgame.commands.serve import frame_message
+    from worldgame.engine.keys import KeyMap
 
     keymap = KeyMap(["NOOP", "UP", "LEFT", "FIRE", "UPFIRE"], {"UP": ["up"], "LEFT": ["left"], "FIRE": ["space"],
                                                                "UPFIRE": ["up+space"]})

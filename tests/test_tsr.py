@@ -8,15 +8,15 @@ import json
 import numpy as np
 import pytest
 
+from worldgame.commands.play import play
 from worldgame.data.episode import read_episode
-from worldgame.errors import WorldgameError
-from worldgame.frontend.controls import tap
 from worldgame.engine.engines import EngineStatus, StepResult, Wants
 from worldgame.engine.hud import HudState, hud_lines
-from worldgame.frontend.loop import PlayLoop
-from worldgame.commands.play import play
 from worldgame.engine.session import EVENT_STEP, regenerate
 from worldgame.engine.stats import FrameStats
+from worldgame.errors import WorldgameError
+from worldgame.frontend.controls import tap
+from worldgame.frontend.loop import PlayLoop
 from worldgame.frontend.tsr import Interpolator, frames_per_tick
 from worldgame.frontend.window import Window
 

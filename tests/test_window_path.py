@@ -14,11 +14,11 @@ import numpy as np
 import pygame
 import pytest
 
-from worldgame.frontend.controls import tap
 from worldgame.engine.engines import EngineStatus, FusionMode, StepResult, Wants
 from worldgame.engine.hud import HUD_LINES
-from worldgame.frontend.loop import PlayLoop
 from worldgame.engine.views import View
+from worldgame.frontend.controls import tap
+from worldgame.frontend.loop import PlayLoop
 from worldgame.frontend.window import Window
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,13 +26,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from worldgame.engine.fusion import PHI
 from worldgame.eval.display import measure, predict_latents, shown_frames
 from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_mask, median_background
 from worldgame.eval.rollout import held_out_episode
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.engine.fusion import PHI
 
 BASES = {"0.5": 2.0, "φ⁻¹": PHI, "0.8": 1.25}  # decay per frame back -> base b (weight b^-i)
 WINDOWS = [2, 3, 4, 5, 6]

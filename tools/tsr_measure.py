@@ -50,11 +50,11 @@ def _ms(fn: Callable[[], object], n: int = 300) -> float:
 def measure(checkpoint: str | None = None, frames: int = 400, backend: str = "auto") -> dict[str, dict[str, float]]:
     import torch
 
-    from worldgame.games import make_game
     from worldgame.commands.bench import held_keys
     from worldgame.engine.engines import Wants
     from worldgame.engine.factory import load_model, model_engine
     from worldgame.frontend.tsr import Interpolator
+    from worldgame.games import make_game
 
     model = load_model(checkpoint, "cpu", None, None if checkpoint else make_game({"_target_": "worldgame.games.bouncer.Bouncer"}))
     engine = model_engine(model, 3, backend=backend, steps=4, fusion="off")

@@ -16,10 +16,10 @@ from typing import Any
 
 from omegaconf import II, DictConfig, ListConfig, OmegaConf
 
-from worldgame.games.registry import resolve as resolve_game
 from worldgame.engine.engines import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
-from worldgame.frontend.tsr import Interpolation  # how in-between frames are made (display_hz)
 from worldgame.engine.views import View  # the view modes (the loop's M key cycles them)
+from worldgame.frontend.tsr import Interpolation  # how in-between frames are made (display_hz)
+from worldgame.games.registry import resolve as resolve_game
 from worldgame.schema import SettingError, check, setting, show
 
 SEED_MAX = 2**32 - 1

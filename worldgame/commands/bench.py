@@ -33,10 +33,10 @@ import psutil
 from worldgame.engine.engines import Engine
 from worldgame.engine.factory import make_engine
 from worldgame.engine.hud import HUD_LINES
-from worldgame.frontend.loop import BetweenInfo, FrameInfo, PlayLoop
 from worldgame.engine.stats import RunStats
-from worldgame.frontend.tsr import frames_per_tick
 from worldgame.engine.views import View
+from worldgame.frontend.loop import BetweenInfo, FrameInfo, PlayLoop
+from worldgame.frontend.tsr import frames_per_tick
 from worldgame.settings import BenchSettings
 
 CONTRACT_STAGES = ("input", "denoise", "fusion", "decode", "present")

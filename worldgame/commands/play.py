@@ -6,13 +6,13 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from worldgame.frontend.controls import ScriptItem
 from worldgame.engine.factory import exit_quickly, make_engine
 from worldgame.engine.hud import HUD_LINES
-from worldgame.frontend.loop import BetweenInfo, FrameInfo, LoopSummary, PlayLoop
 from worldgame.engine.session import SessionRecorder
-from worldgame.frontend.tsr import frames_per_tick
 from worldgame.engine.views import View
+from worldgame.frontend.controls import ScriptItem
+from worldgame.frontend.loop import BetweenInfo, FrameInfo, LoopSummary, PlayLoop
+from worldgame.frontend.tsr import frames_per_tick
 from worldgame.frontend.window import Window, require_display
 from worldgame.settings import Engine, PlaySettings
 

@@ -41,8 +41,8 @@ import numpy as np
 from aiohttp import web
 
 from worldgame.data.episode import EVENT_RESET, EVENT_STEP
-from worldgame.engine.keys import LIVE_CONTROLS, PAGE_COMMANDS, KeyMap, keys_of
 from worldgame.engine.engines import FusionMode
+from worldgame.engine.keys import LIVE_CONTROLS, PAGE_COMMANDS, KeyMap, keys_of
 from worldgame.engine.views import View, parse_native_size
 from worldgame.settings import STEP_COUNTS, ServeSettings
 
@@ -466,8 +466,8 @@ _NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 def run(cfg: ServeSettings) -> dict[str, Any]:
     """Entry point of ``worldgame serve`` (hydra config: conf/serve.yaml)."""
-    from worldgame.errors import WorldgameError
     from worldgame.engine.factory import exit_quickly, game_of
+    from worldgame.errors import WorldgameError
 
     if cfg.checkpoint and not Path(cfg.checkpoint).is_dir():
         raise WorldgameError(f"checkpoint={cfg.checkpoint}: no such folder")

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldgame.engine.engines import StepResult, Wants, ms_since
+from worldgame.engine.fusion import PHI, Fusion, FusionMode, TemporalFusion, show
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.engine.engines import StepResult, Wants, ms_since
-from worldgame.engine.fusion import PHI, Fusion, FusionMode, TemporalFusion, show
 from worldgame.settings import STEP_COUNTS
 
 NOTHING_ELSE = Wants()

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from worldgame.engine.engines import Engine, RealEngine
 from worldgame.errors import WorldgameError
 from worldgame.games import game_metadata, make_game
-from worldgame.engine.engines import Engine, RealEngine
 from worldgame.settings import PHI, plain
 
 

@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from worldgame.engine.dream import Dream
+from worldgame.engine.engines import EngineStatus, StepResult, Wants, ms_since
+from worldgame.engine.fusion import PHI, FusionMode
+from worldgame.engine.lockstep import LockstepGame
 from worldgame.games import make_game
 from worldgame.models.backends import attach
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import SAMPLER_LABELS
 from worldgame.models.world_model import WorldModel
-from worldgame.engine.dream import Dream
-from worldgame.engine.engines import EngineStatus, StepResult, Wants, ms_since
-from worldgame.engine.fusion import PHI, FusionMode
-from worldgame.engine.lockstep import LockstepGame
 
 
 class ModelEngine:

@@ -37,9 +37,9 @@ from worldgame.data.episode import (  # the event codes are read from here too (
     EpisodeWriter,
     read_episode,
 )
-from worldgame.errors import WorldgameError
 from worldgame.engine.engines import Driver, Engine
 from worldgame.engine.factory import checkpoint_id, configure_threads, load_model, model_engine
+from worldgame.errors import WorldgameError
 
 PER_FRAME = {
     "event": "0 step, 1 reset, 2 re-sync to the real game then step, 3 first frame of the recording",

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_STEP
-from worldgame.engine.keys import LIVE_CONTROLS, STEP_COMMANDS, Command
 from worldgame.engine.engines import Driver, Engine, EngineStatus, FusionMode, StepResult
 from worldgame.engine.hud import HudState
+from worldgame.engine.keys import LIVE_CONTROLS, STEP_COMMANDS, Command
 from worldgame.engine.session import SessionRecorder
 from worldgame.engine.stats import FrameStats, RunStats
 from worldgame.engine.views import Panel, View, panels

@@ -41,11 +41,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from worldgame.engine.fusion import Fusion, FusionMode, show
 from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_scores
 from worldgame.models.sampler import Sampler, as_sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.engine.fusion import Fusion, FusionMode, show
 
 __all__ = ["MAX_LAG", "WARMUP", "display_figures", "measure", "predict_latents", "shown_frames"]
 

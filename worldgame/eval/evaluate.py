@@ -30,6 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from worldgame.engine.factory import choose_sampler
+from worldgame.engine.fusion import Fusion, FusionMode
+from worldgame.engine.views import display_size
 from worldgame.errors import WorldgameError
 from worldgame.eval import bouncer_checks
 from worldgame.eval.control import control_check
@@ -39,14 +42,11 @@ from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores,
 from worldgame.eval.report import write_report
 from worldgame.eval.rollout import NotReplayable, closed_loop, held_out_episode, hold_dream, hold_real
 from worldgame.fileio import atomic_path, atomic_write_json
+from worldgame.frontend.export import resize_nearest
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
-from worldgame.frontend.export import resize_nearest
-from worldgame.engine.factory import choose_sampler
-from worldgame.engine.fusion import Fusion, FusionMode
-from worldgame.engine.views import display_size
 from worldgame.settings import EvalSettings
 
 STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects

@@ -9,12 +9,12 @@ import torch
 from tqdm import tqdm
 
 from worldgame.data.policies import make_policy
+from worldgame.engine.fusion import Fusion, show
 from worldgame.games import make_game
 from worldgame.models.rollout import closed_loop as closed_loop_latents
 from worldgame.models.rollout import recorded_windows
 from worldgame.models.sampler import Sampler, as_sampler
 from worldgame.models.world_model import WorldModel
-from worldgame.engine.fusion import Fusion, show
 
 
 def held_out_game(game_config: dict):

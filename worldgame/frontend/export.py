@@ -18,9 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from worldgame.data.episode import Episode
+from worldgame.engine.views import display_size
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_path
-from worldgame.engine.views import display_size
 
 SUFFIXES = (".mp4", ".gif")
 

@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pygame
 
-from worldgame.frontend.controls import Controls, ScriptItem, help_lines, scripted_events
 from worldgame.engine.engines import Engine, EngineStatus, StepResult
 from worldgame.engine.hud import HudState, hud_lines
 from worldgame.engine.session import EVENT_STEP, SessionRecorder
 from worldgame.engine.stats import FrameStats, RunStats
 from worldgame.engine.tick_core import TickCore
-from worldgame.frontend.tsr import Interpolator
 from worldgame.engine.views import View
+from worldgame.frontend.controls import Controls, ScriptItem, help_lines, scripted_events
+from worldgame.frontend.tsr import Interpolator
 from worldgame.frontend.window import Window
 
 HUD_REFRESH_S = 0.25  # the HUD text changes at most this often (readable, and cheap)

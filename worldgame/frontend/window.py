@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pygame
 
-from worldgame.errors import WorldgameError
 from worldgame.engine.views import display_size, parse_native_size
+from worldgame.errors import WorldgameError
 
 HUD_BG = (12, 12, 18)
 HUD_FG = (220, 220, 230)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from worldgame.engine.fusion import show
 from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_mask, foreground_scores
 from worldgame.models.rollout import Rollout, closed_loop, recorded_windows
 from worldgame.models.world_model import scheduler_sample, to_frames
-from worldgame.engine.fusion import show
 
 
 @torch.no_grad()
