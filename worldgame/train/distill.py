@@ -25,8 +25,8 @@ import torch
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.schedulers import ORIGINAL_INFERENCE_STEPS, lcm_scheduler, predicted_x0, train_scheduler
 from worldgame.settings import TrainSettings
-from worldgame.train.latents import LatentBatches, teacher_forced_psnr
-from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
+from worldgame.train.latents import LatentBatches
+from worldgame.train.sampling import own_rollout, validate_student
 
 
 class DistillObjective:
@@ -97,18 +97,8 @@ class DistillObjective:
         for p_t, p in zip(self.target.parameters(), self.model.parameters()):
             p_t.lerp_(p, 1 - self.cfg.target_ema)
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.model.eval()
-        vb = self.val_batch
-        m = {f"psnr{s}": teacher_forced_psnr(lambda c, a, s=s: sample(self.model, self.lcm, c, a, s), self.vae, vb)
-             for s in (1, 2, 4)}
-        # validated on a short dream's objects too: distillation can keep PSNR while losing sprites
-        m.update(closed_loop_check(self.model, self.lcm, self.vae, self.val, 4, self.play_noise,
-                                   horizon=self.cfg.val_horizon, dreams=self.cfg.val_dreams))
-        self.model.train()
-        m["score"] = object_score(m)
-        return m
+        return validate_student(self, (1, 2, 4))
 
     def resume_state(self) -> dict[str, Any]:
         """The EMA target network, so that a resumed run continues it instead of restarting it."""

@@ -10,6 +10,7 @@ from worldgame.eval.metrics import frames_to_unit
 from worldgame.eval.objects import foreground_mask, foreground_scores
 from worldgame.models.rollout import Rollout, closed_loop, recorded_windows
 from worldgame.models.world_model import scheduler_sample, to_frames
+from worldgame.train.latents import teacher_forced_psnr
 
 
 @torch.no_grad()
@@ -99,3 +100,16 @@ def object_score(m: dict[str, float]) -> float:
         return m["psnr4"]
     survival = min(m["fg_mass"], 1 / max(m["fg_mass"], 1e-6))  # 1 when as much foreground as the game
     return m["psnr4"] + m["fg_psnr"] + 5 * (m["fg_recall"] + m["fg_precision"]) + 20 * survival
+
+
+@torch.no_grad()
+def validate_student(objective, steps: tuple[int, ...]) -> dict[str, float]:
+    """A student's validation (distill, rollout): teacher-forced PSNR at ``steps`` LCM steps, and a
+    short dream's objects -- a student can keep its PSNR while losing sprites."""
+    o = objective
+    o.model.eval()
+    m = {f"psnr{s}": teacher_forced_psnr(lambda c, a, s=s: sample(o.model, o.lcm, c, a, s), o.vae, o.val_batch) for s in steps}
+    m.update(closed_loop_check(o.model, o.lcm, o.vae, o.val, 4, o.play_noise, horizon=o.cfg.val_horizon, dreams=o.cfg.val_dreams))
+    o.model.train()
+    m["score"] = object_score(m)
+    return m
