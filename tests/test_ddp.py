@@ -64,7 +64,7 @@ def _reference(cfg, out: Path, steps: int, snapshot_at: int) -> dict:
     from worldgame.train import loop
     from worldgame.train.data import load_frame_data
 
-    stage, scfg = cfg.stage, cfg.train[cfg.stage]
+    stage, scfg = cfg.stage, getattr(cfg.train, cfg.stage)
     train, val = load_frame_data(str(cfg.data), cfg.model.denoiser.context_length, cfg.val_fraction)
     torch.manual_seed(cfg.seed)  # what every rank does before building the stage
     objective = loop.build(stage, cfg, train, val, out, torch.device("cpu"))

@@ -166,8 +166,8 @@ def test_an_old_session_without_a_sampler_regenerates_as_lcm(tiny_checkpoint, pl
     from worldgame.data.episode import read_episode
     from worldgame.engine.session import regenerate
 
-    def as_before(cfg, seed):  # the metadata sessions had before this change
-        engine, metadata = make_engine(cfg, seed)
+    def as_before(cfg, seed, kind="model", game=None):  # the metadata sessions had before this change
+        engine, metadata = make_engine(cfg, seed, kind, game)
         assert metadata.pop("sampler") == "lcm" and metadata.pop("spacing") is None
         return engine, metadata
 
@@ -239,8 +239,8 @@ def test_a_session_naming_a_sampler_we_lack_is_one_clear_error(tiny_checkpoint, 
     from worldgame.commands import play as play_module
     from worldgame.engine.session import regenerate
 
-    def hostile(cfg, seed):
-        engine, metadata = make_engine(cfg, seed)
+    def hostile(cfg, seed, kind="model", game=None):
+        engine, metadata = make_engine(cfg, seed, kind, game)
         metadata.update(sampler=sampler, spacing=spacing)
         return engine, metadata
 

@@ -142,6 +142,7 @@ def _write_result(command: str, job: Any, result: Any) -> None:
 
 
 def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    from worldgame.schema import SettingError
     from worldgame.settings import validate
 
     def task(cfg: Any) -> Any:
@@ -157,6 +158,8 @@ def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             if job is not None:
                 _write_result(command, job, result)
             return result
+        except SettingError as e:  # a relation only checkable once the checkpoint is read (e.g. display_hz vs its tick rate)
+            _bad_setting(command, str(e))
         except WorldgameError as e:
             print(f"worldgame {command}: error: {e}", file=sys.stderr)
             sys.exit(1)

@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from worldgame.engine.factory import exit_quickly, make_engine
+from worldgame.engine.factory import exit_quickly, game_of, make_engine
 from worldgame.engine.hud import HUD_LINES
 from worldgame.engine.session import SessionRecorder
 from worldgame.engine.views import View
@@ -41,9 +41,10 @@ def play(
     """Open the window and run the loop; ``script``/``on_frame``/``on_between`` drive it headless (tests)."""
     require_display()
     seed = cfg.seed if cfg.seed is not None else random.randrange(1 << 24)
-    engine, metadata = make_engine(cfg, seed, cfg.engine)
-    fps = cfg.fps if cfg.fps is not None else metadata["tick_hz"]  # the game's own speed unless fps= was given
-    per_tick = frames_per_tick(fps, cfg.display_hz)  # fps=null: checked once the game's rate is known
+    game = game_of(cfg, cfg.engine)
+    fps = cfg.fps if cfg.fps is not None else game.tick_hz  # the game's own speed unless fps= was given
+    per_tick = frames_per_tick(fps, cfg.display_hz)  # fps=null: checked once the game is known, before the model loads
+    engine, metadata = make_engine(cfg, seed, cfg.engine, game)
     metadata["scripted"] = script is not None
     window = Window(engine.frame_size, cfg.scale, hud_lines=HUD_LINES, native_size=metadata.get("native_size"),
                     title=f"worldgame — {metadata['game']} ({engine.kind})")

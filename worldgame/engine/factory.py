@@ -43,10 +43,11 @@ def configure_threads(threads: int, device: Any) -> int:
     return torch.get_num_threads()
 
 
-def make_engine(cfg: Any, seed: int, kind: str = "model") -> tuple[Engine, dict[str, Any]]:
+def make_engine(cfg: Any, seed: int, kind: str = "model", game: Any = None) -> tuple[Engine, dict[str, Any]]:
     """The ``kind`` of engine (settings.Engine) typed play, bench or serve settings ask for, and the
-    session metadata that describes it (``tick_hz``: the game's own tick rate)."""
-    game = game_of(cfg, kind)
+    session metadata that describes it (``tick_hz``: the game's own tick rate); ``game``: the one
+    :func:`game_of` gave, when the caller already has it."""
+    game = game if game is not None else game_of(cfg, kind)
     metadata: dict[str, Any] = {
         **game_metadata(game, cfg.game),
         "policy": "human" if kind == "real" else "model",
