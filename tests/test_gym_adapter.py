@@ -127,3 +127,28 @@ def test_checkpoint_names_its_own_game(cartpole_checkpoint, run_cli):
     clash = run_cli(*args, "game=bouncer")
     lines = [line for line in clash.stderr.splitlines() if line.strip()]
     assert clash.returncode == 1 and len(lines) == 1 and "gym:CartPole-v1" in lines[0], clash.stderr
+
+
+def test_each_game_records_its_own_tick_rate(tiny_checkpoint):
+    """Atari steps 4 of the emulator's 60 frames a second (15 Hz), CartPole says 50, Bouncer 30; the
+    rate is derivable from a game config alone, and a checkpoint's recorded one is checked on load."""
+    pytest.importorskip("ale_py")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from worldgame.games import Bouncer, game_metadata
+    from worldgame.games.registry import tick_hz_of
+    from worldgame.models import WorldModel
+
+    boxing = {"_target_": "worldgame.games.gym_adapter.GymGame", "id": "ALE/Boxing-v5", "frame_size": 64, "kwargs": {}}
+    assert GymGame("ALE/Boxing-v5").tick_hz == 15.0 == tick_hz_of(boxing)
+    assert tick_hz_of({**boxing, "kwargs": {"frameskip": 2}}) == 30.0
+    assert GymGame("CartPole-v1").tick_hz == 50.0
+    assert game_metadata(Bouncer(), {"_target_": "worldgame.games.bouncer.Bouncer"})["tick_hz"] == 30.0
+    folder = Path(tempfile.mkdtemp()) / "ck"
+    shutil.copytree(tiny_checkpoint, folder)
+    meta = json.loads((folder / "worldgame.json").read_text())
+    (folder / "worldgame.json").write_text(json.dumps({**meta, "tick_hz": "fast"}))
+    with pytest.raises(WorldgameError, match="tick_hz"):
+        WorldModel.from_pretrained(folder)

@@ -226,3 +226,17 @@ def test_frames_per_tick_from_the_library(play_config, tiny_checkpoint):
     assert frames_per_tick(30, 0) == 1 and frames_per_tick(30, 60) == 2 and frames_per_tick(24, 120) == 5
     with pytest.raises(WorldgameError, match="whole multiple"):
         play(play_config(f"checkpoint={tiny_checkpoint}", "display_hz=45", "frames=1"))
+
+
+def test_play_ticks_at_the_games_own_rate_unless_fps_is_given(play_config, run_cli):
+    """fps=null: Bouncer's 30 Hz, Boxing's 15 Hz (the rate display_hz must be a whole multiple of,
+    checked before the model loads); fps= given wins."""
+    pytest.importorskip("ale_py")
+    from worldgame.schema import SettingError
+
+    with pytest.raises(SettingError, match=r"multiple of fps=30\b"):
+        play(play_config("display_hz=45", "frames=1"))
+    boxing = run_cli("play", "checkpoint=checkpoints/boxing", "display_hz=40", "frames=1")
+    assert boxing.returncode == 2 and "multiple of fps=15 " in boxing.stderr, boxing.stderr
+    given = run_cli("play", "checkpoint=checkpoints/boxing", "display_hz=45", "fps=20", "frames=1")
+    assert given.returncode == 2 and "multiple of fps=20 " in given.stderr, given.stderr
