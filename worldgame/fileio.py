@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,14 +117,68 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular(path: str | Path, what: str, hint: str) -> os.stat_result:
+    """``stat`` of ``path`` (symlinks followed) if it is a regular file; one line naming ``what`` otherwise.
+
+    Called before any open: a FIFO would block the open itself, a device (``/dev/zero``) never ends.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise WorldgameError(f"{what} cannot be read ({e.strerror or e}); {hint}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise WorldgameError(f"{what} is {_kind(st.st_mode)}, not a regular file; {hint}")
+    return st
+
+
+@contextlib.contextmanager
+def open_regular(path: str | Path, what: str, hint: str) -> Iterator[Any]:
+    """Open ``path`` for reading only if it is a regular file, checked before and after the open.
+
+    O_NONBLOCK makes the open of a FIFO swapped in after the first check return at once (then
+    refused by fstat) instead of waiting for a writer; on a regular file the flag changes nothing.
+    """
+    check_regular(path, what, hint)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise WorldgameError(f"{what} cannot be read ({e.strerror or e}); {hint}") from e
+    f = os.fdopen(fd, "rb")
+    with f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise WorldgameError(f"{what} is {_kind(mode)}, not a regular file; {hint}")
+        os.set_blocking(fd, True)
+        yield f
+
+
+def read_bounded(path: str | Path, max_bytes: int, what: str, hint: str) -> bytes:
+    """The bytes of regular file ``path``, refusing more than ``max_bytes`` (checked before reading
+    and while reading: a file that grows is cut off, never read to the end)."""
+    try:
+        with open_regular(path, what, hint) as f:
+            if os.fstat(f.fileno()).st_size > max_bytes:
+                raise WorldgameError(f"{what} is larger than {max_bytes} bytes; {hint}")
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise WorldgameError(f"{what} cannot be read ({e.strerror or e}); {hint}") from e
+    if len(data) > max_bytes:
+        raise WorldgameError(f"{what} is larger than {max_bytes} bytes; {hint}")
+    return data
+
+
 def read_json_object(path: Path, max_bytes: int, what: str, hint: str) -> dict[str, Any]:
     """A JSON object from ``path``, refusing files over ``max_bytes``; one line naming ``what`` otherwise."""
     try:
-        if path.stat().st_size > max_bytes:
-            raise WorldgameError(f"{what} is larger than {max_bytes} bytes; {hint}")
-        obj = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise WorldgameError(f"{what} cannot be read ({e.strerror or e}); {hint}") from e
+        obj = json.loads(read_bounded(path, max_bytes, what, hint).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise WorldgameError(f"{what} is damaged (invalid JSON: {type(e).__name__}); {hint}") from e
     if not isinstance(obj, dict):
