@@ -165,7 +165,9 @@ def test_export_mp4(folder: Path, episodes: list[Episode], tmp_path: Path, run_c
 
 def test_export_gif_of_a_chosen_episode(folder: Path, episodes: list[Episode], tmp_path: Path, run_cli) -> None:
     out = tmp_path / "sub" / "ep.gif"
-    r = run_cli("replay", f"path={folder}", "episode=1", f"export={out}", "scale=2", "progress=false")
+    spaced = tmp_path / "it's a folder"  # the path as a bare first argument, quoted for hydra by the CLI
+    spaced.symlink_to(folder)
+    r = run_cli("replay", str(spaced), "episode=1", f"export={out}", "scale=2", "progress=false")
     assert r.returncode == 0, r.stderr
     video = iio.imread(out, index=None)
     assert video.shape[:3] == (STEPS + 1, 128, 128)

@@ -66,7 +66,7 @@ def test_resume_restores_ema_and_target_exactly(trained: tuple[Path, dict], tmp_
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     for out in (straight, resumed):
         shutil.copytree(root / "run", out, ignore=shutil.ignore_patterns("state_*.pt"))
-    common = (f"stage={stage}", f"train.{stage}.val_every=100", "save_every=10")
+    common = (f"stage={stage}", f"train.{stage}.val_every=100", "save_every=10", "overwrite=true")  # retrains a copy
     loop.run(_cfg(root / "data", straight, *common, f"train.{stage}.steps=20"))
     loop.run(_cfg(root / "data", resumed, *common, f"train.{stage}.steps=10"))
     loop.run(_cfg(root / "data", resumed, *common, f"train.{stage}.steps=20"))
@@ -170,7 +170,7 @@ def test_refuses_to_train_into_another_games_checkpoint(trained: tuple[Path, dic
     meta_file.write_text(json.dumps(meta))
     before = {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()}
     with pytest.raises(WorldgameError, match="holds a checkpoint of gym:ALE/Pong-v5"):
-        loop.run(_cfg(root / "data", tmp_path / "other", "stage=teacher"))
+        loop.run(_cfg(root / "data", tmp_path / "other", "stage=teacher", "overwrite=true"))
     assert before == {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()}  # nothing touched
 
 
@@ -212,7 +212,7 @@ def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exa
     for out in (straight, resumed, still):
         shutil.copytree(root / "run", out, ignore=shutil.ignore_patterns("state_*.pt"))
     common = ("stage=teacher", f"train.teacher.init={root / 'run'}", "train.teacher.rare_share=0.5",
-              "train.teacher.val_every=100", "save_every=10", "train.teacher.lr=3e-3")
+              "train.teacher.val_every=100", "save_every=10", "overwrite=true", "train.teacher.lr=3e-3")
     report = loop.run(_cfg(root / "data", straight, *common, "train.teacher.steps=20"))["teacher"]
     assert report["loss_end"] < report["loss_start"]
     loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=10"))
@@ -226,7 +226,7 @@ def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exa
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(kept.parameters(), start.parameters()))
     shutil.copytree(root / "run", tmp_path / "bad", ignore=shutil.ignore_patterns("state_*.pt"))
     with pytest.raises(WorldgameError, match="train.teacher.init"):  # a folder without a teacher/: one line
-        loop.run(_cfg(root / "data", tmp_path / "bad", "stage=teacher", f"train.teacher.init={tmp_path}",
+        loop.run(_cfg(root / "data", tmp_path / "bad", "stage=teacher", f"train.teacher.init={tmp_path}", "overwrite=true",
                       "train.teacher.steps=2"))
 
 
@@ -260,3 +260,31 @@ def test_every_stage_is_an_objective(trained: tuple[Path, dict]) -> None:
         assert all(torch.equal(p, q) for p, q in zip(before, objective.trainable().parameters())), stage  # lent back
         assert isinstance(objective.resume_state(), dict)
         assert objective.checkpoint_parts(root / "run")[0] in ("vae", "teacher", "denoiser")
+
+
+def test_a_finished_checkpoint_is_never_replaced_and_one_run_writes_an_out_folder(trained: tuple[Path, dict],
+                                                                                   tmp_path: Path) -> None:
+    """Retraining a stage a folder already holds (no state to resume) is refused unless overwrite=true,
+    with every file left as it was; a second run on an out= another run holds is refused at once;
+    out= a file is one line."""
+    import shutil
+
+    root, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "run", copy, ignore=shutil.ignore_patterns("state_*.pt"))
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    for stage in ("vae", "all", "teacher"):
+        with pytest.raises(WorldgameError, match=r"already holds a trained \w+ stage \(no state_\w+\.pt to resume\); "
+                                                 r".*overwrite=true"):
+            loop.run(_cfg(root / "data", copy, f"stage={stage}", "train.vae.steps=2", "train.teacher.steps=2"))
+    assert before == {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".train.lock"}
+    with loop.out_lock(copy), pytest.raises(WorldgameError, match="being written by another `worldgame train` run"):
+        loop.run(_cfg(root / "data", copy, "stage=vae", "overwrite=true", "train.vae.steps=2"))
+    assert before == {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".train.lock"}
+    report = loop.run(_cfg(root / "data", copy, "stage=vae", "overwrite=true", "train.vae.steps=2", "save_every=1"))
+    assert report["vae"]["steps"] == 2  # asked: replaced, and the lock was let go
+    with pytest.raises(WorldgameError, match="already holds a trained vae stage \\(resume=false\\)"):
+        loop.run(_cfg(root / "data", copy, "stage=vae", "resume=false", "train.vae.steps=2"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WorldgameError, match="out=.*file is a file, not a folder"):
+        loop.run(_cfg(root / "data", tmp_path / "file", "stage=vae"))

@@ -27,9 +27,23 @@ COMMANDS = {
 SERIAL_SWEEPS = {"bench"}
 # In a -m sweep these commands' out=null becomes the job's own folder (the default is shared by every job).
 OWN_OUT = {"eval"}
+# the setting a bare first argument (no '=') stands for: `worldgame replay sessions/x.wgep`
+POSITIONAL = {"replay": "path"}
 USAGE = "usage: worldgame <command> [key=value ...] [-m]\n       worldgame --version\n\ncommands:\n" + "\n".join(
     f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()
 ) + "\n\nShow a command's settings: worldgame <command> --cfg job"
+
+
+def _quoted(value: str) -> str:
+    """``value`` as one hydra override value: plain when the grammar takes it as is, else single-quoted."""
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9_./\-]+", value):
+        return value
+    # hydra's quoted strings: backslashes before a quote or the end are doubled, a quote escaped,
+    # and ${ escaped so a file name is never read as an interpolation
+    value = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value)
+    return "'" + value.replace("${", "\\${") + "'"
 
 
 def version() -> str:
@@ -163,6 +177,11 @@ def _task(command: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         except WorldgameError as e:
             print(f"worldgame {command}: error: {e}", file=sys.stderr)
             sys.exit(1)
+        except OSError as e:  # what no check could foresee: a folder made read-only or a disk filled mid-run
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"worldgame {command}: error: {where}{e.strerror or e}; check the path, its permissions and free space",
+                  file=sys.stderr)
+            sys.exit(1)
         except KeyboardInterrupt:
             print(f"worldgame {command}: interrupted", file=sys.stderr)
             sys.exit(130)
@@ -193,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"worldgame: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
+    if command in POSITIONAL and overrides and "=" not in overrides[0] and not overrides[0].startswith("-"):
+        overrides[0] = f"{POSITIONAL[command]}={_quoted(overrides[0])}"  # `worldgame replay x.wgep` as users type it
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from checkpoints/, never a hub
     warnings.filterwarnings("ignore", category=FutureWarning)
     from worldgame.settings import check_overrides, validate  # registers the schemas in hydra's ConfigStore

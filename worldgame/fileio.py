@@ -117,6 +117,21 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+def output_folder(value: str | Path, setting: str) -> Path:
+    """Setting ``setting``'s folder, made if missing and checked writable before any work; one line
+    naming the setting otherwise (a long run never ends in an OSError when it saves)."""
+    folder = Path(value)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise WorldgameError(f"{setting}={value} is a file, not a folder; choose a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise WorldgameError(f"{setting}={value} is not writable; choose a folder you can write to")
+    except OSError as e:
+        raise WorldgameError(f"{setting}={value}: cannot make the folder ({e.strerror or e}); choose a writable folder") from e
+    return folder
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
                        (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):

@@ -48,6 +48,23 @@ def _host(value: Any) -> str | None:
     return None if ok else "a host name or IP address (127.0.0.1 = this machine only, 0.0.0.0 = every interface)"
 
 
+PATH_MAX, NAME_MAX = 4095, 255  # bytes of a whole path and of one of its names (Linux; macOS is 1023/255)
+
+
+def _path(value: Any) -> str | None:
+    """A path the OS can take at all: checked here so a long name is one line, not an OSError deep in a run."""
+    if value is None:
+        return None
+    raw = str(value).encode("utf-8", "surrogateescape")
+    if b"\0" in raw:
+        return "a path cannot hold a NUL character"
+    if len(raw) > PATH_MAX:
+        return f"a path of at most {PATH_MAX} bytes"
+    if any(len(name) > NAME_MAX for name in raw.split(b"/")):
+        return f"each folder or file name in the path must be at most {NAME_MAX} bytes"
+    return None
+
+
 # --- one enum per concept (StrEnum: a member equals its name as text, and prints as it) --------------
 class Engine(enum.StrEnum):
     model = "model"  # the world model dreams the game
@@ -88,7 +105,7 @@ class Prediction(enum.StrEnum):
 # --- the model and speed settings play, bench and serve share ----------------------------------------
 @dataclass
 class Runtime:
-    checkpoint: str | None = None  # checkpoint folder; null = the one shipped for the game (checkpoints/<game>)
+    checkpoint: str | None = setting(None, check=_path)  # checkpoint folder; null = the one shipped for the game (checkpoints/<game>)
     steps: int = setting(4, choices=list(STEP_COUNTS))  # sampling steps per frame: 1, 2, 4 or 8 (keys 1/2/4/8)
     sampler: Sampler | None = None  # null = the checkpoint's play default (worldgame.json "play"; lcm if none) | lcm | ddim | dpmsolver (docs/fidelity.md)
     spacing: Spacing | None = None  # ddim / dpmsolver timestep spacing: leading | trailing | linspace (null = the sampler's default)
@@ -115,7 +132,7 @@ class Window:
 class PlaySettings(Window, Runtime):
     engine: Engine = Engine.model  # model | real | side_by_side
     record: bool = False  # record from the first frame (R toggles recording at any time)
-    sessions: str = "sessions"  # folder recorded sessions go to
+    sessions: str = setting("sessions", check=_path)  # folder recorded sessions go to
     seed: int | None = setting(None, ge=0, le=SEED_MAX)  # game / sampler seed (null = random); reset n uses seed + n
     fps: float | None = setting(None, ge=0.0, le=1000.0)  # tick rate in Hz; null = the game's own (the checkpoint records it: Bouncer 30, Atari 15); 0 = as fast as possible
     frames: int = setting(0, ge=0)  # stop after this many frames (0 = until the window closes; for headless runs)
@@ -140,7 +157,7 @@ class ServeSettings(Runtime):
     idle_timeout: float = setting(300.0, ge=0.0, le=86400.0)  # seconds without a message from a client before its dream ends (0 = never)
     seed: int | None = setting(None, ge=0, le=SEED_MAX)  # seeds the per-connection seeds (null = random)
     fps: float | None = setting(None, gt=0.0, le=240.0)  # tick rate per dream in Hz; null = the game's own (the checkpoint records it)
-    sessions: str = "sessions"  # folder the page's Record button writes sessions to
+    sessions: str = setting("sessions", check=_path)  # folder the page's Record button writes sessions to
 
 
 @dataclass
@@ -150,18 +167,18 @@ class CollectSettings:
     episodes: int = setting(10, ge=1, le=1_000_000)  # episodes to write
     steps: int = setting(1000, ge=1, le=10_000_000)  # most steps per episode (an episode also ends when the game says done)
     seed: int = setting(0, ge=0, le=SEED_MAX)  # episode e uses seed + (episodes already in out) + e
-    out: str | None = None  # default data/<game>: data/bouncer, or data/breakout for game.id=ALE/Breakout-v5
+    out: str | None = setting(None, check=_path)  # default data/<game>: data/bouncer, or data/breakout for game.id=ALE/Breakout-v5
     progress: bool = True
     game: dict[str, Any] = field(default_factory=dict)  # the game: conf/game/*.yaml
 
 
 @dataclass
 class ReplaySettings:
-    path: str | None = None  # a .wgep episode or session, or a folder of them (searched recursively)
+    path: str | None = setting(None, check=_path)  # a .wgep episode or session, or a folder of them (searched recursively)
     episode: int = 0  # which episode of a folder to open first (negative counts from the end)
     fps: float | None = setting(None, gt=0.0, le=1000.0)  # playback speed in the window and the frame rate of an export; null = the game's own (as recorded: Atari 15, Bouncer 30)
     scale: int = setting(8, ge=1, le=32)  # integer zoom (nearest) of each frame, in the window and in an export
-    export: str | None = None  # out.mp4 or out.gif: write the episode as a video, headless, instead of a window
+    export: str | None = setting(None, check=_path)  # out.mp4 or out.gif: write the episode as a video, headless, instead of a window
     hud: bool = False  # export only: burn a text strip (frame, action, return) under the frames
     progress: bool = True  # export and regenerate: show a progress bar
     regenerate: bool = False  # model sessions: re-run the model on the recorded actions and compare frames
@@ -170,7 +187,7 @@ class ReplaySettings:
 
 @dataclass
 class EvalSettings:
-    checkpoint: str | None = None  # null = the shipped checkpoint of the built-in game
+    checkpoint: str | None = setting(None, check=_path)  # null = the shipped checkpoint of the built-in game
     device: str = setting("auto", check=_device)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads (0 = 1)
     seed: int = setting(10000, ge=0, le=SEED_MAX)  # held-out game seeds start here (collect uses 0.. by default)
@@ -187,7 +204,7 @@ class EvalSettings:
     horizons: list[int] = setting([1, 10, 100], ge=1, nonempty=True)
     horizon_rollouts: int = setting(16, ge=1, le=4096)  # parallel short rollouts averaged per horizon
     context_noise: float | None = setting(None, ge=0.0, le=10.0)  # play-time context noise (null = the checkpoint's); sweep it with -m
-    out: str | None = None  # report folder (null = runs/eval/<checkpoint folder name>)
+    out: str | None = setting(None, check=_path)  # report folder (null = runs/eval/<checkpoint folder name>)
     object_horizons: list[int] = setting([10, 100, 300, 1000, 2000], ge=1, nonempty=True)  # frames at which objects alive (dream vs real) are reported
     fusion: Fusion = Fusion.off  # measure the frames as shown with this display fusion: off | latent | pixel
     fusion_window: int = setting(4, ge=0, le=64)
@@ -257,7 +274,7 @@ class TeacherStage(Stage):
     val_every: int = setting(1000, ge=1)
     ema_decay: float = setting(0.999, ge=0.0, le=1.0)
     max_context_noise: float = setting(0.3, ge=0.0, le=10.0)
-    init: str | None = None  # a checkpoint folder whose teacher/ this stage continues (a longer teacher; same model shape)
+    init: str | None = setting(None, check=_path)  # a checkpoint folder whose teacher/ this stage continues (a longer teacher; same model shape)
     rare_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch from windows around the game's events (rewards, ends)
     rare_radius: int = setting(2, ge=0, le=64)  # an event within this many frames of the target makes a window rare
 
@@ -306,7 +323,9 @@ TRAIN_STAGES = ("vae", "teacher", "distill", "rollout")
 def _data_folders(value: Any) -> str | None:
     ok = isinstance(value, str) or (isinstance(value, (list, ListConfig)) and 0 < len(value) <= 64
                                      and all(isinstance(v, str) for v in value))
-    return None if ok else "must be a folder, or a list of folders like [data/bouncer,sessions]"
+    if not ok:
+        return "must be a folder, or a list of folders like [data/bouncer,sessions]"
+    return next(filter(None, map(_path, [value] if isinstance(value, str) else value)), None)
 
 
 def _stage(value: Any) -> str | None:
@@ -317,11 +336,12 @@ def _stage(value: Any) -> str | None:
 class TrainSettings:
     stage: str = setting("all", check=_stage)  # vae | teacher | distill | rollout | all (in that order)
     data: Any = setting("data/bouncer", check=_data_folders)  # a folder of episodes, or a list like [data/boxing,sessions]
-    out: str = "runs/bouncer"  # the checkpoint folder written (loadable after every stage)
+    out: str = setting("runs/bouncer", check=_path)  # the checkpoint folder written (loadable after every stage)
     device: str = setting("auto", check=_device)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads (0 = 1 on CPU: robust when another process takes a core)
     seed: int = setting(0, ge=0, le=SEED_MAX)
     resume: bool = True  # continue from out/state_<stage>.pt when present
+    overwrite: bool = False  # replace stages out= already holds (trained by another run, or with no state to resume) instead of refusing
     val_fraction: float = setting(0.05, gt=0.0, lt=1.0)  # the last 5% of episode files are held out
     save_every: int = setting(500, ge=1)  # steps between resumable state saves
     progress: bool = True
@@ -355,17 +375,49 @@ register()
 def validate(command: str, cfg: DictConfig) -> Any:
     """The typed settings of ``cfg`` (a dataclass instance of SCHEMAS[command]), or SettingError for
     the first setting its schema does not allow."""
-    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("hydra", "game")])
+    resolved = _resolved(cfg)  # interpolations first: the checks below judge the values they give
+    plain = OmegaConf.masked_copy(resolved, [k for k in resolved if k != "game"])
     merged = check(SCHEMAS[command], plain)
-    if "game" in cfg:
-        resolve_game(OmegaConf.to_container(cfg.game, resolve=False))
+    if "game" in resolved:
+        resolve_game(OmegaConf.to_container(resolved.game))
     relations = {"train": _train_relations, "eval": _eval_relations, "play": _display_relations, "bench": _display_relations,
                  "serve": _serve_relations}.get(command)
     if relations:
         relations(merged)
-    if "game" in cfg:
-        merged.game = OmegaConf.to_container(cfg.game, resolve=True)
+    if "game" in resolved:
+        merged.game = OmegaConf.to_container(resolved.game)
     return OmegaConf.to_object(merged)
+
+
+def _raw(cfg: DictConfig, dotted: str) -> Any:
+    """The unresolved value at ``dotted`` (e.g. ``${oc.env:X}``), or the key itself when it is not there."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node._get_node(part) if isinstance(node, DictConfig) else None
+        if node is None:
+            return dotted
+    return node._value()
+
+
+def _resolved(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without hydra's node, every interpolation (``${oc.env:X}``, ``${oc.decode:...}``, a
+    reference to another setting) replaced by its value; one line naming the setting that cannot be."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":
+            continue
+        try:
+            node = cfg[key]
+            out[key] = (OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+                        if isinstance(node, (DictConfig, ListConfig)) else node)
+        except OmegaConfBaseException as e:
+            where = str(getattr(e, "full_key", "") or key)
+            shown = _raw(cfg, where)  # the text the user typed
+            reason = " ".join(str(e).split("\n")[0].split())[:160]
+            raise SettingError(where, shown, f"cannot be resolved ({reason})") from None
+    return OmegaConf.create(out)
 
 
 def check_overrides(command: str, overrides: list[str]) -> None:

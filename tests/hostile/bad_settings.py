@@ -43,6 +43,22 @@ BAD = {
         "progress=maybe", "regenerate=maybe", "device=xyz", "export=[1]", "pathh=x"],
 }
 
+# interpolations are resolved before the checks (a value they give is judged like a typed one), and a
+# path no OS takes (a name over 255 bytes) is a setting error, not an OSError deep in the run
+LONG = "/tmp/" + "a" * 300 + "/x"
+INTERPOLATED = {
+    "play": ["checkpoint=${oc.env:WG_NOPE}", "seed=${oc.decode:'-5'}", "sessions=${sessions}", f"checkpoint={LONG}",
+             f"sessions={LONG}"],
+    "bench": ["steps=${oc.decode:'3'}", "frames=${oc.decode:'-1'}", f"checkpoint={LONG}"],
+    "collect": ["episodes=${oc.decode:'-5'}", "out=${oc.env:WG_NOPE}", "out=${out}", f"out={LONG}"],
+    "train": ["out=${oc.env:WG_NOPE}", "out=${out}", "model.denoiser.latent_channels=${oc.decode:'-3'}",
+              "model.vae.latent_channels=${oc.env:WG_NOPE}", f"out={LONG}", f"data=[{LONG}]", f"train.teacher.init={LONG}"],
+    "eval": ["episodes=${oc.decode:'0'}", f"out={LONG}", f"checkpoint={LONG}", "out=${oc.env:WG_NOPE}"],
+    "replay": [f"path={LONG}", "export=${oc.env:WG_NOPE}", f"export={LONG}.gif", "fps=${oc.decode:'0'}"],
+}
+for _cmd, _extra in INTERPOLATED.items():
+    BAD[_cmd] = BAD[_cmd] + _extra
+
 
 def cases() -> list[tuple[str, list[str]]]:
     """(id, argv) for every bad setting of every command."""

@@ -41,7 +41,7 @@ from worldgame.eval.metrics import frames_to_unit, psnr, ssim
 from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores, median_background
 from worldgame.eval.report import write_report
 from worldgame.eval.rollout import NotReplayable, closed_loop, held_out_episode, hold_dream, hold_real
-from worldgame.fileio import atomic_path, atomic_write_json
+from worldgame.fileio import atomic_path, atomic_write_json, output_folder
 from worldgame.frontend.export import resize_nearest
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
@@ -57,6 +57,8 @@ def run(cfg: EvalSettings) -> dict:
     torch.set_num_threads(cfg.threads or 1)  # 0 = 1 thread: two collapse when another process takes a core
     path = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
     model = WorldModel.from_pretrained(path, device=cfg.device, teacher=True)
+    # the report folder, checked before minutes of work; never inside a (shipped) checkpoint
+    out = output_folder(cfg.out or Path("runs/eval") / path.name, "out")
     if cfg.context_noise is not None:  # try another play-time context-noise level than the checkpoint's
         model.context_noise = float(cfg.context_noise)
     # the sampler measured, teacher-forced and in the dreams: the checkpoint's play default unless chosen
@@ -169,8 +171,6 @@ def run(cfg: EvalSettings) -> dict:
         "checkpoint": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    out = Path(cfg.out) if cfg.out else Path("runs/eval") / path.name  # never inside a (shipped) checkpoint
-    out.mkdir(parents=True, exist_ok=True)
     strip_at = [h for h in (1, 10, 100, 300, 1000, 2000) if h <= cfg.rollout_frames]
     _strip(long_real, long_gen, strip_at, out / "strip.png", model.metadata.get("native_size"))
     atomic_write_json(out / "eval.json", result)

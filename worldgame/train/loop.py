@@ -9,8 +9,10 @@ runs in every process (train/distributed.py: sharded batches, averaged gradients
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from omegaconf import ListConfig
 from tqdm import tqdm
 
 from worldgame.errors import WorldgameError
-from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, read_json_object
+from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, output_folder, read_json_object
 from worldgame.games.registry import key_bindings_for, tick_hz_of
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import MAX_JSON_BYTES
@@ -48,17 +50,66 @@ def run(cfg: TrainSettings) -> dict:
     # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
     torch.set_num_threads(cfg.threads or (1 if device.type == "cpu" else torch.get_num_threads()))
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = list(cfg.data) if isinstance(cfg.data, (list, tuple, ListConfig)) else cfg.data
-    train, val = load_frame_data(data, cfg.model.denoiser.context_length, cfg.val_fraction)
-    ctx.log(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
-    _check_same_game(out, train.metadata)
-    _check_game_config(train.metadata)
-    report = {}
-    for stage in stages:
-        report[stage] = train_stage(stage, cfg, train, val, out, device, ctx)
+    out = output_folder(cfg.out, "out")
+    with contextlib.ExitStack() as held:
+        if ctx.main:  # one writer per out= folder; under torchrun rank 0 stands for the run
+            held.enter_context(out_lock(out))
+        _check_no_overwrite(out, stages, cfg)
+        data = list(cfg.data) if isinstance(cfg.data, (list, tuple, ListConfig)) else cfg.data
+        train, val = load_frame_data(data, cfg.model.denoiser.context_length, cfg.val_fraction)
+        ctx.log(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
+        _check_same_game(out, train.metadata)
+        _check_game_config(train.metadata)
+        report = {}
+        for stage in stages:
+            report[stage] = train_stage(stage, cfg, train, val, out, device, ctx)
     return report
+
+
+@contextlib.contextmanager
+def out_lock(out: Path):
+    """Hold ``out/.train.lock`` for the run: a second ``train`` on the same ``out=`` is refused at
+    once instead of both writing (one's weights lost) or the second resuming the first's state.
+    flock is released by the kernel when the process dies, so a crash never leaves a stale lock."""
+    import fcntl
+
+    path = out / ".train.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        raise WorldgameError(f"out={out}: cannot open its lock file {path.name} ({e.strerror or e}); "
+                             "choose a writable folder") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorldgameError(f"out={out} is being written by another `worldgame train` run; "
+                                 "wait for it to finish or choose another out=") from None
+        except OSError as e:
+            raise WorldgameError(f"out={out}: cannot lock {path.name} ({e.strerror or e}); choose another out=") from e
+        yield
+    finally:
+        os.close(fd)
+
+
+def _check_no_overwrite(out: Path, stages: tuple[str, ...], cfg: TrainSettings) -> None:
+    """Refuse to retrain a stage ``out`` already holds, unless this run resumes it (its state file is
+    there and resume=true) or overwrite=true: a finished checkpoint is never replaced by accident."""
+    if cfg.overwrite:
+        return
+    meta_file = out / METADATA
+    trained = set()
+    if meta_file.is_file():
+        meta = read_json_object(meta_file, MAX_JSON_BYTES, f"out={out}: {METADATA}",
+                                "use another out=, or overwrite=true to replace that checkpoint")
+        trained = set(meta.get("training") or {}) if isinstance(meta.get("training"), dict) else set()
+    trained |= {s for s in ("vae", "teacher") if (out / s / "config.json").is_file()}  # checkpoints older than the record
+    for stage in stages:
+        has_state = (out / f"state_{stage}.pt").is_file()
+        if stage in trained and not (cfg.resume and has_state):
+            why = "resume=false" if has_state else f"no state_{stage}.pt to resume"
+            raise WorldgameError(f"out={out} already holds a trained {stage} stage ({why}); "
+                                 f"choose another out=, or add overwrite=true to replace it")
 
 
 def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.device) -> Objective:
