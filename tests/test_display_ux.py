@@ -171,7 +171,7 @@ def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_conf
             text = _hud(loop)
             assert "score" not in text and "(real game)" not in text and "?" not in text, text
         loop.view = View.world_model  # the real game is on screen: its score means something
-        assert "real game score 0" in _hud(loop)
+        assert "real game 0" in _hud(loop) and "dream score none (no event head)" in _hud(loop)
     finally:
         window.close()
 

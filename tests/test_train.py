@@ -54,6 +54,9 @@ def test_every_stage_learns(trained: tuple[Path, dict]) -> None:
     # the fourth objective: the student fine-tuned on its own rollouts learns too
     assert report["rollout"]["steps"] == 40 and report["rollout"]["loss_end"] < report["rollout"]["loss_start"]
     assert "fg_recall" in report["rollout"]["history"][-1]  # validated on a dream's objects, not PSNR alone
+    # the fifth: the event head, validated by the F1 of each event kind on held-out windows
+    assert report["events"]["steps"] == 30 and report["events"]["loss_end"] < report["events"]["loss_start"]
+    assert {"plus_f1", "minus_f1", "end_f1", "score"} <= set(report["events"]["history"][-1])
 
 
 @pytest.mark.parametrize("stage", ["teacher", "distill", "rollout"])

@@ -83,7 +83,7 @@ def test_loop_drives_an_engine_only_through_its_interface():
         wants = [c[1] for c in engine.calls if c[0] == "want"]
         assert wants[0] == Wants() and Wants(step_frames=True) in wants and wants[-1] == Wants(real=True)
         assert window.panels == 2 and "steps 2 | fusion φ pixel | view World Model" in hud[-1]
-        assert "real game score 7" in hud[-1]  # the HUD reads the status snapshot
+        assert "real game 7" in hud[-1]  # the HUD reads the status snapshot
     finally:
         window.close()
 

@@ -211,6 +211,8 @@ class EvalSettings:
     fusion_base: float = setting(PHI, gt=0.0, le=1000.0)
     control_contexts: int = setting(8, ge=0, le=1024)  # real contexts from which each movement key (RIGHT/LEFT, DOWN/UP) is held, dream vs game
     control_frames: int = setting(12, ge=1, le=1000)  # frames each key is held; the sprite's shift is measured on the last one
+    event_games: int = setting(8, ge=0, le=1024)  # whole held-out games (to the last life) for the event head's figures; 0 = skip
+    event_frames: int = setting(3000, ge=16, le=100000)  # a game longer than this is cut here
 
 
 # --- train: the run, the model's shape (conf/model) and each stage's recipe (conf/train) -------------
@@ -238,9 +240,17 @@ class DenoiserShape:
 
 
 @dataclass
+class EventsShape:
+    frames_seen: int = setting(2, ge=1, le=64)  # latents the event head sees: the last frames_seen-1 of the context and the next one
+    width: int = setting(32, ge=1, le=1024)  # channels of its first convolution (doubled twice)
+    action_dim: int = setting(16, ge=1, le=4096)
+
+
+@dataclass
 class ModelShape:
     vae: VaeShape = field(default_factory=VaeShape)
     denoiser: DenoiserShape = field(default_factory=DenoiserShape)
+    events: EventsShape = field(default_factory=EventsShape)
     prediction_type: Prediction = Prediction.sample  # sample | v_prediction | epsilon
     play_context_noise: float = setting(0.05, ge=0.0, le=10.0)  # fixed context-noise level at play time (training draws U(0, teacher.max_context_noise))
 
@@ -310,14 +320,25 @@ class RolloutStage(Stage):
 
 
 @dataclass
+class EventsStage(Stage):
+    steps: int = setting(4000, ge=0)
+    max_minutes: float = setting(8.0, gt=0.0)
+    batch_size: int = setting(64, ge=1, le=65536)
+    val_every: int = setting(500, ge=1)
+    rare_share: float = setting(0.5, ge=0.0, le=1.0)  # share of each batch from windows whose target holds a reward or an end
+    latent_noise: float = setting(0.2, ge=0.0, le=10.0)  # noise on the latents it sees, ~U(0, this): a dream's latents are not the real ones
+
+
+@dataclass
 class Recipe:
     vae: VaeStage = field(default_factory=VaeStage)
     teacher: TeacherStage = field(default_factory=TeacherStage)
     distill: DistillStage = field(default_factory=DistillStage)
     rollout: RolloutStage = field(default_factory=RolloutStage)
+    events: EventsStage = field(default_factory=EventsStage)
 
 
-TRAIN_STAGES = ("vae", "teacher", "distill", "rollout")
+TRAIN_STAGES = ("vae", "teacher", "distill", "rollout", "events")
 
 
 def _data_folders(value: Any) -> str | None:
@@ -334,7 +355,7 @@ def _stage(value: Any) -> str | None:
 
 @dataclass
 class TrainSettings:
-    stage: str = setting("all", check=_stage)  # vae | teacher | distill | rollout | all (in that order)
+    stage: str = setting("all", check=_stage)  # vae | teacher | distill | rollout | events | all (in that order)
     data: Any = setting("data/bouncer", check=_data_folders)  # a folder of episodes, or a list like [data/boxing,sessions]
     out: str = setting("runs/bouncer", check=_path)  # the checkpoint folder written (loadable after every stage)
     device: str = setting("auto", check=_device)

@@ -7,7 +7,8 @@ teacher; its plans and fast path), then ``fusion.show`` turns it into the frame 
 
     action ─▶ action ring (K) ──┐
     latent ring (K, unfused) ───┴─▶ Sampler.step (1-8 steps) ─▶ z ─▶ latent ring
-                                                                └─▶ show: fusion (optional) + decode ─▶ frame
+                                                                ├─▶ show: fusion (optional) + decode ─▶ frame
+                                                                └─▶ event head (optional) ─▶ reward sign, game over
 
 The rings are preallocated tensors shifted in place, so nothing grows with play time. Fusion only
 ever changes what is shown: the rings hold the unfused latents. Everything that decides the frames
@@ -111,9 +112,19 @@ class Dream:
         self._sync()
         stages["decode"] += ms_since(t0)
         frame = shown.cpu().numpy()
-        return StepResult(frame, stages_ms=stages, step_frames=step_frames,
+        reward, done = self._events()
+        return StepResult(frame, reward=reward, done=done, stages_ms=stages, step_frames=step_frames,
                           step_timesteps=self._timesteps[:shown_steps] if wants.step_frames else None,
                           unfused=frame if wants.unfused and unfused is None else unfused)
+
+    def _events(self) -> tuple[float, bool]:
+        """The reward's sign and the game's end of the transition just dreamed (the checkpoint's
+        event head on the latent ring; 0 and False without one)."""
+        head = self.model.events
+        if head is None:
+            return 0.0, False
+        sign, ended = head.predict(self.context, self.actions[:, -1])
+        return float(sign[0]), bool(ended[0])
 
     def _sample_into(self, context: torch.Tensor, actions: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return self.sampler.step(context, actions, steps=self.steps, generator=self.generator, out=out)

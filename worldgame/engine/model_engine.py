@@ -24,6 +24,49 @@ from worldgame.models.schedulers import SAMPLER_LABELS
 from worldgame.models.world_model import WorldModel
 
 
+class DreamScore:
+    """The dream's own score and lives, kept from its predicted events (the checkpoint's event head).
+
+    A point (+) adds one; a minus event costs a life where the game has lives (Bouncer's
+    ``start_lives``), else a point (Boxing: the opponent scored). ``lives`` None: the game counts none.
+    """
+
+    def __init__(self, game: Any) -> None:
+        lives = getattr(game, "start_lives", None)  # the real game's own setting (gym games count none here)
+        self.start_lives = None if getattr(game, "infinite_lives", False) or not isinstance(lives, int) else lives
+        self.reset()
+
+    def reset(self) -> None:
+        self.score, self.lives = 0, self.start_lives
+
+    def add(self, reward: float) -> None:
+        if reward > 0:
+            self.score += 1
+        elif reward < 0:
+            if self.lives is None:
+                self.score -= 1
+            else:
+                self.lives = max(0, self.lives - 1)
+
+    def over(self, ended: bool) -> bool:
+        """Whether the game is over: the head saw the end (then no lives are left) or none are left."""
+        if ended and self.lives is not None:
+            self.lives = 0
+        return ended or self.lives == 0
+
+    def text(self) -> str:
+        return str(self.score) if self.lives is None else f"{self.score}  lives {self.lives}"
+
+    def state(self) -> dict[str, int]:
+        return {"dream_score": self.score, "dream_lives": -1 if self.lives is None else self.lives}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Sessions recorded before the dream kept a score start it afresh."""
+        self.score = int(state.get("dream_score", 0))
+        lives = int(state.get("dream_lives", -1 if self.start_lives is None else self.start_lives))
+        self.lives = None if lives < 0 or self.start_lives is None else lives
+
+
 class ModelEngine:
     """The world model as a game engine.
 
@@ -63,6 +106,7 @@ class ModelEngine:
         bindings = model.metadata.get("key_bindings", self.game.key_bindings)
         self.key_bindings = {k: list(v) for k, v in bindings.items()}
         self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=Sampler(model, sampler, spacing))
+        self.score = DreamScore(self.game) if model.events is not None else None
         self.backend = attach(self.dream.sampler, backend)
         self.optimized = optimize and model.device.type == "cpu" and self.backend == "torch"
         if self.optimized:
@@ -92,11 +136,17 @@ class ModelEngine:
         """Reset the real game at ``seed`` and start the dream from its first K frames."""
         frames = self.real.reset(seed)
         self.dream.start(frames, seed)
+        if self.score is not None:
+            self.score.reset()
         return frames[-1].copy()
 
     def step(self, action: int) -> StepResult:
         self.real.follow(action)
         result = self.dream.step(action, self.wants)
+        if self.score is not None:
+            self.score.add(result.reward)
+            # one game over, however it shows: the head's end, or the last life the HUD counts gone
+            result.done = self.score.over(result.done)
         if self.wants.real:
             t0 = time.perf_counter()
             result.real = self.real.frames()[-1]
@@ -130,6 +180,7 @@ class ModelEngine:
             fusion=d.fusion_mode,
             fusion_weights=d.fusion.weights if d.fusion_mode is not FusionMode.off else None,
             nonfinite=d.nonfinite,
+            score=self.score.text() if self.score is not None else "none (no event head)",
             real_score=None if real_score is None else str(real_score),
             context_noise=self.model.context_noise,
         )
@@ -137,9 +188,11 @@ class ModelEngine:
     # --- sessions: capture and restore the exact state -------------------------------------------
     def state(self) -> dict[str, Any]:
         """The dream's snapshot and the real game's seed and actions (bit-identical on restore)."""
-        return {**self.dream.snapshot(), **self.real.state()}
+        return {**self.dream.snapshot(), **self.real.state(), **(self.score.state() if self.score is not None else {})}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state` captured."""
         self.dream.restore(state)
         self.real.load_state(state)
+        if self.score is not None:
+            self.score.load_state(state)

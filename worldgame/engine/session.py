@@ -192,20 +192,24 @@ def _regenerate(episode: Episode, engine: Any, progress: bool = False) -> dict:
     driver = Driver(engine, int(meta["seed"]), resets=int(meta.get("reset_index", 0)))
     cols = episode.timings_ms
     events = cols.get("event", np.zeros(len(episode)))
-    sq_err, max_diff, identical = 0.0, 0, True
+    sq_err, max_diff, identical, same_events = 0.0, 0, True, True
     for i in tqdm(range(1, len(episode)), desc="regenerate", unit="frame", disable=None if progress else True):
         engine.set_steps(int(cols["lcm_steps"][i]))
         engine.set_fusion(int(cols["fusion_mode"][i]))
         if "context_noise" in cols:
             engine.set_context_noise(float(cols["context_noise"][i]))
-        frame = driver.tick(int(events[i]), int(episode.actions[i])).frame
+        ticked = driver.tick(int(events[i]), int(episode.actions[i]))
+        # the dream's predicted events (its score and game over) come back with its frames
+        same_events = same_events and ticked.reward == episode.rewards[i] and ticked.done == episode.dones[i]
+        frame = ticked.frame
         diff = np.abs(frame.astype(np.int16) - episode.frames[i].astype(np.int16))
         max_diff = max(max_diff, int(diff.max()))
         identical = identical and max_diff == 0
         sq_err += float((diff.astype(np.float64) ** 2).mean())
     mse = sq_err / max(len(episode) - 1, 1)
     psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-    result: dict[str, Any] = {"frames": len(episode), "identical": identical, "psnr": psnr, "max_abs_diff": max_diff}
+    result: dict[str, Any] = {"frames": len(episode), "identical": identical and same_events, "psnr": psnr,
+                              "max_abs_diff": max_diff, "events_identical": same_events}
     if meta.get("checkpoint_id") and meta["checkpoint_id"] != checkpoint_id(meta["checkpoint"]):
         result["checkpoint_changed"] = True
     if engine.backend != meta.get("backend", "torch"):

@@ -224,8 +224,8 @@ class TickCore:
                   display_fps: float = 0.0) -> HudState:
         status = status or self.engine.status()
         score_label, score = "score", status.score
-        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen
-            score_label, score = "real game score", status.real_score
+        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen too
+            score_label, score = "dream score", f"{status.score} | real game {status.real_score}"
         return HudState(
             engine=self.engine.kind,
             target_fps=target_fps,

@@ -35,6 +35,7 @@ from worldgame.engine.fusion import Fusion, FusionMode
 from worldgame.engine.views import display_size
 from worldgame.errors import WorldgameError
 from worldgame.eval import bouncer_checks
+from worldgame.eval import events as event_eval
 from worldgame.eval.control import control_check
 from worldgame.eval.display import display_figures
 from worldgame.eval.metrics import frames_to_unit, psnr, ssim
@@ -49,7 +50,7 @@ from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.settings import EvalSettings
 
-STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects
+STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects (+ game events)
 
 
 def run(cfg: EvalSettings) -> dict:
@@ -75,7 +76,8 @@ def run(cfg: EvalSettings) -> dict:
 
     def stage(name: str) -> None:  # the next stage begins
         done[0] += 1
-        print(f"eval [{done[0]}/{STAGES}, {time.perf_counter() - t0:.0f} s]: {name}", file=sys.stderr, flush=True)
+        total = STAGES + (model.events is not None and cfg.event_games > 0)
+        print(f"eval [{done[0]}/{total}, {time.perf_counter() - t0:.0f} s]: {name}", file=sys.stderr, flush=True)
 
     stage("held-out play")
     episodes = [held_out_episode(game_cfg, cfg.seed + i, cfg.episode_frames) for i in range(cfg.episodes)]
@@ -144,6 +146,12 @@ def run(cfg: EvalSettings) -> dict:
     health = _health(tail) if is_bouncer else _foreground_health(tail, long_real[-10:], median_background(long_frames))
     display = display_figures(dreamer, episodes, cfg.rollout_steps,
                               (cfg.fusion, cfg.fusion_window, cfg.fusion_base) if fusion else None, cfg.seed)
+    events = None
+    if model.events is not None and cfg.event_games:
+        stage(f"game events: {cfg.event_games} whole games, teacher-forced and dreamed")
+        games = event_eval.held_out_games(game_cfg, cfg.seed + 5000, cfg.event_games, cfg.event_frames, is_bouncer)
+        events = {"games": len(games), "teacher_forced": event_eval.teacher_forced(model, games),
+                  "dream": event_eval.in_dreams(dreamer, games, cfg.rollout_steps, cfg.seed)}
 
     result = {
         "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),  # dreamed, not control
@@ -168,6 +176,7 @@ def run(cfg: EvalSettings) -> dict:
         },
         "objects": objects,
         "display": display,
+        **({"events": events} if events is not None else {}),
         "checkpoint": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
     }

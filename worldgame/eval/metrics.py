@@ -30,3 +30,17 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float
 def frames_to_unit(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]."""
     return frames.permute(0, 3, 1, 2).float() / 255
+
+
+def f1_scores(predicted: torch.Tensor, actual: torch.Tensor) -> dict[str, float]:
+    """Precision, recall and F1 of boolean ``predicted`` against ``actual`` (NaN where undefined:
+    no predictions for precision, no actual events for recall), and how many events there were."""
+    tp = int((predicted & actual).sum())
+    n_pred, n_true = int(predicted.sum()), int(actual.sum())
+    precision = tp / n_pred if n_pred else float("nan")
+    recall = tp / n_true if n_true else float("nan")
+    if n_pred + n_true == 0:
+        f1 = float("nan")
+    else:
+        f1 = 2 * tp / (n_pred + n_true)
+    return {"precision": precision, "recall": recall, "f1": f1, "events": n_true}

@@ -8,6 +8,7 @@ Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
     vae/        TinyAutoencoder      (config.json + diffusion_pytorch_model.safetensors)
     denoiser/   ActionDenoiser, LCM-distilled student (what play uses)
     teacher/    ActionDenoiser before distillation (optional; eval compares against it)
+    events/     EventHead: the reward's sign and the game's end per transition (optional; the dream's score)
     scheduler/  LCMScheduler config (the betas the teacher was trained with)
     worldgame.json  game, frame size, action names and key bindings, K, play-time context noise,
                     and where the weights came from (data, training time, eval figures)
@@ -27,6 +28,7 @@ from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.events import EventHead
 from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler, set_timesteps
 
 METADATA = "worldgame.json"
@@ -98,6 +100,7 @@ class WorldModel:
         denoiser: ActionDenoiser,
         metadata: dict[str, Any],
         teacher: ActionDenoiser | None = None,
+        events: EventHead | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -106,6 +109,7 @@ class WorldModel:
         self.vae = vae.to(self.device, dtype).eval().requires_grad_(False)
         self.denoiser = denoiser.to(self.device, dtype).eval().requires_grad_(False)
         self.teacher = teacher.to(self.device, dtype).eval().requires_grad_(False) if teacher is not None else None
+        self.events = events.to(self.device, dtype).eval().requires_grad_(False) if events is not None else None
         self.metadata = metadata
         self.prediction_type = metadata.get("prediction_type", "sample")
         self.scheduler = lcm_scheduler(self.prediction_type)
@@ -131,8 +135,10 @@ class WorldModel:
         vae = _load(TinyAutoencoder, path / "vae", dtype)
         denoiser = _load(ActionDenoiser, path / "denoiser", dtype)
         teach = _load(ActionDenoiser, path / "teacher", dtype) if teacher and (path / "teacher").is_dir() else None
+        # the event head is optional: a checkpoint trained before it plays as before, keeping no score
+        events = _load(EventHead, path / "events", dtype) if (path / "events").is_dir() else None
         check_against_weights(meta_file, metadata, denoiser)
-        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype)
+        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype, events=events)
         model.path = path
         return model
 
@@ -144,7 +150,7 @@ class WorldModel:
         the previous checkpoint as it was.
         """
         path = Path(path)
-        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher}
+        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher, "events": self.events}
         try:
             path.mkdir(parents=True, exist_ok=True)
             for name, module in parts.items():

@@ -28,6 +28,8 @@ class FrameData:
     ends: torch.Tensor
     metadata: dict
     events: torch.Tensor | None = None  # (N,) bool: the game's events (a reward or an end) at frame i
+    rewards: torch.Tensor | None = None  # (N,) float32: the reward of the transition into frame i
+    dones: torch.Tensor | None = None  # (N,) bool: frame i is the last of a game (the game ended there)
 
     def rare_ends(self, radius: int) -> torch.Tensor:
         """The ends t with an event within ``radius`` frames of the target t (before or after): the windows
@@ -92,7 +94,7 @@ _SAME = ("game", "frame_size", "action_names", "game_config")
 
 
 def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
-    frames, actions, happened, ends, offset, first = [], [], [], [], 0, files[0]
+    frames, actions, rewards, dones, ends, offset, first = [], [], [], [], [], 0, files[0]
     for f in tqdm(files, desc="read episodes", unit="file", leave=False, disable=None):
         ep = read_episode(f)
         if meta is None:
@@ -115,7 +117,8 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
                 ends.append(np.arange(offset + a + k, offset + b))
         frames.append(ep.frames)
         actions.append(ep.actions)
-        happened.append((ep.rewards != 0) | ep.dones)
+        rewards.append(ep.rewards)
+        dones.append(ep.dones)
         offset += len(ep)
     if not ends:
         raise WorldgameError(f"{first.parent}: episodes are shorter than the context length {k} + 1")
@@ -124,7 +127,9 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
         actions=torch.from_numpy(np.concatenate(actions)).long(),
         ends=torch.from_numpy(np.concatenate(ends)).long(),
         metadata=meta or {},
-        events=torch.from_numpy(np.concatenate(happened)),
+        events=torch.from_numpy((np.concatenate(rewards) != 0) | np.concatenate(dones)),
+        rewards=torch.from_numpy(np.concatenate(rewards)),
+        dones=torch.from_numpy(np.concatenate(dones)),
     )
 
 

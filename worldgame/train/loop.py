@@ -1,7 +1,7 @@
-"""`worldgame train stage=vae|teacher|distill|rollout|all data=DIR out=DIR`: one loop, four losses.
+"""`worldgame train stage=vae|teacher|distill|rollout|events|all data=DIR out=DIR`: one loop, five losses.
 
 Read top to bottom: load episodes -> for each stage build its objective (train/vae.py,
-train/teacher.py, train/distill.py, train/rollout.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
+train/teacher.py, train/distill.py, train/rollout.py, train/events.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
 periodic validation that keeps the best weights, resumable state every ``save_every`` steps and
 on Ctrl-C) -> the out folder is a checkpoint folder after every stage. Under torchrun the same loop
 runs in every process (train/distributed.py: sharded batches, averaged gradients, rank 0 writes).
@@ -27,24 +27,25 @@ from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import MAX_JSON_BYTES
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
-from worldgame.settings import TrainSettings, plain
+from worldgame.settings import TRAIN_STAGES, TrainSettings, plain
 from worldgame.train import distributed
 from worldgame.train.data import load_frame_data
 from worldgame.train.distill import DistillObjective
+from worldgame.train.events import EventsObjective
 from worldgame.train.latents import LatentBatches, encode_all
 from worldgame.train.objective import Objective
 from worldgame.train.rollout import RolloutObjective
 from worldgame.train.teacher import TeacherObjective
 from worldgame.train.vae import VaeObjective
 
-STAGES = ("vae", "teacher", "distill", "rollout")
+STAGES = TRAIN_STAGES  # vae, teacher, distill, rollout, events
 LOG_EVERY = 10  # steps between host syncs: the bar's loss, the non-finite check, the ranks' clock
 
 
 def run(cfg: TrainSettings) -> dict:
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     if any(s not in STAGES for s in stages):
-        raise WorldgameError(f"stage={cfg.stage!r}: choose vae, teacher, distill, rollout or all")
+        raise WorldgameError(f"stage={cfg.stage!r}: choose {', '.join(STAGES)} or all")
     ctx = distributed.setup(pick_device(cfg.device))  # one process unless started by torchrun
     device = ctx.device
     # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
@@ -124,6 +125,10 @@ def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.d
                             rare.rare_radius)
     val_batches = LatentBatches(val, lat_val, k, noise, device, per_frame)
     num_actions = len(train.metadata["action_names"])
+    if stage == "events":  # its own noise on the latents it sees (a dream's are the denoiser's)
+        ev = cfg.train.events.latent_noise
+        return EventsObjective(cfg, LatentBatches(train, lat_train, k, ev, device, per_frame),
+                               LatentBatches(val, lat_val, k, 0.0, device, per_frame), num_actions, device)
     if stage == "teacher":
         return TeacherObjective(cfg, batches, val_batches, vae, num_actions, device)
     if stage == "rollout":  # fine-tunes the distilled student (or the teacher's copy when not distilled)

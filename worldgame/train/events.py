@@ -1,0 +1,105 @@
+"""Stage 5: the event head (models/events.py): the reward's sign and the game's end of each transition.
+
+Loss: cross-entropy on the reward sign plus binary cross-entropy on the end, on windows of the
+autoencoder's latents. Events are rare (a coin every few seconds, a game over every few minutes),
+so ``rare_share`` of each batch comes from windows whose target frame holds one. The latents it sees
+get noise (``latent_noise``) because in a dream the next latent is the denoiser's, never the real one.
+Validated on every held-out window: the F1 of each event kind, the score their mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worldgame.eval.metrics import f1_scores
+from worldgame.models.events import EventHead
+from worldgame.settings import TrainSettings, plain
+from worldgame.train.latents import LatentBatches
+
+VAL_BATCH = 1024
+
+
+def labels(data, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward class (B,) in 0/1/2 for -/0/+, ended (B,) bool) of the transitions into frames ``ends``."""
+    return torch.sign(data.rewards[ends]).long() + 1, data.dones[ends]
+
+
+class EventsObjective:
+    def __init__(self, cfg: TrainSettings, batches: LatentBatches, val: LatentBatches, num_actions: int,
+                 device: torch.device) -> None:
+        self.cfg, self.batches, self.val, self.device = cfg.train.events, batches, val, device
+        shape = cfg.model.denoiser
+        self.model = EventHead(latent_channels=shape.latent_channels, latent_size=shape.latent_size,
+                               num_actions=num_actions, **plain(cfg.model.events)).to(device)
+        self.rare = batches.data.rare_ends(0)  # windows whose target holds a reward or an end
+        # the end is rarer still: its own share, so the head sees game overs at all
+        self.ending = batches.data.ends[batches.data.dones[batches.data.ends]]
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def _draw(self, gen: torch.Generator) -> torch.Tensor:
+        n = self.cfg.batch_size
+        ends = self.batches.data.ends[torch.randint(len(self.batches.data.ends), (n,), generator=gen)]
+        n_rare = round(n * self.cfg.rare_share) if len(self.rare) else 0
+        n_end = min(n_rare // 4, n_rare) if len(self.ending) else 0
+        if n_rare:
+            ends[:n_rare] = self.rare[torch.randint(len(self.rare), (n_rare,), generator=gen)]
+        if n_end:
+            ends[:n_end] = self.ending[torch.randint(len(self.ending), (n_end,), generator=gen)]
+        return ends
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        ends = self._draw(gen)
+        b = self.batches.at(ends, gen)  # context noised by the batches' own level (latent_noise)
+        target = b["target"]
+        level = torch.rand(len(ends), 1, 1, 1, generator=gen) * self.cfg.latent_noise
+        target = target + (level * torch.randn(target.shape, generator=gen)).to(target.device)
+        reward, ended = labels(self.batches.data, ends)
+        logits, end = self.model(torch.cat([b["context"], target[:, None]], 1), b["actions"][:, -1])
+        return (torch.nn.functional.cross_entropy(logits, reward.to(self.device))
+                + torch.nn.functional.binary_cross_entropy_with_logits(end, ended.float().to(self.device)))
+
+    def after_step(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        data, ends = self.val.data, self.val.data.ends
+        signs, endings = [], []
+        for i in range(0, len(ends), VAL_BATCH):
+            b = self.val.at(ends[i : i + VAL_BATCH], None)
+            sign, ended = self.model.predict(torch.cat([b["context"], b["target"][:, None]], 1), b["actions"][:, -1])
+            signs.append(sign.cpu())
+            endings.append(ended.cpu())
+        self.model.train()
+        sign, ended = torch.cat(signs), torch.cat(endings)
+        reward, truly_ended = labels(data, ends)
+        m: dict[str, float] = {}
+        for name, pred, true in (("plus", sign == 1, reward == 2), ("minus", sign == -1, reward == 0),
+                                 ("end", ended, truly_ended)):
+            scores = f1_scores(pred, true)
+            m.update({f"{name}_f1": scores["f1"], f"{name}_events": scores["events"]})
+        kinds = [m[f"{k}_f1"] for k in ("plus", "minus", "end") if m[f"{k}_events"]]
+        m["score"] = sum(0.0 if math.isnan(f) else f for f in kinds) / max(1, len(kinds))
+        return m
+
+    def resume_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    @contextmanager
+    def checkpoint_weights(self) -> Iterator[EventHead]:
+        yield self.model
+
+    def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
+        return ("events",)
