@@ -32,6 +32,7 @@ from worldgame.engine.session import decode_state, encode_state
 REPO = Path(__file__).resolve().parent.parent
 CASE_SECONDS = 10
 REAL = "a_real_session_still_regenerates"
+REPLACED = "export_onto_an_earlier_video_replaces_it"
 
 
 def cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -165,6 +166,7 @@ def session_cases(session: Path, root: Path) -> dict[str, tuple[Path, str]]:
         "snapshot_pickled_member": ({"snapshot": npz_bytes({"steps.npy": npy(np.array([object()] * 2), True)})}, "steps"),
         "context_nan": ({"state": {"context": np.full_like(st["context"], np.nan)}}, "NaN"),
         "context_int": ({"state": {"context": st["context"].astype(np.int32)}}, "context"),
+        "recorded_on_cuda": ({"meta": {"device": "cuda:0"}, "state": {"generator": np.zeros(16, np.uint8)}}, "device=cuda"),
         "generator_garbage": ({"state": {"generator": np.full(st["generator"].shape, 7, np.uint8)}}, "generator"),
         "fusion_mode_evil": ({"state": {"fusion_mode": "evil"}}, "fusion_mode"),
         "fusion_ring_shape": ({"state": {"fusion_ring": np.zeros((5, 7), np.float32)}}, "fusion_ring"),
@@ -203,6 +205,9 @@ def test_hostile_sessions_and_exports_are_one_line(session: Path, tmp_path: Path
         "export_mp4_at_fps_1e-9": ([f"path={session}", f"export={tmp_path / 'slow.mp4'}", "fps=1e-9"], "fps"),
     }
     cases += [(name, ["replay", *args, "progress=false"]) for name, (args, _) in export.items()]
+    existing = tmp_path / "existing.gif"  # an earlier video of another file is still replaced
+    existing.write_bytes(b"an old video")
+    cases.append((REPLACED, ["replay", f"path={session}", f"export={existing}", "progress=false"]))
     before = {p: sha(p) for p in (session, source, readonly)}
 
     results = run_driver(cases, tmp_path, timeout=600)
@@ -210,6 +215,7 @@ def test_hostile_sessions_and_exports_are_one_line(session: Path, tmp_path: Path
     slow = {k: r["seconds"] for k, r in results.items() if k not in (REAL, "__peak_rss_mb__") and r["seconds"] > CASE_SECONDS}
     assert not slow, slow
     assert results[REAL]["rc"] == 0 and results[REAL]["escaped"] is None, results[REAL]
+    assert results[REPLACED]["rc"] == 0 and existing.read_bytes()[:3] == b"GIF", results[REPLACED]
     assert results["__peak_rss_mb__"]["seconds"] < 2048  # no snapshot inflated (the driver's cap is 4 GiB)
     for name, needle in [*((n, w) for n, (_, w) in crafted.items()), *((n, w) for n, (_, w) in export.items())]:
         line = assert_one_line(results[name], needle=needle)

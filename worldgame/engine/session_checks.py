@@ -92,9 +92,9 @@ class SessionFacts:
 REQUIRED = ("checkpoint", "seed", "fusion_window", "fusion_base")
 
 
-def refused(path: Path, problem: str) -> WorldgameError:
-    """The one shape of a session problem: the file, what is wrong, and that it cannot be regenerated."""
-    return WorldgameError(f"{path}: {problem}; it cannot be regenerated (record the session again)")
+def refused(path: Path, problem: str, todo: str = "record the session again") -> WorldgameError:
+    """The one shape of a session problem: the file, what is wrong, that it cannot be regenerated, what to do."""
+    return WorldgameError(f"{path}: {problem}; it cannot be regenerated ({todo})")
 
 
 def check_session(path: Path, episode: Episode) -> tuple[SessionFacts, bytes]:
@@ -229,7 +229,7 @@ def read_snapshot(path: Path, raw: bytes, model: Any, facts: SessionFacts) -> di
     try:
         state = _read_npz(raw, specs)
     except ChunkError as e:
-        raise refused(path, f"its snapshot {e}") from None
+        raise refused(path, f"its snapshot {e}", _todo(facts, model)) from None
     _check_values(path, state, model, facts, generator)
     return state
 
@@ -302,7 +302,7 @@ def _check_values(path: Path, state: dict[str, Any], model: Any, facts: SessionF
         check_steps("steps", [state["steps"]], facts.sampler)
     except SettingError as e:
         raise refused(path, f"its snapshot's {e}") from None
-    _check_generator(path, state["generator"], generator)
+    _check_generator(path, state["generator"], generator, _todo(facts, model))
 
 
 def _check_scalar(path: Path, name: str, value: Any, allowed: Any) -> None:
@@ -310,13 +310,22 @@ def _check_scalar(path: Path, name: str, value: Any, allowed: Any) -> None:
         raise refused(path, f"its snapshot's {name} is {shorten(value, 40)!r}, not one a session holds")
 
 
-def _check_generator(path: Path, state: np.ndarray, generator: Any) -> None:
-    """Torch itself judges the state (its size for the device, its mt19937 validity), on a
-    scratch generator of the device regeneration runs on."""
+def _check_generator(path: Path, state: np.ndarray, generator: Any, todo: str) -> None:
+    """Torch itself judges the state (its mt19937 validity), on a scratch generator of the device
+    regeneration runs on."""
     import torch
 
     try:
         generator.set_state(torch.from_numpy(np.ascontiguousarray(state, dtype=np.uint8)))
     except (RuntimeError, ValueError) as e:
         raise refused(path, f"its snapshot's sampler generator state is not one a {generator.device.type} "
-                      f"generator takes ({shorten(' '.join(str(e).split()), 80)})") from None
+                      f"generator takes ({shorten(' '.join(str(e).split()), 80)})", todo) from None
+
+
+def _todo(facts: SessionFacts, model: Any) -> str:
+    """What to do about a snapshot that does not fit: a session recorded on another kind of device
+    (whose generator state differs in size: CPU 5056 bytes, CUDA 16) regenerates on that kind."""
+    kind = facts.device.split(":")[0]
+    return f"it was recorded on {facts.device}: regenerate it with device={kind}" if kind != model.device.type \
+        else "record the session again"
+
