@@ -152,6 +152,8 @@ def session_cases(session: Path, root: Path) -> dict[str, tuple[Path, str]]:
         "checkpoint_not_text": ({"meta": {"checkpoint": {"a": 1}}}, "checkpoint"),
         "checkpoint_is_a_fifo": ({"meta": {"checkpoint": str(fifo)}}, str(fifo)),
         "checkpoint_is_dev_zero": ({"meta": {"checkpoint": "/dev/zero"}}, "/dev/zero"),
+        "checkpoint_from_the_environment": ({"meta": {"checkpoint": "${oc.env:HOME}"}}, "interpolation"),
+        "seed_decoded_by_omegaconf": ({"meta": {"seed": "${oc.decode:'5'}"}}, "interpolation"),
         "checkpoint_nul_byte": ({"meta": {"checkpoint": "/tmp/a\x00b"}}, "checkpoint"),
         # per-frame columns the Driver is fed
         "column_lcm_steps_99": ({"columns": {"lcm_steps": col(99)}}, "lcm_steps"),

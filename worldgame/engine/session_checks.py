@@ -115,6 +115,10 @@ def check_session(path: Path, episode: Episode) -> tuple[SessionFacts, bytes]:
 
 def _typed(path: Path, meta: dict[str, Any]) -> SessionFacts:
     given = {f.name: meta[f.name] for f in dataclasses.fields(SessionFacts) if f.name in meta}
+    for key, value in given.items():
+        # OmegaConf would resolve "${oc.env:X}" (a path from the environment) after the checks: data, not config
+        if isinstance(value, str) and "${" in value:
+            raise refused(path, f"the session's {key}={shorten(value, 60)} is an interpolation, not a value")
     try:
         facts = check(SessionFacts, given)
         _spacing_relation(facts)
