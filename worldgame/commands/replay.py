@@ -23,7 +23,7 @@ import numpy as np
 
 from worldgame.data.episode import Episode, list_episodes, read_episode, read_metadata
 from worldgame.errors import WorldgameError
-from worldgame.frontend.export import check_export_path, export_episode
+from worldgame.frontend.export import check_export_path, check_fps, export_episode
 from worldgame.settings import ReplaySettings
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ def run(cfg: ReplaySettings) -> Any:
     files = list_episodes(cfg.path)
     index = select(files, cfg.episode, cfg.path)
     scale, fps = cfg.scale, cfg.fps or recorded_tick_hz(files[index])
-    if cfg.export:
-        check_export_path(cfg.export)  # a bad name fails before any work
+    if cfg.export:  # a bad name, the input itself, a read-only target or fps fail before any work
+        check_fps(fps, check_export_path(cfg.export, files[index]).suffix)
     if not cfg.export and not cfg.regenerate:
         return run_window(files, index, scale=scale, fps=fps)
     result: Any = None
@@ -121,11 +121,14 @@ def run_regenerate(path: Path, device: str, progress: bool = True) -> dict[str, 
             f"{path} is a {meta.get('policy', 'non-model')} episode, not a model session; "
             "regenerate needs a session recorded by `worldgame play engine=model record=true`"
         )
-    print(f"loading {meta.get('checkpoint', 'the model')} ...", flush=True)  # torch and the model take seconds
     from worldgame.engine.session import regenerate  # imports torch: only when asked
+
+    def announce(checkpoint: str) -> None:  # the folder resolved, once the session checks out: torch and the model take seconds
+        print(f"loading {checkpoint} ...", flush=True)
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unfinished")  # already noted by load() above
-        result = regenerate(path, device=device, progress=progress)
+        result = regenerate(path, device=device, progress=progress, announce=announce)
     if result["identical"]:
         print(f"regenerated {result['frames']} frames of {path}: bit-identical to the recording")
     else:

@@ -62,13 +62,13 @@ def decode_chunk(payload: bytes, limits: Limits, budget: int) -> tuple[dict[str,
                 raise ChunkError(f"unexpected array {info.filename!r}")
             try:
                 with zf.open(info) as f:
-                    shape, fortran, dtype = _header(f)
+                    shape, fortran, dtype = read_npy_header(f)
                     _check(name, shape, dtype, limits)
                     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                     used += nbytes
                     if used > min(budget, limits.max_bytes):
                         raise ChunkError(f"declares {used} bytes of arrays, more than this file may hold")
-                    arrays[name] = _read(f, shape, fortran, dtype, nbytes)
+                    arrays[name] = read_exact(f, shape, fortran, dtype, nbytes)
             except ChunkError:
                 raise
             except Exception as e:
@@ -93,7 +93,8 @@ def _inflate(payload: bytes, cap: int) -> bytes:
     return raw
 
 
-def _header(f: io.BufferedIOBase) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(f: io.BufferedIOBase) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) of the ``.npy`` stream ``f``, its header bounded to MAX_HEADER bytes."""
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(f, max_header_size=MAX_HEADER)
@@ -119,8 +120,9 @@ def _check(name: str, shape: tuple[int, ...], dtype: np.dtype, limits: Limits) -
         raise ChunkError(f"array {name!r} has shape {shape}, not (rows,)")
 
 
-def _read(f: io.BufferedIOBase, shape: tuple[int, ...], fortran: bool, dtype: np.dtype, nbytes: int) -> np.ndarray:
-    """Exactly ``nbytes`` from ``f`` into a new array (no intermediate copy)."""
+def read_exact(f: io.BufferedIOBase, shape: tuple[int, ...], fortran: bool, dtype: np.dtype, nbytes: int) -> np.ndarray:
+    """Exactly ``nbytes`` from ``f`` into a new array (no intermediate copy); the caller has checked
+    ``shape`` and ``dtype``, so a stream that inflates to more is never read past them."""
     flat = np.empty(nbytes, np.uint8)
     view = memoryview(flat)
     got = 0

@@ -22,6 +22,7 @@ import base64
 import io
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from worldgame.data.episode import (  # the event codes are read from here too (
 )
 from worldgame.engine.engines import Driver, Engine
 from worldgame.engine.factory import checkpoint_id, configure_threads, load_model, model_engine
-from worldgame.errors import WorldgameError
+from worldgame.engine.session_checks import SessionFacts, check_against_model, check_session, read_snapshot
 
 PER_FRAME = {
     "event": "0 step, 1 reset, 2 re-sync to the real game then step, 3 first frame of the recording",
@@ -58,7 +59,8 @@ def encode_state(state: dict[str, Any]) -> str:
 
 
 def decode_state(text: str) -> dict[str, Any]:
-    """Inverse of :func:`encode_state` (0-d arrays come back as Python scalars)."""
+    """Inverse of :func:`encode_state` (0-d arrays come back as Python scalars), for a state this
+    program wrote; a session's snapshot is read by session_checks.read_snapshot, bounded and checked."""
     with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as npz:
         return {k: (npz[k].item() if npz[k].ndim == 0 else npz[k]) for k in npz.files}
 
@@ -137,7 +139,8 @@ class SessionRecorder:
         return self.path
 
 
-def regenerate(path: str | Path, device: str = "auto", progress: bool = False) -> dict:
+def regenerate(path: str | Path, device: str = "auto", progress: bool = False,
+               announce: Callable[[str], None] | None = None) -> dict:
     """Re-run the model of a recorded model session on its actions and settings; compare frames.
 
     Returns ``{'frames', 'identical', 'psnr', 'max_abs_diff'}``: ``frames`` counts the session's
@@ -147,49 +150,51 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False) -
     device and dtype that recorded it), and then ``psnr`` is ``inf``; ``max_abs_diff`` is the
     largest per-pixel difference. Also ``checkpoint_changed`` when the weights' id differs.
     ``progress`` shows a progress bar on a terminal (each frame is a full model step).
+    ``announce`` is told the checkpoint folder (resolved) before it loads, which takes seconds.
+
+    The session is a file from anywhere: everything taken from it is checked first
+    (session_checks.py), the checkpoint it names is loaded by the one checkpoint loader.
     """
+    path = Path(path)
+    episode = read_episode(path)
+    facts, snapshot = check_session(path, episode)  # before torch and the model load: bad sessions fail at once
+    if announce is not None:
+        announce(facts.checkpoint)
     import torch
 
     from worldgame.models.world_model import pick_device
 
-    episode = read_episode(path)
-    meta = episode.metadata
-    if meta.get("engine") != "model" or "snapshot" not in meta:
-        raise WorldgameError(f"{path}: not a model session (engine={meta.get('engine', 'none')}); only model sessions can be regenerated")
-    missing = [k for k in ("checkpoint", "seed", "fusion_window", "fusion_base") if k not in meta]
-    if missing or not isinstance(meta["checkpoint"], str):
-        raise WorldgameError(f"{path}: the session's metadata lacks {', '.join(missing) or 'a checkpoint path'}; "
-                             "it cannot be regenerated (was it written by `worldgame play record=true`?)")
-    sampler, spacing = _session_sampler(path, meta)
     dev = pick_device(device)
-    same_kind = str(meta.get("device", "cpu")).split(":")[0] == dev.type
+    same_kind = facts.device.split(":")[0] == dev.type
     settings = {
-        "fusion_window": meta["fusion_window"],
-        "fusion_base": meta["fusion_base"],
-        "optimize": meta.get("optimized", True),
-        # sessions before backends were torch; ONNX runs on the CPU only (elsewhere: torch, compared by PSNR)
-        "backend": str(meta.get("backend", "torch")) if dev.type == "cpu" else "torch",
+        "fusion_window": facts.fusion_window,
+        "fusion_base": facts.fusion_base,
+        "optimize": facts.optimized,
+        # ONNX runs on the CPU only (elsewhere: torch, compared by PSNR)
+        "backend": str(facts.backend) if dev.type == "cpu" else "torch",
         # the thread count the session ran with: CPU kernels may round differently with another
-        "threads": int(meta.get("threads", 0)) if same_kind else 0,
+        "threads": facts.threads if same_kind else 0,
     }
     threads = torch.get_num_threads()
     try:
-        model = load_model(meta["checkpoint"], str(dev), (meta.get("dtype") == "float16") if same_kind else None,
-                           teacher=sampler == "teacher")
-        engine = model_engine(model, int(meta["seed"]), (sampler, spacing), **settings)
-        return _regenerate(episode, engine, progress)
+        model = load_model(facts.checkpoint, str(dev), (facts.dtype == "float16") if same_kind else None,
+                           teacher=facts.sampler == "teacher")
+        check_against_model(path, episode, model)
+        state = read_snapshot(path, snapshot, model, facts)  # checked against the model before it is restored
+        engine = model_engine(model, facts.seed, (str(facts.sampler), facts.spacing and str(facts.spacing)), **settings)
+        return _regenerate(episode, engine, state, facts, progress)
     finally:
         configure_threads(threads, dev)  # as the caller had it
 
 
-def _regenerate(episode: Episode, engine: Any, progress: bool = False) -> dict:
+def _regenerate(episode: Episode, engine: Any, state: dict[str, Any], facts: SessionFacts, progress: bool = False) -> dict:
     """Restore the snapshot, then tick the engine through the play loop's own :class:`Driver` on
     each recorded row's event, action and settings; compare every frame with the recorded one."""
     from tqdm import tqdm
 
     meta = episode.metadata
-    engine.load_state(decode_state(meta["snapshot"]))
-    driver = Driver(engine, int(meta["seed"]), resets=int(meta.get("reset_index", 0)))
+    engine.load_state(state)
+    driver = Driver(engine, facts.seed, resets=facts.reset_index)
     cols = episode.timings_ms
     events = cols.get("event", np.zeros(len(episode)))
     sq_err, max_diff, identical, same_events = 0.0, 0, True, True
@@ -210,20 +215,8 @@ def _regenerate(episode: Episode, engine: Any, progress: bool = False) -> dict:
     psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
     result: dict[str, Any] = {"frames": len(episode), "identical": identical and same_events, "psnr": psnr,
                               "max_abs_diff": max_diff, "events_identical": same_events}
-    if meta.get("checkpoint_id") and meta["checkpoint_id"] != checkpoint_id(meta["checkpoint"]):
+    if meta.get("checkpoint_id") and meta["checkpoint_id"] != checkpoint_id(facts.checkpoint):
         result["checkpoint_changed"] = True
-    if engine.backend != meta.get("backend", "torch"):
+    if engine.backend != facts.backend:
         result["backend_changed"] = True
     return result
-
-
-def _session_sampler(path: Path, meta: dict) -> tuple[str, str | None]:
-    """The sampler a model session was recorded with (sessions before samplers were chosen: LCM)."""
-    from worldgame.models.schedulers import SAMPLERS, SPACINGS
-
-    sampler, spacing = meta.get("sampler", "lcm"), meta.get("spacing")
-    known = isinstance(sampler, str) and sampler in SAMPLERS and (spacing is None or (isinstance(spacing, str) and spacing in SPACINGS))
-    if not known or (sampler == "lcm" and spacing is not None):
-        raise WorldgameError(f"{path}: the session names sampler {str(sampler)[:40]!r} with spacing {str(spacing)[:40]!r}, "
-                             "which this worldgame does not have; it cannot be regenerated")
-    return sampler, spacing

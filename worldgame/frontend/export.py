@@ -11,6 +11,8 @@ The video is written to a temporary file beside the target, fsynced and renamed 
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +25,49 @@ from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_path
 
 SUFFIXES = (".mp4", ".gif")
+# frames per second an export may have: a GIF delay of 0 (above 100 fps) plays at a viewer's whim,
+# ~10 fps; below 0.01 fps (100 s a frame) FFmpeg's time base fails and nobody watches
+FPS_RANGE = {".mp4": (0.01, 1000.0), ".gif": (0.01, 100.0)}
 
 
-def check_export_path(path: str | Path) -> Path:
-    """Refuse any suffix but .mp4 / .gif with one line; return the path as a Path."""
+def check_export_path(path: str | Path, source: str | Path | None = None) -> Path:
+    """Refuse any suffix but .mp4 / .gif, a folder, the ``source`` being exported itself (however
+    it is reached: the same file by device and inode, so a symlink or hard link too) and an
+    existing target that is read-only or not a regular file, each with one line; return the Path.
+    The video replaces the target by rename (fileio.atomic_path), which the target's own
+    permissions do not stop: they are checked here."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise WorldgameError(f"export={path}: unsupported video type {path.suffix or '(none)'!r}; use a .mp4 or .gif name")
     if path.is_dir():
         raise WorldgameError(f"export={path} is a folder; name a .mp4 or .gif file")
+    try:
+        target = os.stat(path)
+    except OSError:
+        return path  # nothing there (yet): written new
+    if source is not None and _same_file(target, source):
+        raise WorldgameError(f"export={path} is the file being exported ({source}); name another video file")
+    if not stat.S_ISREG(target.st_mode):
+        raise WorldgameError(f"export={path} exists and is not a regular file; name another video file")
+    if not os.access(path, os.W_OK) or not target.st_mode & 0o222:  # root may write anything: the mode says read-only
+        raise WorldgameError(f"export={path} exists and is read-only; remove it or name another video file")
     return path
+
+
+def _same_file(target: os.stat_result, source: str | Path) -> bool:
+    try:
+        st = os.stat(source)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
+
+
+def check_fps(fps: float, suffix: str) -> None:
+    """Refuse a frame rate the video type cannot store, with one line (GIF delays are whole
+    hundredths of a second, 1..65535; FFmpeg refuses a rate too small for its time base)."""
+    low, high = FPS_RANGE[suffix.lower()]
+    if not (isinstance(fps, (int, float)) and low <= fps <= high):
+        raise WorldgameError(f"fps={fps}: a {suffix.lower()} export plays {low:g} to {high:g} frames per second; choose fps in that range")
 
 
 def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
@@ -108,9 +143,8 @@ def export_episode(
     ``native_size``, ``views.display_size``), except that an .mp4 gets one black row/column added
     where a side is odd (H.264 in yuv420p needs even sizes).
     """
-    out = check_export_path(out)
-    if not fps > 0:
-        raise WorldgameError(f"fps={fps}: must be a positive number")
+    out = check_export_path(out, episode.path)
+    check_fps(fps, out.suffix)
     if not (isinstance(scale, int) and scale >= 1):
         raise WorldgameError(f"scale={scale}: must be a whole number >= 1")
     frames = tqdm(
