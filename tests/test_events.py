@@ -128,3 +128,19 @@ def test_crafted_event_parts_are_refused(tiny_checkpoint: Path, tmp_path: Path) 
     weights.write_bytes(b"\x00" * 64)
     with pytest.raises(WorldgameError, match="events"):
         WorldModel.from_pretrained(folder, device="cpu")
+
+
+def test_eval_reports_the_events_teacher_forced_and_in_dreams(tiny_checkpoint: Path, tmp_path: Path, run_cli) -> None:
+    """A head that calls every transition a point: eval's JSON says so in both of its event figures."""
+    always = _rigged(tiny_checkpoint, tmp_path / "always", 1, False)
+    small = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", "steps=[1]", "rollout_frames=8",
+             "rollout_steps=1", "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1", "object_horizons=[8]",
+             "control_contexts=1", "control_frames=2", "event_games=2", "event_frames=40"]
+    r = run_cli("eval", f"checkpoint={always}", f"out={tmp_path / 'eval'}", *small, timeout=600)
+    assert r.returncode == 0, r.stderr
+    events = json.loads(r.stdout.strip().splitlines()[-1])["events"]
+    assert events["games"] == 2
+    assert events["teacher_forced"]["plus"]["recall"] in (1.0, None) or events["teacher_forced"]["plus"]["events"] == 0
+    assert events["teacher_forced"]["minus"]["f1"] in (0.0, None)  # never says minus
+    assert events["dream"]["points_per_1k"] == 1000.0 and events["dream"]["minus_per_1k"] == 0.0
+    assert "game events" in r.stderr  # its own stage line

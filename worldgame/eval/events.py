@@ -13,6 +13,8 @@ infinite-lives practice game the picture metrics use, whose HUD never loses a li
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -58,7 +60,14 @@ def _kinds(signs: torch.Tensor, ends: torch.Tensor, rewards: torch.Tensor, dones
     f1 = 2 * precision * recall / (precision + recall) if n_pred and n_real and precision + recall else (
         0.0 if n_pred or n_real else float("nan"))
     found["end"] = {"precision": precision, "recall": recall, "f1": f1, "events": n_real}
-    return {k: {m: (round(v, 3) if isinstance(v, float) else v) for m, v in d.items()} for k, d in found.items()}
+    return {k: {m: _json(v) for m, v in d.items()} for k, d in found.items()}
+
+
+def _json(value: float) -> float | None:
+    """A figure for the JSON line: rounded, and None where it is undefined (NaN is not JSON)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 3)
+    return value
 
 
 def _dilate(flags: torch.Tensor, radius: int) -> torch.Tensor:

@@ -86,6 +86,7 @@ def resolve(cfg: Mapping[str, Any], prefix: str = "game.") -> tuple[str, Any]:
     if not isinstance(cfg, Mapping):
         raise WorldgameError(f"the game config is a {type(cfg).__name__}, not a mapping of settings")
     keys = dict(cfg)
+    _no_interpolation(keys, prefix)
     target, name = keys.pop("_target_", None), keys.pop("name", None)
     game = TARGETS.get(target) if isinstance(target, str) else None
     if target is not None and game is None:
@@ -100,6 +101,21 @@ def resolve(cfg: Mapping[str, Any], prefix: str = "game.") -> tuple[str, Any]:
     if game is None:
         raise WorldgameError(f"the game config names no game; give name: one of {', '.join(GAMES)}")
     return game, check(GAMES[game].settings, keys, prefix=prefix, closed=True)
+
+
+def _no_interpolation(value: Any, where: str) -> None:
+    """Refuse ``${...}`` in a game config: the command line's are resolved before it gets here, so one
+    left is a file's (a checkpoint's or an episode's), which must never read the environment or
+    other settings through OmegaConf."""
+    if isinstance(value, str) and "${" in value:
+        raise WorldgameError(f"{where.rstrip('.')} holds an interpolation ({value[:40]!r}); a game config from a file "
+                             "is taken literally, so this one was not written by worldgame")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _no_interpolation(v, f"{where}{k}.")
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _no_interpolation(v, where)
 
 
 def folder_name(game: str) -> str:
