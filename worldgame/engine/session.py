@@ -205,7 +205,7 @@ def _regenerate(episode: Episode, engine: Any, state: dict[str, Any], facts: Ses
             engine.set_context_noise(float(cols["context_noise"][i]))
         ticked = driver.tick(int(events[i]), int(episode.actions[i]))
         # the dream's predicted events (its score and game over) come back with its frames
-        same_events = same_events and ticked.reward == episode.rewards[i] and ticked.done == episode.dones[i]
+        same_events = same_events and bool(ticked.reward == episode.rewards[i] and ticked.done == episode.dones[i])
         frame = ticked.frame
         diff = np.abs(frame.astype(np.int16) - episode.frames[i].astype(np.int16))
         max_diff = max(max_diff, int(diff.max()))
