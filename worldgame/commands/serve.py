@@ -336,6 +336,7 @@ class Connection:
 
         cfg = server.cfg
         self.server, self.ws, self.engine, self.seed = server, ws, engine, seed
+        self.transport: Any = None  # the socket's (reading stops when a flood is refused)
         self.metadata = server.metadata
         self.core = TickCore(engine, seed, cfg.view, SessionRecorder(cfg.sessions, server.metadata))
         self.keymap = KeyMap(engine.action_names, engine.key_bindings)
@@ -542,7 +543,8 @@ async def _tick_loop(conn: Connection) -> None:
             return
         action = conn.keymap.action(conn.held)
         message, stages, note = await loop.run_in_executor(server.model_thread, conn.tick, action)
-        conn.cost = stages["total"] / 1000 if conn.frames <= 1 else 0.8 * conn.cost + 0.2 * stages["total"] / 1000
+        # a slow average: one slow tick (another process took the CPU) must not throttle a light dream
+        conn.cost = stages["total"] / 1000 if conn.frames <= 1 else 0.9 * conn.cost + 0.1 * stages["total"] / 1000
         if conn.mailbox is not None:
             conn.dropped += 1
         conn.mailbox = message
@@ -632,7 +634,7 @@ def make_app(cfg: ServeSettings) -> Any:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0, compress=False, timeout=1.0)
         await ws.prepare(request)
         try:
-            await _play(server, ws)
+            await _play(server, ws, request.transport)
         except ConnectionError:  # the client left mid-send (before its first message, say): nothing to tell
             pass
         return ws
@@ -661,7 +663,7 @@ async def _busy(ws: web.WebSocketResponse, message: str) -> None:
     await ws.close(code=CLOSE_BUSY, message=b"busy")
 
 
-async def _play(server: Server, ws: web.WebSocketResponse) -> None:
+async def _play(server: Server, ws: web.WebSocketResponse, transport: Any) -> None:
     """One player's dream on ``ws``, within the caps."""
     cfg = server.cfg
     if server.active >= cfg.max_clients or server.stopping:
@@ -684,6 +686,7 @@ async def _play(server: Server, ws: web.WebSocketResponse) -> None:
             await ws.close(code=CLOSE_ERROR, message=b"server error")
             return
         conn = Connection(server, ws, engine, seed)
+        conn.transport = transport
         server.connections.add(conn)
         server.log(f"player connected (seed {seed}; {server.active}/{cfg.max_clients} dreams)")
         await ws.send_str(json.dumps(conn.hello()))
@@ -714,17 +717,17 @@ async def _serve_connection(conn: Connection) -> None:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 if not conn.messages.take():
-                    await ws.close(code=CLOSE_INVALID, message=b"too many messages")
+                    await _refuse(conn, "too many messages")
                     break
                 try:
                     refusal = conn.handle(parse_message(msg.data, conn.keymap.keys))
                 except BadMessage as e:
-                    await ws.close(code=CLOSE_INVALID, message=str(e).encode()[:120])
+                    await _refuse(conn, str(e))
                     break
                 if refusal is not None:
                     await ws.send_str(json.dumps({"type": "refused", "message": refusal}))
             elif msg.type == WSMsgType.BINARY:
-                await ws.close(code=CLOSE_INVALID, message=b"binary messages are not accepted")
+                await _refuse(conn, "binary messages are not accepted")
                 break
             else:  # ERROR (oversized, bad frame): aiohttp has closed it with its own code
                 break
@@ -734,6 +737,14 @@ async def _serve_connection(conn: Connection) -> None:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # a socket closed mid-send
                 await t
+
+
+async def _refuse(conn: Connection, reason: str) -> None:
+    """Close ``conn`` with 1008 and ``reason``, reading nothing more from it: a flooding client's
+    messages are not parsed while its close handshake waits (the socket buffers fill, it stalls)."""
+    with contextlib.suppress(AttributeError, RuntimeError):
+        conn.transport.pause_reading()
+    await conn.ws.close(code=CLOSE_INVALID, message=reason.encode()[:120])
 
 
 SERVER = web.AppKey("server", Server)  # the app's shared state (tests read the connections)
@@ -789,7 +800,10 @@ async def start(cfg: ServeSettings) -> tuple[web.AppRunner, CappedSite]:
     app = make_app(cfg)
     quiet = _QuietFilter(app[SERVER].errors)
     for name in ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.websocket", "aiohttp.internal"):
-        logging.getLogger(name).addFilter(quiet)
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _QuietFilter)]:  # an earlier server's (tests)
+            logger.removeFilter(old)
+        logger.addFilter(quiet)
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda lp, context: quiet.log.allow() and lp.default_exception_handler(context))
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=cfg.header_timeout, shutdown_timeout=0.5)
