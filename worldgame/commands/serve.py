@@ -1,22 +1,35 @@
 """`worldgame serve`: the game in a web page. One page, one WebSocket; each connection gets its own
-engine from the factory (its own dream, its own seed), stepped at the tick rate.
+dream (its own engine state and seed) on the one model loaded at start, stepped at the tick rate.
 
 Protocol (``worldgame/web/app.js`` is the client):
 
 * server → client, text: JSON ``{"type": "hello", ...}`` once (game, actions, key bindings, the
-  allowed key names, frame size, native size, settings), ``{"type": "stats", ...}`` a few times a
-  second (per-stage ms in the source pipeline's terms, server FPS, settings, recording), ``{"type":
-  "busy"|"error"|"recording", "message": ...}``.
+  allowed key names, frame size, native size, settings, ``max_work``), ``{"type": "stats", ...}`` a
+  few times a second (per-stage ms in the source pipeline's terms, server FPS, settings, recording),
+  ``{"type": "busy"|"error"|"refused"|"recording", "message": ...}`` (``refused``: a request over
+  ``max_work``, the dream goes on; ``recording`` names the file relative to the sessions folder).
 * server → client, binary: one frame: ``b"WGF1"``, uint32 frame number, uint16 panels, uint16 height,
   uint16 width (big-endian), then ``panels`` RGB images of height×width×3 bytes, left to right.
 * client → server, text only, JSON objects of at most :data:`MAX_MESSAGE` bytes, checked by
-  :func:`parse_message`; anything else closes that connection (code 1008 and the reason).
+  :func:`parse_message`, at most ``max_messages`` a second; anything else closes that connection
+  (code 1008 and the reason), and nothing more is read from it.
 
-Safety: binds 127.0.0.1 unless told; a WebSocket whose Origin is not this server is refused (403);
-the checkpoint is the server's; at most ``max_clients`` dreams (others get "busy" and close code
-1013); a connection with no message for ``idle_timeout`` s is closed; frames go through a one-slot
-mailbox, so a slow client misses frames instead of queueing them; errors reach the client as one
-line, never a traceback (those go to the server's stderr).
+Safety: binds 127.0.0.1 unless told; a request whose Host is not this server (localhost, a loopback
+address or ``host``, with this port) is refused (403: DNS rebinding), then a WebSocket whose Origin
+is not that Host; at most ``max_connections`` TCP connections (one more is answered 503 and
+closed) and ``header_timeout`` s to send a request's headers (slowloris); the checkpoint is the
+server's and loaded once, before the address is printed: a connection costs no model load, and new
+dreams start at most 10 a second (churn cannot starve the dreams in play); at most ``max_clients``
+dreams (others get "busy" and close code 1013); a client may ask at most ``max_work`` (steps x
+panels) of a frame, and when the dreams together want more of the one model thread than it has,
+the heavier ones tick slower, not the lighter ones (:meth:`Server.interval`); recordings are capped
+in number, size and length per client and per server (``record_*``), and an unwritable sessions
+folder is a one-line refusal to that client; a connection with no message for ``idle_timeout`` s
+is closed; frames go through a one-slot mailbox, so a slow client misses frames instead of
+queueing them; errors reach the client as one line, never a traceback (those go to the server's
+stderr, at most 10 per 10 s, as do asyncio's and aiohttp's own); a client leaving early is no
+error. Ctrl+C and SIGTERM save the open recordings, close the sockets (1001) and exit in about a
+second.
 """
 
 from __future__ import annotations
@@ -222,9 +235,10 @@ class Server:
     (:meth:`prepare`); each player's engine shares its prepared sampler (ModelEngine ``share``), so
     a connection costs a few ms of the model thread and no model load, however many come and go.
     Turns are fair (:meth:`interval`): when the dreams together want more of the model thread than
-    it has, the heaviest ones tick slower, never the light ones."""
+    it has, the heaviest ones tick slower, not the light ones."""
 
     SHARE = 0.9  # of the model thread's time the dreams may plan to use together
+    FLOOR = 0.1  # of the model thread's time the heavier dreams share at least
     STARTS_PER_S, STARTS_BURST, START_WAIT_S = 10.0, 20.0, 5.0  # new dreams: a churning client waits its turn
 
     def __init__(self, cfg: ServeSettings) -> None:
@@ -278,19 +292,27 @@ class Server:
 
     def interval(self, conn: Connection) -> float:
         """Seconds between ``conn``'s ticks: the tick period, or longer where the dreams together
-        want more than SHARE of the model thread and ``conn`` wants more than its fair part of it
-        (max-min fairness: the lightest dreams are served in full, the rest share what is left)."""
+        want more than SHARE of the model thread. Then the dreams asking the least work (:func:`work`)
+        are served in full, and the heavier ones share what is left (at least FLOOR of it): a client
+        asking for more work than the others slows itself, not them. Dreams asking the same work
+        are equals (the work asked, not the time measured, so a busy machine's noise cannot split them)."""
         period = 1.0 / (self.fps or 30.0)
-        costs = sorted(c.cost for c in self.connections)
-        if sum(costs) <= self.SHARE * period:
+        conns = sorted(self.connections, key=lambda c: c.work)
+        left = self.SHARE * period
+        if len(conns) < 2 or sum(c.cost for c in conns) <= left:
             return period
-        left, allowed = self.SHARE * period, period
-        for i, cost in enumerate(costs):
-            allowed = left / (len(costs) - i)
-            if cost > allowed:
+        i = 0
+        while i < len(conns):  # serve the lightest groups of equals in full while they fit
+            group = [c for c in conns[i:] if c.work == conns[i].work]
+            if sum(c.cost for c in group) > left:
                 break
-            left -= cost
-        return period if conn.cost <= allowed else period * conn.cost / allowed
+            left, i = left - sum(c.cost for c in group), i + len(group)
+        if i == len(conns) or conn.work < conns[i].work:
+            return period
+        if i == 0:  # no lighter dream to keep room for: the equals share all of it (as they would in turn)
+            left = period
+        allowed = max(left, self.FLOOR * period) / (len(conns) - i)
+        return period * max(1.0, conn.cost / allowed)
 
     def record_refusal(self, conn: Connection) -> str | None:
         """Why ``conn`` may not start a recording now (None: it may)."""
@@ -337,6 +359,7 @@ class Connection:
         cfg = server.cfg
         self.server, self.ws, self.engine, self.seed = server, ws, engine, seed
         self.transport: Any = None  # the socket's (reading stops when a flood is refused)
+        self.refusal: str | None = None  # why the client is being closed (1008)
         self.metadata = server.metadata
         self.core = TickCore(engine, seed, cfg.view, SessionRecorder(cfg.sessions, server.metadata))
         self.keymap = KeyMap(engine.action_names, engine.key_bindings)
@@ -356,6 +379,11 @@ class Connection:
         self.stage_sum: dict[str, float] = {}
         self.stage_n = 0
         self.fps_marks: list[float] = []
+
+    @property
+    def work(self) -> int:
+        """The work this dream's frames take now (max_work's measure)."""
+        return work(self.status.steps or 1, self.core.view)
 
     def hello(self) -> dict[str, Any]:
         status, live = self.status, self.engine.live
@@ -705,6 +733,8 @@ async def _play(server: Server, ws: web.WebSocketResponse, transport: Any) -> No
         server.active -= 1
         if conn is not None:
             server.log(f"player left after {conn.frames} frames ({server.active}/{cfg.max_clients} dreams)")
+            if conn.refusal is not None:  # its dream's place is free while the close handshake waits
+                await _refuse(conn, conn.refusal)
 
 
 async def _serve_connection(conn: Connection) -> None:
@@ -717,17 +747,17 @@ async def _serve_connection(conn: Connection) -> None:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 if not conn.messages.take():
-                    await _refuse(conn, "too many messages")
+                    conn.refusal = "too many messages"
                     break
                 try:
                     refusal = conn.handle(parse_message(msg.data, conn.keymap.keys))
                 except BadMessage as e:
-                    await _refuse(conn, str(e))
+                    conn.refusal = str(e)
                     break
                 if refusal is not None:
                     await ws.send_str(json.dumps({"type": "refused", "message": refusal}))
             elif msg.type == WSMsgType.BINARY:
-                await _refuse(conn, "binary messages are not accepted")
+                conn.refusal = "binary messages are not accepted"
                 break
             else:  # ERROR (oversized, bad frame): aiohttp has closed it with its own code
                 break
