@@ -119,7 +119,9 @@ def test_frames_keys_controls_and_recording(tiny_checkpoint, tmp_path):
             saved = await _until_text(ws, "recording")
             assert not saved["active"] and saved["message"].startswith("saved ")
             await ws.close()
-            return Path(saved["message"].removeprefix("saved "))
+            name = saved["message"].removeprefix("saved ")
+            assert "/" not in name  # the client learns the file's name, not the server's folders
+            return tmp_path / "sessions" / name
 
     session = asyncio.run(main())
     report = regenerate(session, device="cpu")  # the usual session format: replays bit-identically

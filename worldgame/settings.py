@@ -158,6 +158,15 @@ class ServeSettings(Runtime):
     seed: int | None = setting(None, ge=0, le=SEED_MAX)  # seeds the per-connection seeds (null = random)
     fps: float | None = setting(None, gt=0.0, le=240.0)  # tick rate per dream in Hz; null = the game's own (the checkpoint records it)
     sessions: str = setting("sessions", check=_path)  # folder the page's Record button writes sessions to
+    max_connections: int = setting(32, ge=1, le=1024)  # open TCP connections at once (pages, game sockets, unfinished requests); more are closed at once
+    header_timeout: float = setting(10.0, gt=0.0, le=300.0)  # seconds a connection may take to send a request's headers (or stay idle between requests)
+    max_messages: float = setting(30.0, gt=0.0, le=1000.0)  # messages per second a client may send (twice that in a burst); more close it (1008)
+    max_work: int = setting(16, ge=1, le=64)  # most sampling steps x panels a client may ask of one frame (8 steps in Stream: 8; 4 in LCM Steps: 16); heavier requests are refused
+    record_seconds: float = setting(600.0, gt=0.0, le=86400.0)  # longest recording; it is saved when reached
+    record_per_client: int = setting(20, ge=0, le=100_000)  # recordings one connection may make (0: recording off)
+    record_client_mb: float = setting(256.0, gt=0.0, le=1e6)  # MB (raw frames) one connection's recordings may take in all
+    record_files: int = setting(500, ge=0, le=1_000_000)  # recordings this server run may make, all clients together
+    record_mb: float = setting(2048.0, gt=0.0, le=1e7)  # MB (raw frames) this server run's recordings may take in all
 
 
 @dataclass

@@ -81,6 +81,10 @@ class ModelEngine:
         backend: ``torch``, ``onnx`` or ``auto`` (models/backends.py); ``self.backend`` is the one in use.
         sampler, spacing: the sampler the dream runs (models/sampler.py ``choose``; None: the
             checkpoint's play default).
+        share: an engine of the same model whose prepared sampler (backend, traced graph, plans)
+            this one uses instead of preparing its own: serve's dreams take turns in one thread,
+            so a new player costs no trace, no export and no warm-up. ``optimize``, ``backend``,
+            ``sampler`` and ``spacing`` are then the shared engine's.
     """
 
     kind = "model"
@@ -98,6 +102,7 @@ class ModelEngine:
         backend: str = "torch",
         sampler: str | None = None,
         spacing: str | None = None,
+        share: ModelEngine | None = None,
     ) -> None:
         self.model = model
         self.real = LockstepGame(make_game(model.metadata["game_config"]), model.context_length)
@@ -105,18 +110,23 @@ class ModelEngine:
         self.action_names = list(model.action_names)
         bindings = model.metadata.get("key_bindings", self.game.key_bindings)
         self.key_bindings = {k: list(v) for k, v in bindings.items()}
-        self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=Sampler(model, sampler, spacing))
+        prepared = share.dream.sampler if share is not None else Sampler(model, sampler, spacing)
+        self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=prepared)
         self.score = DreamScore(self.game) if model.events is not None else None
-        self.backend = attach(self.dream.sampler, backend)
-        self.optimized = optimize and model.device.type == "cpu" and self.backend == "torch"
-        if self.optimized:
-            self.dream.sampler.trace(1)
+        if share is not None:
+            self.backend, self.optimized = share.backend, share.optimized
+        else:
+            self.backend = attach(self.dream.sampler, backend)
+            self.optimized = optimize and model.device.type == "cpu" and self.backend == "torch"
+            if self.optimized:
+                self.dream.sampler.trace(1)
         self.dream.set_steps(steps)
         self.dream.set_fusion(fusion)
         self.wants = Wants()
         own = float(model.context_noise)  # what the checkpoint was trained to play with
-        self.context_noise_levels = tuple(dict.fromkeys((own, 0.0, 2 * own or 0.1)))
-        self.dream.warm_up()
+        self.context_noise_levels = share.context_noise_levels if share is not None else tuple(dict.fromkeys((own, 0.0, 2 * own or 0.1)))
+        if share is None:  # a shared sampler is warm already
+            self.dream.warm_up()
 
     @property
     def game(self) -> Any:

@@ -158,7 +158,7 @@
     if (m.type === "hello") { hello = m; buildControls(); notice.textContent = `starting ${m.game} (seed ${m.seed})…`; canvas.focus(); }
     else if (m.type === "stats") { stats = m; recording = m.recording; setButtons(); }
     else if (m.type === "recording") { recording = m.active; notice.textContent = m.message; setButtons(); }
-    else if (m.type === "busy" || m.type === "error") { notice.textContent = m.message; }
+    else if (m.type === "busy" || m.type === "error" || m.type === "refused") { notice.textContent = m.message; }
   };
   ws.onopen = () => { notice.textContent = "connected: starting a dream…"; };
   ws.onclose = (e) => { notice.textContent = "disconnected" + (e.reason ? ": " + e.reason : "") + " — reload to play again"; };
