@@ -14,6 +14,7 @@ from typing import Any
 
 from worldgame.engine.engines import Engine, RealEngine
 from worldgame.errors import WorldgameError
+from worldgame.fileio import open_regular
 from worldgame.games import game_metadata, make_game
 from worldgame.settings import PHI, plain
 
@@ -154,7 +155,9 @@ def checkpoint_id(path: str | Path) -> str:
     h = hashlib.sha256()
     for part in ("vae", "denoiser"):
         for f in sorted((Path(path) / part).glob("*.safetensors")):
-            h.update(f.read_bytes())
+            with open_regular(f, f"checkpoint part {f}", "restore or retrain the checkpoint") as fh:
+                while block := fh.read(1 << 20):  # streamed: weights may be large
+                    h.update(block)
     return h.hexdigest()[:16]
 
 
