@@ -12,6 +12,7 @@ command lines run through the real CLI (``worldgame.cli.main``), batched in one 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -107,12 +108,32 @@ def test_sparse_8g_episode_is_refused_at_once_without_memory(tmp_path, magic):
 def test_episode_over_the_cap_is_refused_on_its_size(tmp_path, monkeypatch):
     path = tmp_path / "ep.wgep"
     path.write_bytes(E.good_file())
-    assert read_episode(path).complete  # a real file is far under the cap
+    tracemalloc.start()
+    try:
+        assert read_episode(path).complete  # a real file is far under the cap ...
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # ... and costs its size, not the cap (read(n) allocates n up front)
     monkeypatch.setattr("worldgame.data.episode.MAX_EPISODE_BYTES", path.stat().st_size - 1)
     with pytest.raises(WorldgameError) as e:
         read_episode(path)
     _one_line(e, "more than an episode may hold")
     assert MAX_EPISODE_BYTES >= 256 << 20
+
+
+def test_a_bounded_read_costs_the_file_not_the_cap(tmp_path):
+    from worldgame.fileio import read_bounded
+
+    path = tmp_path / "small"
+    path.write_bytes(b"x" * 100)
+    tracemalloc.start()
+    try:
+        assert read_bounded(path, 1 << 30, "small", "") == b"x" * 100
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
 
 
 def test_devices_and_dev_zero_symlinks_are_refused(tmp_path):
@@ -137,6 +158,9 @@ def cli(tmp_path_factory, tiny_checkpoint):
     fifo_ckpt = _checkpoint_with_fifo_part(tiny_checkpoint, work / "fifo_ckpt")
     small_train = ["train=tiny", "model=tiny", "progress=false"]
     cases = {
+        # not timed: the first command to import diffusers and the training code pays seconds of
+        # imports (more on a busy 2-core machine); every case after it is timed on its own work
+        "warmup:imports": ["train", f"data={work / 'nope'}", f"out={work / 'runs' / 'nope'}", *small_train],
         "replay:fifo": ["replay", f"path={fifo_ep}", "progress=false"],
         "replay:sparse": ["replay", f"path={sparse_ep}", "progress=false"],
         "replay:fifo_in_folder": ["replay", f"path={fifo_ep.parent}", "progress=false"],
@@ -146,16 +170,35 @@ def cli(tmp_path_factory, tiny_checkpoint):
         "collect:sparse": ["collect", f"out={sparse_ep.parent}", "episodes=1", "steps=3", "progress=false"],
         "play:fifo_part": ["play", f"checkpoint={fifo_ckpt}", "frames=1", "fps=0"],
         "bench:fifo_part": ["bench", f"checkpoint={fifo_ckpt}", "frames=2", "warmup=0", "steps=[1]"],
+        "bench:wrong_cache": ["bench", f"checkpoint={tiny_checkpoint}", "frames=2", "warmup=0", "steps=[1]",
+                              "backend=onnx"],
     }
+    xdg = work / "xdg"  # the driver's own cache, holding a consistent but wrong export of tiny_checkpoint
+    with _env("XDG_CACHE_HOME", str(xdg)):
+        _plant(_model(tiny_checkpoint), _timestep_dependent_wrong(_model(tiny_checkpoint)))
     spec = work / "cases.json"
     spec.write_text(json.dumps({"as_bytes": AS_CAP, "fsize_bytes": None,
                                 "cases": [{"id": i, "argv": a} for i, a in cases.items()]}))
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "PYTHONPATH": str(REPO),
+           "XDG_CACHE_HOME": str(xdg)}
     signal.setitimer(signal.ITIMER_REAL, 0)  # the subprocess has its own limit: startup + 10 s a case
     r = subprocess.run([sys.executable, str(DRIVER), str(spec), str(work / "results.json")], cwd=work, env=env,
                        capture_output=True, text=True, timeout=60 + CASE_SECONDS * len(cases), check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     return {res["id"]: res for res in json.loads((work / "results.json").read_text())}
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
 
 
 def _checkpoint_with_fifo_part(source: Path, folder: Path) -> Path:
@@ -180,6 +223,13 @@ def test_command_refuses_in_one_line_within_10_s(cli, case, needle):
     assert res["escaped"] is None and res["rc"] not in (0, None), res
     lines = [line for line in res["stderr"].splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("worldgame ") and needle in lines[0], res["stderr"]
+    assert res["seconds"] < CASE_SECONDS, res
+
+
+def test_bench_rejects_a_consistent_but_wrong_cache_and_runs_on_a_fresh_export(cli):
+    res = cli["bench:wrong_cache"]
+    assert res["rc"] == 0, res["stderr"]
+    assert "cached ONNX export rejected (the ONNX export differs from torch" in res["stderr"], res["stderr"]
     assert res["seconds"] < CASE_SECONDS, res
 
 
@@ -301,7 +351,8 @@ def test_a_loose_or_foreign_cache_folder_is_not_used(tiny_checkpoint, cache, cap
     runner = backends.OnnxRunner(model)
     err = capfd.readouterr().err
     why = "belongs to another user" if loose == "foreign_owner" else "is writable by others"
-    assert f"ONNX cache folder {target} {why}" in err and "remove it" in err, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and f"ONNX cache folder {target} {why}" in notes[0] and "remove it" in notes[0], err
     assert "rejected" not in err  # its files were never read ...
     assert {p.name: p.read_bytes() for p in key_folder.iterdir()} == planted  # ... nor written
     _matches_torch_everywhere(runner, model)  # the export made in memory serves this run

@@ -264,12 +264,11 @@ def _read_file(path: Path) -> bytes:
             raise WorldgameError(f"{path}: not a worldgame episode (bad magic); was it written by worldgame?")
         if size > MAX_EPISODE_BYTES:
             raise WorldgameError(f"{path}: {size >> 20} MiB, more than an episode may hold ({MAX_EPISODE_BYTES >> 20} MiB); "
-                                 "split the recording or remove the file")
+                                 "remove it or move it out of the data folder")
         f.seek(0)
-        data = f.read(MAX_EPISODE_BYTES + 1)  # a file that grew since the fstat is cut off here
-    if len(data) > MAX_EPISODE_BYTES:
-        raise WorldgameError(f"{path}: more than an episode may hold ({MAX_EPISODE_BYTES >> 20} MiB); remove the file")
-    return data
+        # what fstat saw, no more: read(n) allocates n bytes up front, and a session still being
+        # written reads as cut short (its complete chunks), as if the writer had crashed there
+        return f.read(size)
 
 
 def _line(e: Exception) -> str:

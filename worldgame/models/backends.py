@@ -164,10 +164,11 @@ class OnnxRunner:
                     got = [self.denoise(*probe), self.decode(probe[0])]
                 except Exception as e:
                     raise WorldgameError(f"ONNX Runtime cannot run the export ({type(e).__name__}: {_first_line(e)})") from e
-                err = max([err] + [float((a - b).abs().max()) for a, b in zip(got, ref)])
-                if not err <= CHECK_TOLERANCE:  # also catches NaN
-                    raise WorldgameError(f"the ONNX export differs from torch by {err:.3g} (> {CHECK_TOLERANCE}) "
-                                         f"at timestep {int(probe[1])}")
+                for diff in (float((a - b).abs().max()) for a, b in zip(got, ref)):
+                    if not diff <= CHECK_TOLERANCE:  # also catches NaN (which max() would drop)
+                        raise WorldgameError(f"the ONNX export differs from torch by {diff:.3g} (> {CHECK_TOLERANCE}) "
+                                             f"at timestep {int(probe[1])}")
+                    err = max(err, diff)
         return err
 
     def denoise(self, noisy, timesteps, context, actions, context_noise) -> torch.Tensor:
@@ -257,8 +258,8 @@ def _private_cache(folder: Path) -> Path | None:
     for level in (folder.parent.parent, folder.parent, folder):
         reason = _unsafe_folder(level)
         if reason:
-            print(f"note: ONNX cache folder {level} {reason}; not used (remove it, or set XDG_CACHE_HOME to a "
-                  "private folder): the export is made again each run", file=sys.stderr)
+            print(f"note: ONNX cache folder {level} {reason}; not used, the export is made again each run",
+                  file=sys.stderr)
             return None
     return folder
 
@@ -269,13 +270,14 @@ def _unsafe_folder(folder: Path) -> str | None:
         _mkdirs_private(folder)
         st = os.stat(folder)  # a symlink counts as what it points to: its target must be safe too
     except OSError as e:
-        return f"cannot be created ({e.strerror or e})"
+        return f"cannot be created ({e.strerror or e}; set XDG_CACHE_HOME to a writable folder)"
+    fix = "remove it or set XDG_CACHE_HOME to a private folder"
     if not stat.S_ISDIR(st.st_mode):
-        return "is not a folder"
+        return f"is not a folder ({fix})"
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return f"belongs to another user (uid {st.st_uid})"
+        return f"belongs to another user (uid {st.st_uid}; {fix})"
     if st.st_mode & 0o022:
-        return f"is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+        return f"is writable by others (mode {stat.S_IMODE(st.st_mode):o}; {fix})"
     return None
 
 
