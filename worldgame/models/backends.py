@@ -274,7 +274,9 @@ def _unsafe_folder(folder: Path) -> str | None:
     fix = "remove it or set XDG_CACHE_HOME to a private folder"
     if not stat.S_ISDIR(st.st_mode):
         return f"is not a folder ({fix})"
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+    if os.name != "posix":  # no uids, and st_mode reports every folder as writable by all
+        return None
+    if st.st_uid != os.getuid():
         return f"belongs to another user (uid {st.st_uid}; {fix})"
     if st.st_mode & 0o022:
         return f"is writable by others (mode {stat.S_IMODE(st.st_mode):o}; {fix})"
