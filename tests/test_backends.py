@@ -7,6 +7,7 @@ onnxruntime; the ONNX cache goes to a temporary XDG_CACHE_HOME.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -107,7 +108,8 @@ def test_cache_is_keyed_by_weights_and_hash_checked(tiny_checkpoint, cache, monk
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     assert backends.attach(Sampler(model), "onnx") == "onnx" and len(exports) == 2
     key = backends.weights_key(model)
-    folder = cache / key
+    folder = backends.cache_dir(key)
+    assert folder.parent == cache and folder.name == f"{key}-u{os.getuid()}"  # per user
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["weights_sha256"] == key and set(manifest["sha256"]) == {"denoiser.onnx", "decoder.onnx"}
     assert not list(folder.glob(".*"))  # no temporary files left behind
@@ -120,7 +122,7 @@ def test_cache_is_keyed_by_weights_and_hash_checked(tiny_checkpoint, cache, monk
         changed.denoiser.cond_proj[0].bias.add_(0.01)
     assert backends.weights_key(changed) != key
     backends.attach(Sampler(changed), "onnx")
-    assert len(exports) == 4 and sorted(p.name for p in cache.iterdir()) == sorted([key, backends.weights_key(changed)])
+    assert len(exports) == 4 and sorted(cache.iterdir()) == sorted([folder, backends.cache_dir(backends.weights_key(changed))])
 
     good = (folder / "decoder.onnx").read_bytes()
     (folder / "decoder.onnx").write_bytes(good[:-64] + bytes(64))  # tampered / damaged: never used

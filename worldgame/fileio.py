@@ -180,9 +180,13 @@ def read_bounded(path: str | Path, max_bytes: int, what: str, hint: str) -> byte
     and while reading: a file that grows is cut off, never read to the end)."""
     try:
         with open_regular(path, what, hint) as f:
-            if os.fstat(f.fileno()).st_size > max_bytes:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
                 raise WorldgameError(f"{what} is larger than {max_bytes} bytes; {hint}")
-            data = f.read(max_bytes + 1)
+            # read(n) allocates n bytes up front: ask for what fstat saw, and more only if it grew
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(max_bytes + 1 - len(data))
     except OSError as e:
         raise WorldgameError(f"{what} cannot be read ({e.strerror or e}); {hint}") from e
     if len(data) > max_bytes:

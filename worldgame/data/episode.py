@@ -18,7 +18,9 @@ The writer appends a chunk at least once per ``flush_seconds`` and fsyncs it, so
 (even ``kill -9``) loses at most that much; the reader returns every complete chunk of such a file
 and reports it as unfinished, and names the file and the problem for anything else.
 
-Files are data from anywhere, so reading is bounded: a chunk may decompress to no more than
+Files are data from anywhere, so reading is bounded: only a regular file is opened (never a FIFO
+or a device), its magic line is read first, a file over ``MAX_EPISODE_BYTES`` is refused on its
+size before it is read, a chunk may decompress to no more than
 ``MAX_CHUNK_ROWS`` rows of the META frame size, every array's shape and dtype is checked before it
 is allocated, and a whole file may expand to at most ``MAX_EXPANSION`` times its size on disk
 (zlib level 1, which the writer uses, stays below ~230x even for blank frames).
@@ -43,10 +45,16 @@ from worldgame.data import chunks, records
 from worldgame.data.chunks import MAX_CHUNK_ROWS, MAX_FRAME_SIZE, ChunkError, Limits
 from worldgame.data.records import MAGIC, Damaged
 from worldgame.errors import WorldgameError
+from worldgame.fileio import check_regular, open_regular
 
 SUFFIX = ".wgep"
 MAX_EXPANSION = 256
 MAX_JSON_BYTES = 16 << 20
+# The largest .wgep read (checked on its size before reading: the reader holds the whole file). A
+# collected 1500-frame 64 px episode is ~1 MB and an hour of recorded 64 px play ~100 MB, so this is
+# far above real files, yet refuses a sparse or runaway file before it costs memory or time.
+MAX_EPISODE_BYTES = 1 << 30
+EPISODE_HINT = "an episode must be a .wgep file written by worldgame (remove or replace it)"
 # the t_event column of recorded sessions: 0 step, 1 reset, 2 re-sync then step, 3 recording start
 EVENT_STEP, EVENT_RESET, EVENT_RESYNC, EVENT_START = 0, 1, 2, 3
 MAX_ACTIONS = 1024
@@ -234,12 +242,7 @@ def read_episode(path: str | Path) -> Episode:
     the problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WorldgameError(f"{path}: no such episode file (check the path)")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise WorldgameError(f"{path}: cannot read ({e.strerror or e})") from e
+    data = _read_file(path)
     try:
         framing = records.split(data)
     except ValueError:
@@ -250,6 +253,22 @@ def read_episode(path: str | Path) -> Episode:
         return _assemble(path, framing, budget=MAX_EXPANSION * len(data) + (1 << 20))
     except Damaged as e:
         raise WorldgameError(f"{path}: {_line(e)}; the file is damaged or was not written by worldgame") from None
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of episode ``path``: only a regular file (a FIFO would block, a device never
+    ends), its magic line read before anything else, and no more than MAX_EPISODE_BYTES."""
+    with open_regular(path, f"episode {path}", EPISODE_HINT) as f:
+        size = os.fstat(f.fileno()).st_size
+        if records.version_of(f.read(len(MAGIC))) is None:
+            raise WorldgameError(f"{path}: not a worldgame episode (bad magic); was it written by worldgame?")
+        if size > MAX_EPISODE_BYTES:
+            raise WorldgameError(f"{path}: {size >> 20} MiB, more than an episode may hold ({MAX_EPISODE_BYTES >> 20} MiB); "
+                                 "remove it or move it out of the data folder")
+        f.seek(0)
+        # what fstat saw, no more: read(n) allocates n bytes up front, and a session still being
+        # written reads as cut short (its complete chunks), as if the writer had crashed there
+        return f.read(size)
 
 
 def _line(e: Exception) -> str:
@@ -372,7 +391,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     :func:`read_episode` checks it (anything unusual is left to read_episode to name)."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
+        with open_regular(path, f"episode {path}", EPISODE_HINT) as f:
             magic = f.read(len(records.MAGIC))
             version = records.version_of(magic)
             header = records.HEADER if version == 2 else records.HEADER_V1
@@ -397,10 +416,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def list_episodes(path: str | Path) -> list[Path]:
     """The ``.wgep`` files at ``path`` (a file, or a folder searched recursively), sorted."""
     path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
+    if not path.exists():
         raise WorldgameError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        check_regular(path, f"episode {path}", "pass a .wgep file or a folder of them")
+        return [path]
     files = sorted(path.rglob(f"*{SUFFIX}"))
     if not files:
         raise WorldgameError(f"{path}: no {SUFFIX} episodes in this folder; run `worldgame collect out={path}` first")

@@ -157,7 +157,7 @@ def checkpoint_id(path: str | Path) -> str:
         for f in sorted((Path(path) / part).glob("*.safetensors")):
             # any name may be a FIFO or a device (a session names the folder): refused, never read forever
             with open_regular(f, f"checkpoint part {f}", "restore it or retrain the checkpoint") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                while block := fh.read(1 << 20):  # streamed: weights may be large
                     h.update(block)
     return h.hexdigest()[:16]
 

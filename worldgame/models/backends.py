@@ -8,19 +8,30 @@ onnx on the CPU when onnxruntime imports and the export works and matches torch,
 CUDA, half precision and the teacher sampler (the export is of the denoiser/) always stay on torch.
 
 The ONNX files are exported from the loaded weights on first use and cached outside the repo, in
-``$XDG_CACHE_HOME/worldgame/onnx/<sha256 of the weights>/`` (``~/.cache`` by default): new weights
-get a new folder, and nothing is ever loaded from anywhere else. Files are written atomically,
-``manifest.json`` last with each file's sha256; a file whose hash differs from its manifest is
-exported again, not used. Every load, cached or fresh, is checked against torch on a probe input.
+``$XDG_CACHE_HOME/worldgame/onnx/<sha256 of the weights>-u<uid>/`` (``~/.cache`` by default): new
+weights get a new folder, and nothing is ever loaded from anywhere else. The cache is untrusted
+input all the same:
+
+* its folders (``worldgame/``, ``onnx/`` and the weights' own) are created 0700, and one that
+  belongs to another user or is group/world-writable is not used (a note names it; the export
+  is made in memory each run until it is removed);
+* only regular files under a size cap are read (never a FIFO or a device), ``manifest.json``
+  last written with each file's sha256, and a file whose hash differs is exported again;
+* every load, cached or fresh, is checked against torch on CHECK_PROBES random inputs with
+  random timesteps spread over the schedule: a cached export that fails is exported again and
+  checked again; only an export that passes is cached. If the fresh one fails too, ``auto``
+  falls back to torch with one line and ``onnx`` fails with one line naming the cache folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
 import json
 import os
+import stat
 import sys
 import time
 import warnings
@@ -31,7 +42,7 @@ import numpy as np
 import torch
 
 from worldgame.errors import WorldgameError
-from worldgame.fileio import atomic_write, atomic_write_json, read_json_object
+from worldgame.fileio import atomic_write, atomic_write_json, read_bounded, read_json_object
 
 if TYPE_CHECKING:
     from worldgame.models.sampler import Sampler
@@ -40,7 +51,8 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "torch", "onnx")
 FORMAT = 1  # part of the cache key: bump when the export changes (inputs, opset, wrapped modules)
 OPSET = 17
-CHECK_TOLERANCE = 1e-3  # max |onnx - torch| on the probe; measured ~1e-5 (README, tests/test_backends.py)
+CHECK_TOLERANCE = 1e-3  # max |onnx - torch| on the probes; measured ~1e-5 (README, tests/test_backends.py)
+CHECK_PROBES = 3  # random inputs each load is checked on, one per third of the timestep schedule
 DENOISER_INPUTS = ("noisy", "timesteps", "context", "actions", "context_noise")
 PARTS = ("denoiser.onnx", "decoder.onnx")
 _NP = {torch.float32: np.float32, torch.int64: np.int64}
@@ -72,10 +84,12 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None) 
 
 
 def cache_dir(key: str) -> Path:
-    """Where the export of the weights hashed to ``key`` lives (XDG base directory spec)."""
+    """Where this user's export of the weights hashed to ``key`` lives (XDG base directory spec).
+    The uid is part of the name: a shared XDG_CACHE_HOME never hands one user's export to another."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return root / "worldgame" / "onnx" / key
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return root / "worldgame" / "onnx" / f"{key}-u{uid}"
 
 
 def weights_key(model: WorldModel) -> str:
@@ -102,28 +116,60 @@ class OnnxRunner:
             import onnxruntime as ort
         except ImportError as e:
             raise WorldgameError("onnxruntime is not installed (pip install onnxruntime)") from e
-        probe = _probe(model)
-        blobs = _cached_export(model, probe)
+        self._ort, self._threads = ort, threads
+        key = weights_key(model)
+        folder = _private_cache(cache_dir(key))
+        blobs = _read_cache(model, folder) if folder else None
+        if blobs is not None:
+            try:
+                self._load_and_check(model, blobs)
+                return
+            except WorldgameError as e:  # consistent with its manifest but wrong: never trusted, made again
+                print(f"note: {folder}: cached ONNX export rejected ({e}); exporting again", file=sys.stderr)
+        blobs = _fresh_export(model)
+        try:
+            self._load_and_check(model, blobs)
+        except WorldgameError as e:
+            where = f"remove {folder} and retry" if folder else "retry"
+            raise WorldgameError(f"{e}, even freshly exported; {where}, or use backend=torch") from None
+        if folder:
+            _write_cache(folder, blobs, key)
+
+    def _load_and_check(self, model: WorldModel, blobs: dict[str, bytes]) -> None:
+        """Open the sessions on ``blobs`` and compare them with torch on fresh random probes."""
+        ort = self._ort
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads  # the thread policy: 1 on a CPU unless threads= says otherwise
+        opts.intra_op_num_threads = self._threads  # the thread policy: 1 on a CPU unless threads= says otherwise
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3  # errors only: graph-optimisation notes are noise in the CLI
         try:
             self._sessions = [ort.InferenceSession(blobs[p], opts, providers=["CPUExecutionProvider"]) for p in PARTS]
         except Exception as e:  # onnxruntime raises its own types
-            raise WorldgameError(f"ONNX Runtime cannot load the export ({type(e).__name__}: {e})") from e
+            raise WorldgameError(f"ONNX Runtime cannot load the export ({type(e).__name__}: {_first_line(e)})") from e
+        self.max_abs_diff = self._check(model)
+
+    def _check(self, model: WorldModel) -> float:
+        """max |onnx - torch| over CHECK_PROBES random inputs. The timesteps and noise levels are
+        drawn afresh each load (unseeded): an export right only at the inputs a check is known to
+        use (a fixed timestep) cannot pass."""
+        g = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+        probes = [_random_probe(model, g, i) for i in range(CHECK_PROBES)]
         with torch.inference_mode():
-            ref = [model.denoiser(*probe), model.vae.decode(probe[0])]
-            self._outs = [torch.empty_like(r) for r in ref]
-            try:
-                got = [self.denoise(*probe).clone(), self.decode(probe[0]).clone()]
-            except Exception as e:
-                raise WorldgameError(f"ONNX Runtime cannot run the export ({type(e).__name__}: {e})") from e
-            err = max(float((g - r).abs().max()) for g, r in zip(got, ref))
-        if not err <= CHECK_TOLERANCE:  # also catches NaN
-            raise WorldgameError(f"the ONNX export differs from torch by {err:.3g} (> {CHECK_TOLERANCE})")
-        self.max_abs_diff = err
+            err, self._outs = 0.0, None
+            for probe in probes:
+                ref = [model.denoiser(*probe), model.vae.decode(probe[0])]
+                self._outs = self._outs or [torch.empty_like(r) for r in ref]
+                try:
+                    got = [self.denoise(*probe), self.decode(probe[0])]
+                except Exception as e:
+                    raise WorldgameError(f"ONNX Runtime cannot run the export ({type(e).__name__}: {_first_line(e)})") from e
+                for diff in (float((a - b).abs().max()) for a, b in zip(got, ref)):
+                    if not diff <= CHECK_TOLERANCE:  # also catches NaN (which max() would drop)
+                        raise WorldgameError(f"the ONNX export differs from torch by {diff:.3g} (> {CHECK_TOLERANCE}) "
+                                             f"at timestep {int(probe[1])}")
+                    err = max(err, diff)
+        return err
 
     def denoise(self, noisy, timesteps, context, actions, context_noise) -> torch.Tensor:
         return self._run(0, dict(zip(DENOISER_INPUTS, (noisy, timesteps, context, actions, context_noise))))
@@ -154,7 +200,7 @@ class _Decoder(torch.nn.Module):
 
 def _probe(model: WorldModel) -> tuple[torch.Tensor, ...]:
     """A batch-1 denoiser input (latent, timestep, context, actions, noise level): the export's
-    example and the check against torch."""
+    example (fixed, so an export is reproducible; the check uses :func:`_random_probe`)."""
     g = torch.Generator().manual_seed(0)
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
     actions = torch.randint(0, model.denoiser.config.num_actions, (1, k), generator=g)
@@ -175,33 +221,114 @@ def _export(module: torch.nn.Module, args: tuple, names: tuple[str, ...]) -> byt
     return buf.getvalue()
 
 
-def _cached_export(model: WorldModel, probe: tuple[torch.Tensor, ...]) -> dict[str, bytes]:
-    """The export of ``model``'s weights: from the cache when every file matches its recorded hash,
-    else made now and cached (the bytes are hashed once and loaded from memory, never re-read)."""
-    key = weights_key(model)
-    folder = cache_dir(key)
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        try:
-            recorded = read_json_object(manifest, 1 << 16, str(manifest), "it is exported again")
-            blobs = {p: (folder / p).read_bytes() for p in PARTS}
-            if all(recorded.get("sha256", {}).get(p) == hashlib.sha256(b).hexdigest() for p, b in blobs.items()):
-                return blobs
-            print(f"note: {folder}: a cached ONNX file does not match its recorded sha256; exporting again", file=sys.stderr)
-        except (WorldgameError, OSError, AttributeError) as e:
-            print(f"note: {folder}: cached ONNX export unreadable ({e}); exporting again", file=sys.stderr)
+def _random_probe(model: WorldModel, g: torch.Generator, i: int) -> tuple[torch.Tensor, ...]:
+    """Probe ``i`` of CHECK_PROBES: a random input whose timestep lies in the i-th equal slice of
+    the schedule (all of it is covered, whatever the draw) with a random context noise level."""
+    k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
+    span = model.scheduler.config.num_train_timesteps / CHECK_PROBES
+    t = int(span * i + float(torch.rand((), generator=g)) * span)
+    level = float(torch.rand((), generator=g)) * max(2 * model.context_noise, 0.1)
+    actions = torch.randint(0, model.denoiser.config.num_actions, (1, k), generator=g)
+    return (torch.randn(1, c, s, s, generator=g), torch.tensor([t]), torch.randn(1, k, c, s, s, generator=g), actions,
+            torch.full((1,), level))
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else ""
+
+
+def _fresh_export(model: WorldModel) -> dict[str, bytes]:
+    """Export the denoiser and decoder now (in memory; the caller caches them once they pass the check)."""
     # first run with these weights only (2.4 s on the 2-core target): say so, it is not a hang
     print("preparing the ONNX Runtime fast path for these weights (first run only, a few seconds) ...",
           file=sys.stderr, flush=True)
     started = time.perf_counter()
+    probe = _probe(model)  # fixed: the same weights give the same bytes
     blobs = {"denoiser.onnx": _export(model.denoiser, probe, DENOISER_INPUTS),
              "decoder.onnx": _export(_Decoder(model.vae), probe[:1], ("latents",))}
     print(f"fast path exported in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return blobs
+
+
+# --- the cache: untrusted input, in folders only this user can write -------------------------------
+def _private_cache(folder: Path) -> Path | None:
+    """``folder`` and the cache folders above it that worldgame makes, created 0700 where missing;
+    None (with a note naming the folder) where one of them is another user's or writable by others:
+    its files could be anyone's, so this run exports in memory and caches nothing."""
+    for level in (folder.parent.parent, folder.parent, folder):
+        reason = _unsafe_folder(level)
+        if reason:
+            print(f"note: ONNX cache folder {level} {reason}; not used, the export is made again each run",
+                  file=sys.stderr)
+            return None
+    return folder
+
+
+def _unsafe_folder(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold the cache, or None; a missing one is created private."""
+    try:
+        _mkdirs_private(folder)
+        st = os.stat(folder)  # a symlink counts as what it points to: its target must be safe too
+    except OSError as e:
+        return f"cannot be created ({e.strerror or e}; set XDG_CACHE_HOME to a writable folder)"
+    fix = "remove it or set XDG_CACHE_HOME to a private folder"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"is not a folder ({fix})"
+    if os.name != "posix":  # no uids, and st_mode reports every folder as writable by all
+        return None
+    if st.st_uid != os.getuid():
+        return f"belongs to another user (uid {st.st_uid}; {fix})"
+    if st.st_mode & 0o022:
+        return f"is writable by others (mode {stat.S_IMODE(st.st_mode):o}; {fix})"
+    return None
+
+
+def _mkdirs_private(folder: Path) -> None:
+    """Create ``folder`` and each missing folder above it 0700 (mode & ~umask: private under any
+    umask, 000 included), not with the umask's default as ``mkdir(parents=True)`` would."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile: checked after
+            os.mkdir(f, 0o700)
+
+
+def _part_cap(model: WorldModel) -> int:
+    """The most bytes a cached part may have: 4x the float32 weights of the modules it is
+    exported from, plus room for the graph. A real export is ~1x; the cap keeps a crafted file
+    from being read into memory."""
+    n = sum(t.numel() for m in (model.denoiser, model.vae) for t in m.state_dict().values())
+    return 4 * 4 * n + (16 << 20)
+
+
+def _read_cache(model: WorldModel, folder: Path) -> dict[str, bytes] | None:
+    """The cached export when every part is a regular file under the size cap and matches the
+    sha256 its manifest records, else None (with a note saying why; it is exported again)."""
+    manifest = folder / "manifest.json"
+    if not os.path.lexists(manifest):
+        return None
+    hint = "it is exported again"
+    try:
+        recorded = read_json_object(manifest, 1 << 16, str(manifest), hint).get("sha256")
+        blobs = {p: read_bounded(folder / p, _part_cap(model), str(folder / p), hint) for p in PARTS}
+    except WorldgameError as e:
+        print(f"note: cached ONNX export unusable: {e}", file=sys.stderr)
+        return None
+    if not isinstance(recorded, dict) or any(recorded.get(p) != hashlib.sha256(b).hexdigest() for p, b in blobs.items()):
+        print(f"note: {folder}: a cached ONNX file does not match its recorded sha256; exporting again", file=sys.stderr)
+        return None
+    return blobs
+
+
+def _write_cache(folder: Path, blobs: dict[str, bytes], key: str) -> None:
+    """Cache an export that passed the check: the parts first, the manifest last (atomically)."""
     try:
         for p, b in blobs.items():
             atomic_write(folder / p, b)
-        atomic_write_json(manifest, {"weights_sha256": key, "format": FORMAT, "opset": OPSET, "torch": torch.__version__,
-                                     "sha256": {p: hashlib.sha256(b).hexdigest() for p, b in blobs.items()}})
+        atomic_write_json(folder / "manifest.json", {
+            "weights_sha256": key, "format": FORMAT, "opset": OPSET, "torch": torch.__version__,
+            "sha256": {p: hashlib.sha256(b).hexdigest() for p, b in blobs.items()}})
     except WorldgameError as e:  # a read-only home: the export in memory still serves this run
         print(f"note: cannot cache the ONNX export ({e}); it is made again next time", file=sys.stderr)
-    return blobs

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from worldgame.errors import WorldgameError
-from worldgame.fileio import read_json_object
+from worldgame.fileio import check_regular, read_json_object
 
 MAX_JSON_BYTES = 16 << 20
 MAX_CONFIG_BYTES = 1 << 20
@@ -95,6 +95,7 @@ def check_part(cls: Any, folder: Path, hint: str) -> None:
     weights = sorted(folder.glob("*.safetensors"))
     if len(weights) != 1:
         raise WorldgameError(f"checkpoint part {folder} has {len(weights)} .safetensors weight files, not 1; {hint}")
+    check_regular(weights[0], f"checkpoint part {weights[0]}", hint)  # a FIFO would block safe_open for good
     try:
         from safetensors import safe_open
 

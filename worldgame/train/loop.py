@@ -10,7 +10,6 @@ runs in every process (train/distributed.py: sharded batches, averaged gradients
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -24,7 +23,7 @@ from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, output_folder, read_json_object
 from worldgame.games.registry import key_bindings_for, tick_hz_of
 from worldgame.models.autoencoder import TinyAutoencoder
-from worldgame.models.checkpoint_checks import MAX_JSON_BYTES
+from worldgame.models.checkpoint_checks import MAX_JSON_BYTES, check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
 from worldgame.settings import TRAIN_STAGES, TrainSettings, plain
@@ -275,7 +274,7 @@ def save_weights(stage: str, objective: Objective, cfg: TrainSettings, out: Path
         for part in objective.checkpoint_parts(out):
             _save(net, out / part)
     meta_file = out / METADATA
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = read_json_object(meta_file, MAX_JSON_BYTES, str(meta_file), "use another out= or delete that folder") if meta_file.is_file() else {}
     game_cfg = data_meta.get("game_config", {})
     meta.update({
         "format": 1,
@@ -332,6 +331,7 @@ def _check_same_game(out: Path, data_meta: dict) -> None:
 def _require(cls, folder: Path, stage: str):
     if not (folder / "config.json").is_file():
         raise WorldgameError(f"{folder} is missing; run `worldgame train stage={stage}` first (or stage=all)")
+    check_part(cls, folder, f"run `worldgame train stage={stage}` again")  # its weights: a regular file, sane config
     return cls.from_pretrained(folder, local_files_only=True)
 
 
