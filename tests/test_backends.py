@@ -162,7 +162,8 @@ def test_onnx_session_records_its_backend_and_regenerates_identically(tiny_check
     (path,) = summary.sessions
     ep = read_episode(path)
     assert ep.metadata["backend"] == "onnx" and ep.metadata["optimized"] is False
-    assert regenerate(path, device="cpu") == {"frames": len(ep), "identical": True, "psnr": float("inf"), "max_abs_diff": 0}
+    assert regenerate(path, device="cpu") == {"frames": len(ep), "identical": True, "psnr": float("inf"), "max_abs_diff": 0,
+                                              "events_identical": True}
 
 
 def test_bench_names_the_backend_and_a_bad_one_is_one_line(tiny_checkpoint, run_cli):

@@ -155,7 +155,7 @@ def _hud(loop) -> str:
     return "\n".join(hud_lines(loop.stats, loop._hud_state(0.0))[0])
 
 
-def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_config) -> None:
+def test_hud_of_model_play_without_an_event_head_says_the_dream_keeps_no_score(tiny_checkpoint, play_config) -> None:
     from worldgame.commands.play import make_engine
     from worldgame.engine.hud import HUD_LINES
     from worldgame.frontend.loop import PlayLoop
@@ -169,7 +169,8 @@ def test_hud_of_model_play_shows_no_meaningless_score(tiny_checkpoint, play_conf
         for view in (View.stream, View.lcm_steps, View.temporal):
             loop.view = view
             text = _hud(loop)
-            assert "score" not in text and "(real game)" not in text and "?" not in text, text
+            # no event head: no number that means nothing, but the HUD says why there is none
+            assert "score none (no event head)" in text and "(real game)" not in text and "?" not in text, text
         loop.view = View.world_model  # the real game is on screen: its score means something
         assert "real game 0" in _hud(loop) and "dream score none (no event head)" in _hud(loop)
     finally:

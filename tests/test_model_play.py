@@ -77,7 +77,8 @@ def test_record_then_regenerate_is_identical(tiny_checkpoint, play_config, tmp_p
         from worldgame.data.episode import read_episode
 
         ep = read_episode(path)
-        assert report == {"frames": len(ep), "identical": True, "psnr": float("inf"), "max_abs_diff": 0}
+        assert report == {"frames": len(ep), "identical": True, "psnr": float("inf"), "max_abs_diff": 0,
+                          "events_identical": True}
     first = read_episode(summary.sessions[0])
     events = list(first.timings_ms["event"])
     assert EVENT_RESET in events and EVENT_RESYNC in events

@@ -186,7 +186,7 @@ def test_sessions_recorded_with_tsr_hold_model_frames_only_and_regenerate_identi
         summary = play(cfg, script=script, on_frame=lambda f, seen=seen: seen.append(f.result.frame.copy()))
         (path,) = summary.sessions
         assert regenerate(path, device="cpu") == {"frames": len(seen) + 1, "identical": True, "psnr": float("inf"),
-                                                  "max_abs_diff": 0}
+                                                  "max_abs_diff": 0, "events_identical": True}
         episode = read_episode(path)
         assert len(episode) == len(seen) + 1  # the start row, then one row per model frame
         assert all(np.array_equal(episode.frames[i + 1], frame) for i, frame in enumerate(seen))
