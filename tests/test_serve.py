@@ -108,6 +108,7 @@ def test_frames_keys_controls_and_recording(tiny_checkpoint, tmp_path):
                 stats = await _until_text(ws, "stats")
             assert stats["steps"] == 2 and stats["fusion"] == "latent"
             assert {"input", "denoise", "decode", "output"} <= set(stats["stages_ms"])
+            assert stats["score"].startswith("score none (no event head)")  # a checkpoint without one says so
             await ws.send_str(json.dumps({"type": "record", "value": True}))
             started = await _until_text(ws, "recording")
             assert started["active"]

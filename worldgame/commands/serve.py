@@ -539,7 +539,8 @@ class Connection:
         stages = {k: v / max(self.stage_n, 1) for k, v in self.stage_sum.items()}
         self.stage_sum, self.stage_n = {}, 0
         status = self.status
-        return {"type": "stats", "server_fps": round(fps, 2), "stages_ms": {k: round(v, 3) for k, v in stages.items()},
+        label, score = self.core.score_shown(status)
+        return {"type": "stats", "server_fps": round(fps, 2), "score": None if score is None else f"{label} {score}", "stages_ms": {k: round(v, 3) for k, v in stages.items()},
                 "steps": status.steps, "sampler": status.sampler, "fusion": status.fusion.value if status.fusion else None,
                 "view": self.core.view.value, "frames": self.frames, "dropped": self.dropped, "recording": self.core.recording,
                 "weights": status.fusion_weights, "settings": self.core.settings_shown(status)}

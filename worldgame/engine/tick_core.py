@@ -220,12 +220,17 @@ class TickCore:
         """Live settings the HUD's mode line shows besides steps, fusion and view."""
         return [] if status.context_noise is None else [f"context noise {status.context_noise:g}"]
 
+    def score_shown(self, status: EngineStatus) -> tuple[str, str | None]:
+        """(label, text) of the score the HUD and the page show: the engine's (a dream's own, from its
+        event head), and in the World Model view the real game's beside it."""
+        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen too
+            return "dream score", f"{status.score} | real game {status.real_score}"
+        return "score", status.score
+
     def hud_state(self, now: float, target_fps: float, status: EngineStatus | None = None, display_hz: float = 0.0,
                   display_fps: float = 0.0) -> HudState:
         status = status or self.engine.status()
-        score_label, score = "score", status.score
-        if self.view is View.world_model and status.real_score is not None:  # the real game is on screen too
-            score_label, score = "dream score", f"{status.score} | real game {status.real_score}"
+        score_label, score = self.score_shown(status)
         return HudState(
             engine=self.engine.kind,
             target_fps=target_fps,

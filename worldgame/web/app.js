@@ -63,7 +63,7 @@
 
   function showHud() {
     if (!hello) return;
-    const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (recording ? "  ● REC" : "")];
+    const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (stats && stats.score ? `  ${stats.score}` : "") + (recording ? "  ● REC" : "")];
     if (stats) {
       const more = (stats.settings || []).map((x) => "  " + x).join("");
       lines.push(`${stats.sampler || ""} steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}${more}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
