@@ -262,7 +262,7 @@ def test_every_stage_is_an_objective(trained: tuple[Path, dict]) -> None:
             assert isinstance(net, torch.nn.Module)
         assert all(torch.equal(p, q) for p, q in zip(before, objective.trainable().parameters())), stage  # lent back
         assert isinstance(objective.resume_state(), dict)
-        assert objective.checkpoint_parts(root / "run")[0] in ("vae", "teacher", "denoiser")
+        assert objective.checkpoint_parts(root / "run")[0] in ("vae", "teacher", "denoiser", "events")
 
 
 def test_a_finished_checkpoint_is_never_replaced_and_one_run_writes_an_out_folder(trained: tuple[Path, dict],
