@@ -275,7 +275,7 @@ def test_a_finished_checkpoint_is_never_replaced_and_one_run_writes_an_out_folde
     root, _ = trained
     copy = tmp_path / "copy"
     shutil.copytree(root / "run", copy, ignore=shutil.ignore_patterns("state_*.pt"))
-    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".train.lock"}
     for stage in ("vae", "all", "teacher"):
         with pytest.raises(WorldgameError, match=r"already holds a trained \w+ stage \(no state_\w+\.pt to resume\); "
                                                  r".*overwrite=true"):

@@ -124,6 +124,8 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
         "latency_ms": {"p50": round(stats.latency_percentile(50), 2), "p95": round(stats.latency_percentile(95), 2)},
         "stages_ms": {k: round(means.get(k, 0.0), 3) for k in CONTRACT_STAGES},
     }
+    if "events" in means:  # a checkpoint with an event head: the dream's score costs this much a frame
+        result["stages_ms"]["events"] = round(means["events"], 3)
     if soak:
         rss["end"] = process.memory_info().rss / 2**20
         result["rss_mb"] = {k: round(v, 1) for k, v in rss.items()}

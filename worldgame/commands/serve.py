@@ -69,7 +69,7 @@ HEADER = struct.Struct(">4sIHHH")
 STATS_EVERY_S = 0.25
 # the source's pipeline terms for the engine's stage names
 STAGE_TERMS = {"input": "input buffer", "encode": "VAE encode", "denoise": "LCM denoise",
-               "fusion": "temporal fusion", "decode": "VAE decode", "output": "output"}
+               "fusion": "temporal fusion", "decode": "VAE decode", "events": "event head", "output": "output"}
 CLOSE_INVALID, CLOSE_BUSY, CLOSE_IDLE, CLOSE_ERROR, CLOSE_GOING_AWAY = 1008, 1013, 1000, 1011, 1001
 # ticks may run this many periods late before the schedule restarts: a tick waiting behind another
 # dream's (up to max_work) is late by that tick's time, and catching up keeps its frame rate

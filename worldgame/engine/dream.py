@@ -112,7 +112,10 @@ class Dream:
         self._sync()
         stages["decode"] += ms_since(t0)
         frame = shown.cpu().numpy()
+        t0 = time.perf_counter()
         reward, done = self._events()
+        if self.model.events is not None:
+            stages["events"] = ms_since(t0)
         return StepResult(frame, reward=reward, done=done, stages_ms=stages, step_frames=step_frames,
                           step_timesteps=self._timesteps[:shown_steps] if wants.step_frames else None,
                           unfused=frame if wants.unfused and unfused is None else unfused)
