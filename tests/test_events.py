@@ -19,7 +19,7 @@ from worldgame.models.events import REWARD_SIGNS, EventHead
 from worldgame.models.world_model import WorldModel
 from worldgame.settings import load
 from worldgame.train.data import FrameData
-from worldgame.train.events import EventsObjective
+from worldgame.train.events import EventsObjective, end_threshold
 from worldgame.train.latents import LatentBatches
 
 
@@ -43,9 +43,10 @@ def test_the_event_head_learns_a_toy_pattern() -> None:
                          ends=torch.arange(k, hi - lo), metadata={}, events=(r != 0) | d, rewards=r, dones=d), latents[lo:hi]
 
     cfg = load("train", ["model=tiny", "train=tiny", "train.events.batch_size=64", "train.events.lr=3e-3"])
-    train, val = data(0, 2400), data(2400, n)
+    train, (val, val_latents) = data(0, 2400), data(2400, n)
     dev = torch.device("cpu")
-    obj = EventsObjective(cfg, LatentBatches(*train, k, 0.1, dev), LatentBatches(*val, k, 0.0, dev), len(ACTIONS), dev)
+    obj = EventsObjective(cfg, LatentBatches(*train, k, 0.1, dev), LatentBatches(val, val_latents, k, 0.0, dev),
+                          len(ACTIONS), dev)
     opt = torch.optim.AdamW(obj.trainable().parameters(), lr=3e-3)
     g, losses = torch.Generator().manual_seed(0), []
     for _ in range(300):
@@ -58,6 +59,14 @@ def test_the_event_head_learns_a_toy_pattern() -> None:
     print({key: round(v, 3) for key, v in m.items()})
     assert np.mean(losses[-30:]) < 0.5 * np.mean(losses[:30])
     assert min(m["plus_f1"], m["minus_f1"], m["end_f1"]) >= 0.9, m
+    # the end threshold is chosen on the held-out windows; an end the head cannot find is never used
+    assert end_threshold(obj.model, obj.val) is not None
+    val.dones[torch.randperm(len(val.dones))[:40]] = True  # ends that show nowhere in the latents
+    assert end_threshold(obj.model, obj.val) is None
+    head = obj.model
+    head.register_to_config(end_threshold=None)
+    window, action = torch.randn(8, 2, 4, 16, 16), torch.zeros(8, dtype=torch.long)
+    assert not head.predict(window, action)[1].any()
 
 
 def _rigged(checkpoint: Path, folder: Path, sign: int, end: bool) -> Path:

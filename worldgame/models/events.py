@@ -28,11 +28,14 @@ class EventHead(ModelMixin, ConfigMixin):
         frames_seen: latents the network sees: the last ``frames_seen - 1`` of the context and the next one.
         width: channels of the first convolution (doubled after each of two stride-2 steps).
         action_dim: size of the action embedding.
+        end_threshold: the end logit above which the game is over, chosen on held-out episodes by
+            the events stage; None: the head never ends a game (its held-out end F1 was too low to
+            trust: a false game over throws the player out of the dream, a missed one costs little).
     """
 
     @register_to_config
     def __init__(self, latent_channels: int = 4, latent_size: int = 16, num_actions: int = 8, frames_seen: int = 2,
-                 width: int = 32, action_dim: int = 16) -> None:
+                 width: int = 32, action_dim: int = 16, end_threshold: float | None = 0.0) -> None:
         super().__init__()
         self.frames_seen = frames_seen
         c = latent_channels * frames_seen
@@ -54,6 +57,7 @@ class EventHead(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def predict(self, window: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reward sign (B,) in -1/0/+1 as int64, ended (B,) bool): the most likely class, an end past even odds."""
+        """(reward sign (B,) in -1/0/+1 as int64, ended (B,) bool): the most likely class; an end past ``end_threshold``."""
         logits, end = self(window, action)
-        return logits.argmax(1) - 1, end > 0
+        threshold = self.config.end_threshold
+        return logits.argmax(1) - 1, (end > threshold) if threshold is not None else torch.zeros_like(end, dtype=torch.bool)

@@ -99,7 +99,34 @@ class EventsObjective:
 
     @contextmanager
     def checkpoint_weights(self) -> Iterator[EventHead]:
+        """The head, its end threshold chosen on the held-out windows (see :func:`end_threshold`)."""
+        self.model.register_to_config(end_threshold=end_threshold(self.model, self.val))
         yield self.model
 
     def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
         return ("events",)
+
+
+MIN_END_F1 = 0.8  # below this held-out F1 at its best threshold the head never ends a game
+
+
+@torch.no_grad()
+def end_threshold(model: EventHead, val: LatentBatches) -> float | None:
+    """The end logit threshold with the best F1 on every held-out window (the middle of the range
+    that reaches it); None when even that F1 is below MIN_END_F1 or the held-out data has no end."""
+    model.eval()
+    ends, logits = val.data.ends, []
+    for i in range(0, len(ends), VAL_BATCH):
+        b = val.at(ends[i : i + VAL_BATCH], None)
+        logits.append(model(torch.cat([b["context"], b["target"][:, None]], 1), b["actions"][:, -1])[1].cpu())
+    model.train()
+    logit, truth = torch.cat(logits), val.data.dones[ends]
+    if not truth.any():
+        return None
+    candidates = [round(x, 2) for x in torch.linspace(-4, 8, 49).tolist()]
+    f1 = [f1_scores(logit > t, truth)["f1"] for t in candidates]
+    best_f1 = max(f1)
+    if best_f1 < MIN_END_F1:
+        return None
+    best = [t for t, f in zip(candidates, f1, strict=True) if f == best_f1]
+    return best[len(best) // 2]  # the middle of the best range: a dream's latents sit off the real ones
