@@ -112,22 +112,22 @@ class Dream:
         self._sync()
         stages["decode"] += ms_since(t0)
         frame = shown.cpu().numpy()
-        t0 = time.perf_counter()
-        reward, done = self._events()
-        if self.model.events is not None:
-            stages["events"] = ms_since(t0)
+        reward, done = self._events(stages)
         return StepResult(frame, reward=reward, done=done, stages_ms=stages, step_frames=step_frames,
                           step_timesteps=self._timesteps[:shown_steps] if wants.step_frames else None,
                           unfused=frame if wants.unfused and unfused is None else unfused)
 
-    def _events(self) -> tuple[float, bool]:
+    def _events(self, stages: dict[str, float]) -> tuple[float, bool]:
         """The reward's sign and the game's end of the transition just dreamed (the checkpoint's
-        event head on the latent ring; 0 and False without one)."""
+        event head on the latent ring, timed as its own stage; 0 and False without one)."""
         head = self.model.events
         if head is None:
             return 0.0, False
+        t0 = time.perf_counter()
         sign, ended = head.predict(self.context, self.actions[:, -1])
-        return float(sign[0]), bool(ended[0])
+        reward, done = float(sign[0]), bool(ended[0])
+        stages["events"] = ms_since(t0)
+        return reward, done
 
     def _sample_into(self, context: torch.Tensor, actions: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return self.sampler.step(context, actions, steps=self.steps, generator=self.generator, out=out)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from worldgame.data.policies import make_policy
-from worldgame.eval.metrics import f1_scores
+from worldgame.eval.metrics import dilate, f1_scores
 from worldgame.games import make_game
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
@@ -51,8 +51,8 @@ def _kinds(signs: torch.Tensor, ends: torch.Tensor, rewards: torch.Tensor, dones
     found = {"plus": f1_scores(signs == 1, real == 1), "minus": f1_scores(signs == -1, real == -1)}
     # the end: each real end found if any predicted end lies within END_TOLERANCE frames, and each
     # predicted end right if a real one does
-    near_real = _dilate(dones, END_TOLERANCE)
-    near_pred = _dilate(ends, END_TOLERANCE)
+    near_real = dilate(dones, END_TOLERANCE)
+    near_pred = dilate(ends, END_TOLERANCE)
     tp_real, tp_pred = int((dones & near_pred).sum()), int((ends & near_real).sum())
     n_real, n_pred = int(dones.sum()), int(ends.sum())
     precision = tp_pred / n_pred if n_pred else float("nan")
@@ -68,14 +68,6 @@ def _json(value: float) -> float | None:
     if isinstance(value, float):
         return None if math.isnan(value) else round(value, 3)
     return value
-
-
-def _dilate(flags: torch.Tensor, radius: int) -> torch.Tensor:
-    out = flags.clone()
-    for j in range(1, radius + 1):
-        out[j:] |= flags[:-j]
-        out[:-j] |= flags[j:]
-    return out
 
 
 @torch.no_grad()

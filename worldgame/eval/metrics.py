@@ -44,3 +44,12 @@ def f1_scores(predicted: torch.Tensor, actual: torch.Tensor) -> dict[str, float]
     else:
         f1 = 2 * tp / (n_pred + n_true)
     return {"precision": precision, "recall": recall, "f1": f1, "events": n_true}
+
+
+def dilate(flags: torch.Tensor, radius: int) -> torch.Tensor:
+    """Boolean ``flags`` (N,) widened by ``radius`` entries each way: what lies within ``radius`` of one."""
+    out = flags.clone()
+    for j in range(1, radius + 1):
+        out[j:] |= flags[:-j]
+        out[:-j] |= flags[j:]
+    return out

@@ -58,6 +58,9 @@ class EventHead(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def predict(self, window: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward sign (B,) in -1/0/+1 as int64, ended (B,) bool): the most likely class; an end past ``end_threshold``."""
-        logits, end = self(window, action)
+        return self.decide(*self(window, action))
+
+    def decide(self, logits: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict`'s decision from the network's outputs."""
         threshold = self.config.end_threshold
         return logits.argmax(1) - 1, (end > threshold) if threshold is not None else torch.zeros_like(end, dtype=torch.bool)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from worldgame.data.episode import EVENT_RESET, list_episodes, read_episode, read_metadata
 from worldgame.errors import WorldgameError, shorten
+from worldgame.eval.metrics import dilate
 
 
 @dataclass
@@ -36,11 +37,7 @@ class FrameData:
         around shots, hits, coins and respawns -- what the game draws at random and a model sees rarely."""
         if self.events is None or radius < 0:
             return self.ends[:0]
-        near = self.events.clone()
-        for j in range(1, radius + 1):
-            near[j:] |= self.events[:-j]
-            near[:-j] |= self.events[j:]
-        return self.ends[near[self.ends]]
+        return self.ends[dilate(self.events, radius)[self.ends]]
 
     def __len__(self) -> int:
         return len(self.ends)

@@ -25,6 +25,24 @@ from worldgame.train.latents import LatentBatches
 VAL_BATCH = 1024
 
 
+def _window(batch: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """The latents the head sees for a batch of windows: the context, then the frame it led to."""
+    return torch.cat([batch["context"], target[:, None]], 1)
+
+
+@torch.no_grad()
+def held_out_outputs(model: EventHead, val: LatentBatches) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward logits (N, 3), end logits (N,)) of every held-out window, on the CPU."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for i in range(0, len(val.data.ends), VAL_BATCH):
+        b = val.at(val.data.ends[i : i + VAL_BATCH], None)
+        outputs.append([x.cpu() for x in model(_window(b, b["target"]), b["actions"][:, -1])])
+    model.train(was_training)
+    return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+
+
 def labels(data, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(reward class (B,) in 0/1/2 for -/0/+, ended (B,) bool) of the transitions into frames ``ends``."""
     return torch.sign(data.rewards[ends]).long() + 1, data.dones[ends]
@@ -48,7 +66,7 @@ class EventsObjective:
         n = self.cfg.batch_size
         ends = self.batches.data.ends[torch.randint(len(self.batches.data.ends), (n,), generator=gen)]
         n_rare = round(n * self.cfg.rare_share) if len(self.rare) else 0
-        n_end = min(n_rare // 4, n_rare) if len(self.ending) else 0
+        n_end = n_rare // 4 if len(self.ending) else 0
         if n_rare:
             ends[:n_rare] = self.rare[torch.randint(len(self.rare), (n_rare,), generator=gen)]
         if n_end:
@@ -62,7 +80,7 @@ class EventsObjective:
         level = torch.rand(len(ends), 1, 1, 1, generator=gen) * self.cfg.latent_noise
         target = target + (level * torch.randn(target.shape, generator=gen)).to(target.device)
         reward, ended = labels(self.batches.data, ends)
-        logits, end = self.model(torch.cat([b["context"], target[:, None]], 1), b["actions"][:, -1])
+        logits, end = self.model(_window(b, target), b["actions"][:, -1])
         return (torch.nn.functional.cross_entropy(logits, reward.to(self.device))
                 + torch.nn.functional.binary_cross_entropy_with_logits(end, ended.float().to(self.device)))
 
@@ -71,17 +89,8 @@ class EventsObjective:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.model.eval()
-        data, ends = self.val.data, self.val.data.ends
-        signs, endings = [], []
-        for i in range(0, len(ends), VAL_BATCH):
-            b = self.val.at(ends[i : i + VAL_BATCH], None)
-            sign, ended = self.model.predict(torch.cat([b["context"], b["target"][:, None]], 1), b["actions"][:, -1])
-            signs.append(sign.cpu())
-            endings.append(ended.cpu())
-        self.model.train()
-        sign, ended = torch.cat(signs), torch.cat(endings)
-        reward, truly_ended = labels(data, ends)
+        sign, ended = self.model.decide(*held_out_outputs(self.model, self.val))
+        reward, truly_ended = labels(self.val.data, self.val.data.ends)
         m: dict[str, float] = {}
         for name, pred, true in (("plus", sign == 1, reward == 2), ("minus", sign == -1, reward == 0),
                                  ("end", ended, truly_ended)):
@@ -114,13 +123,7 @@ MIN_END_F1 = 0.8  # below this held-out F1 at its best threshold the head never 
 def end_threshold(model: EventHead, val: LatentBatches) -> float | None:
     """The end logit threshold with the best F1 on every held-out window (the middle of the range
     that reaches it); None when even that F1 is below MIN_END_F1 or the held-out data has no end."""
-    model.eval()
-    ends, logits = val.data.ends, []
-    for i in range(0, len(ends), VAL_BATCH):
-        b = val.at(ends[i : i + VAL_BATCH], None)
-        logits.append(model(torch.cat([b["context"], b["target"][:, None]], 1), b["actions"][:, -1])[1].cpu())
-    model.train()
-    logit, truth = torch.cat(logits), val.data.dones[ends]
+    logit, truth = held_out_outputs(model, val)[1], val.data.dones[val.data.ends]
     if not truth.any():
         return None
     candidates = [round(x, 2) for x in torch.linspace(-4, 8, 49).tolist()]
