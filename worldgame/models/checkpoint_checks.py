@@ -75,14 +75,23 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
     return meta
 
 
-def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any) -> None:
-    """The denoiser must know exactly the game's actions (an action outside its table would crash play)."""
+def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any, *others: tuple[str, Any]) -> None:
+    """The denoiser (and each optional ``(name, part)`` beside it: the event head, the agent) must
+    know exactly the game's actions (an action outside its table would crash play) and read the
+    denoiser's latents."""
     n = int(getattr(denoiser.config, "num_actions", len(meta["action_names"])))
     if n != len(meta["action_names"]):
         raise WorldgameError(
             f"checkpoint {meta_file} names {len(meta['action_names'])} actions but its denoiser has {n}; "
             "the folder mixes parts of different checkpoints"
         )
+    shape = (denoiser.config.latent_channels, denoiser.config.latent_size)
+    for name, part in others:
+        if part is None:
+            continue
+        if (int(part.config.num_actions), (part.config.latent_channels, part.config.latent_size)) != (n, shape):
+            raise WorldgameError(f"checkpoint {meta_file}: its {name}/ part was made for another model (actions or "
+                                 f"latent shape differ); the folder mixes parts of different checkpoints: retrain {name}")
 
 
 def check_part(cls: Any, folder: Path, hint: str) -> None:

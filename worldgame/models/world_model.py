@@ -9,6 +9,7 @@ Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
     denoiser/   ActionDenoiser, LCM-distilled student (what play uses)
     teacher/    ActionDenoiser before distillation (optional; eval compares against it)
     events/     EventHead: the reward's sign and the game's end per transition (optional; the dream's score)
+    agent/      Agent: a policy and value trained only in the dream (optional; `play agent=true`)
     scheduler/  LCMScheduler config (the betas the teacher was trained with)
     worldgame.json  game, frame size, action names and key bindings, K, play-time context noise,
                     and where the weights came from (data, training time, eval figures)
@@ -25,6 +26,7 @@ import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_dir, atomic_write_json
+from worldgame.models.agent import Agent
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
@@ -101,6 +103,7 @@ class WorldModel:
         metadata: dict[str, Any],
         teacher: ActionDenoiser | None = None,
         events: EventHead | None = None,
+        agent: Agent | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -110,6 +113,7 @@ class WorldModel:
         self.denoiser = denoiser.to(self.device, dtype).eval().requires_grad_(False)
         self.teacher = teacher.to(self.device, dtype).eval().requires_grad_(False) if teacher is not None else None
         self.events = events.to(self.device, dtype).eval().requires_grad_(False) if events is not None else None
+        self.agent = agent.to(self.device, dtype).eval().requires_grad_(False) if agent is not None else None
         self.metadata = metadata
         self.prediction_type = metadata.get("prediction_type", "sample")
         self.scheduler = lcm_scheduler(self.prediction_type)
@@ -137,8 +141,9 @@ class WorldModel:
         teach = _load(ActionDenoiser, path / "teacher", dtype) if teacher and (path / "teacher").is_dir() else None
         # the event head is optional: a checkpoint trained before it plays as before, keeping no score
         events = _load(EventHead, path / "events", dtype) if (path / "events").is_dir() else None
-        check_against_weights(meta_file, metadata, denoiser)
-        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype, events=events)
+        agent = _load(Agent, path / "agent", dtype) if (path / "agent").is_dir() else None  # optional too
+        check_against_weights(meta_file, metadata, denoiser, ("events", events), ("agent", agent))
+        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype, events=events, agent=agent)
         model.path = path
         return model
 
@@ -150,7 +155,7 @@ class WorldModel:
         the previous checkpoint as it was.
         """
         path = Path(path)
-        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher, "events": self.events}
+        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher, "events": self.events, "agent": self.agent}
         try:
             path.mkdir(parents=True, exist_ok=True)
             for name, module in parts.items():
