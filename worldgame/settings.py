@@ -256,10 +256,18 @@ class EventsShape:
 
 
 @dataclass
+class AgentShape:
+    frames_seen: int = setting(2, ge=1, le=64)  # latents the agent sees, the newest last (two show the objects' motion)
+    width: int = setting(32, ge=1, le=1024)  # channels of its first convolution (doubled twice)
+    hidden: int = setting(256, ge=1, le=65536)  # the layer its policy and value share
+
+
+@dataclass
 class ModelShape:
     vae: VaeShape = field(default_factory=VaeShape)
     denoiser: DenoiserShape = field(default_factory=DenoiserShape)
     events: EventsShape = field(default_factory=EventsShape)
+    agent: AgentShape = field(default_factory=AgentShape)
     prediction_type: Prediction = Prediction.sample  # sample | v_prediction | epsilon
     play_context_noise: float = setting(0.05, ge=0.0, le=10.0)  # fixed context-noise level at play time (training draws U(0, teacher.max_context_noise))
 
@@ -339,15 +347,33 @@ class EventsStage(Stage):
 
 
 @dataclass
+class AgentStage(Stage):
+    steps: int = setting(100000, ge=0)  # the minute budget stops it
+    max_minutes: float = setting(25.0, gt=0.0)
+    batch_size: int = setting(32, ge=1, le=65536)  # dreams per step, each from a real context of the data
+    lr: float = setting(3e-4, gt=0.0, le=10.0)
+    warmup_steps: int = setting(20, ge=0)
+    val_every: int = setting(100, ge=1)
+    horizon: int = setting(15, ge=1, le=10000)  # frames each dream runs; the value bootstraps past them
+    sampler_steps: int = setting(2, choices=list(STEP_COUNTS))  # steps of the play sampler in the dreams (1-2 keep Bouncer's objects this far)
+    gamma: float = setting(0.985, ge=0.0, le=1.0)  # discount per frame (~70 frames ahead)
+    lam: float = setting(0.95, ge=0.0, le=1.0)  # λ of the λ-returns
+    entropy: float = setting(0.003, ge=0.0, le=10.0)  # weight of the policy's entropy bonus (keeps it exploring)
+    val_dreams: int = setting(64, ge=1, le=4096)  # held-out dreams per validation (fixed contexts and seeds)
+    val_horizon: int = setting(60, ge=1, le=100000)  # their length, frames
+
+
+@dataclass
 class Recipe:
     vae: VaeStage = field(default_factory=VaeStage)
     teacher: TeacherStage = field(default_factory=TeacherStage)
     distill: DistillStage = field(default_factory=DistillStage)
     rollout: RolloutStage = field(default_factory=RolloutStage)
     events: EventsStage = field(default_factory=EventsStage)
+    agent: AgentStage = field(default_factory=AgentStage)
 
 
-TRAIN_STAGES = ("vae", "teacher", "distill", "rollout", "events")
+TRAIN_STAGES = ("vae", "teacher", "distill", "rollout", "events", "agent")
 
 
 def _data_folders(value: Any) -> str | None:
@@ -364,7 +390,7 @@ def _stage(value: Any) -> str | None:
 
 @dataclass
 class TrainSettings:
-    stage: str = setting("all", check=_stage)  # vae | teacher | distill | rollout | events | all (in that order)
+    stage: str = setting("all", check=_stage)  # vae | teacher | distill | rollout | events | agent | all (in that order)
     data: Any = setting("data/bouncer", check=_data_folders)  # a folder of episodes, or a list like [data/boxing,sessions]
     out: str = setting("runs/bouncer", check=_path)  # the checkpoint folder written (loadable after every stage)
     device: str = setting("auto", check=_device)

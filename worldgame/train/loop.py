@@ -1,7 +1,7 @@
-"""`worldgame train stage=vae|teacher|distill|rollout|events|all data=DIR out=DIR`: one loop, five losses.
+"""`worldgame train stage=vae|teacher|distill|rollout|events|agent|all data=DIR out=DIR`: one loop, six losses.
 
 Read top to bottom: load episodes -> for each stage build its objective (train/vae.py,
-train/teacher.py, train/distill.py, train/rollout.py, train/events.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
+train/teacher.py, train/distill.py, train/rollout.py, train/events.py, train/agent.py) -> the loop (AdamW, grad clip 1.0, EMA inside the objective,
 periodic validation that keeps the best weights, resumable state every ``save_every`` steps and
 on Ctrl-C) -> the out folder is a checkpoint folder after every stage. Under torchrun the same loop
 runs in every process (train/distributed.py: sharded batches, averaged gradients, rank 0 writes).
@@ -28,6 +28,7 @@ from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
 from worldgame.settings import TRAIN_STAGES, TrainSettings, plain
 from worldgame.train import distributed
+from worldgame.train.agent import AgentObjective
 from worldgame.train.data import load_frame_data
 from worldgame.train.distill import DistillObjective
 from worldgame.train.events import EventsObjective
@@ -37,7 +38,7 @@ from worldgame.train.rollout import RolloutObjective
 from worldgame.train.teacher import TeacherObjective
 from worldgame.train.vae import VaeObjective
 
-STAGES = TRAIN_STAGES  # vae, teacher, distill, rollout, events
+STAGES = TRAIN_STAGES  # vae, teacher, distill, rollout, events, agent
 LOG_EVERY = 10  # steps between host syncs: the bar's loss, the non-finite check, the ranks' clock
 
 
@@ -128,6 +129,12 @@ def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.d
         ev = cfg.train.events.latent_noise
         return EventsObjective(cfg, LatentBatches(train, lat_train, k, ev, device, per_frame),
                                LatentBatches(val, lat_val, k, 0.0, device, per_frame), num_actions, device)
+    if stage == "agent":  # plays the checkpoint's own dream: its sampler, its event head
+        model = WorldModel.from_pretrained(out, device=str(device), half=False)
+        if model.events is None:
+            raise WorldgameError(f"{out}/events is missing; run `worldgame train stage=events` first (or stage=all)")
+        return AgentObjective(cfg, LatentBatches(train, lat_train, k, 0.0, device, per_frame),
+                              LatentBatches(val, lat_val, k, 0.0, device, per_frame), model, device)
     if stage == "teacher":
         return TeacherObjective(cfg, batches, val_batches, vae, num_actions, device)
     if stage == "rollout":  # fine-tunes the distilled student (or the teacher's copy when not distilled)
@@ -187,7 +194,7 @@ def train_stage(stage: str, cfg: TrainSettings, train, val, out: Path, device: t
     budget = scfg.max_minutes * 60
     bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True,
                disable=not cfg.progress or not ctx.main)
-    if step == 0 and stage in ("distill", "rollout"):
+    if step == 0 and stage in ("distill", "rollout", "agent"):
         ctx.on_main(validate)  # the starting point is a candidate too: a fine-tune that only hurts keeps it
     model.train()
     # The host waits for the device only at logging steps (every LOG_EVERY steps, before each
