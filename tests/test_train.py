@@ -57,6 +57,8 @@ def test_every_stage_learns(trained: tuple[Path, dict]) -> None:
     # the fifth: the event head, validated by the F1 of each event kind on held-out windows
     assert report["events"]["steps"] == 30 and report["events"]["loss_end"] < report["events"]["loss_start"]
     assert {"plus_f1", "minus_f1", "end_f1", "score"} <= set(report["events"]["history"][-1])
+    # the sixth: the agent, trained in the dream and validated on held-out dreams (tests/test_agent_train.py)
+    assert report["agent"]["steps"] == 6 and {"points_per_1k", "minus_per_1k", "entropy"} <= set(report["agent"]["history"][-1])
 
 
 @pytest.mark.parametrize("stage", ["teacher", "distill", "rollout"])
@@ -262,7 +264,7 @@ def test_every_stage_is_an_objective(trained: tuple[Path, dict]) -> None:
             assert isinstance(net, torch.nn.Module)
         assert all(torch.equal(p, q) for p, q in zip(before, objective.trainable().parameters())), stage  # lent back
         assert isinstance(objective.resume_state(), dict)
-        assert objective.checkpoint_parts(root / "run")[0] in ("vae", "teacher", "denoiser", "events")
+        assert objective.checkpoint_parts(root / "run")[0] in ("vae", "teacher", "denoiser", "events", "agent")
 
 
 def test_a_finished_checkpoint_is_never_replaced_and_one_run_writes_an_out_folder(trained: tuple[Path, dict],

@@ -351,14 +351,14 @@ class AgentStage(Stage):
     steps: int = setting(100000, ge=0)  # the minute budget stops it
     max_minutes: float = setting(25.0, gt=0.0)
     batch_size: int = setting(32, ge=1, le=65536)  # dreams per step, each from a real context of the data
-    lr: float = setting(3e-4, gt=0.0, le=10.0)
+    lr: float = setting(1e-3, gt=0.0, le=10.0)
     warmup_steps: int = setting(20, ge=0)
     val_every: int = setting(100, ge=1)
     horizon: int = setting(15, ge=1, le=10000)  # frames each dream runs; the value bootstraps past them
     sampler_steps: int = setting(2, choices=list(STEP_COUNTS))  # steps of the play sampler in the dreams (1-2 keep Bouncer's objects this far)
     gamma: float = setting(0.985, ge=0.0, le=1.0)  # discount per frame (~70 frames ahead)
     lam: float = setting(0.95, ge=0.0, le=1.0)  # λ of the λ-returns
-    entropy: float = setting(0.003, ge=0.0, le=10.0)  # weight of the policy's entropy bonus (keeps it exploring)
+    entropy: float = setting(0.01, ge=0.0, le=10.0)  # weight of the policy's entropy bonus against standardised advantages (keeps it exploring)
     val_dreams: int = setting(64, ge=1, le=4096)  # held-out dreams per validation (fixed contexts and seeds)
     val_horizon: int = setting(60, ge=1, le=100000)  # their length, frames
 

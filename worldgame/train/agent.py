@@ -111,9 +111,10 @@ class AgentObjective:
         logits, values = self.model(windows.clone())
         logits, values = logits.view(h + 1, b, -1)[:-1], values.view(h + 1, b)
         returns = lambda_returns(imagined["rewards"], imagined["ends"], values.detach(), c.gamma, c.lam)
-        # returns scaled as DreamerV3 does: by their spread, never enlarged (rewards are rare here)
-        scale = torch.clamp(returns.std(), min=1.0)
-        advantage = (returns - values[:-1].detach()) / scale
+        # advantages standardised per batch (as PPO does): rewards are rare, so raw advantages are
+        # tiny and the policy would hardly move in the minutes the stage has
+        advantage = returns - values[:-1].detach()
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-3)
         log_probs = logits.log_softmax(-1)
         taken = log_probs.gather(-1, imagined["actions"][..., None])[..., 0]
         entropy = -(log_probs.exp() * log_probs).sum(-1)
