@@ -222,6 +222,8 @@ class EvalSettings:
     control_frames: int = setting(12, ge=1, le=1000)  # frames each key is held; the sprite's shift is measured on the last one
     event_games: int = setting(8, ge=0, le=1024)  # whole held-out games (to the last life) for the event head's figures; 0 = skip
     event_frames: int = setting(2000, ge=16, le=100000)  # a game longer than this is cut here (the dreams run as long as the longest)
+    agent_games: int = setting(8, ge=0, le=1024)  # real held-out games the checkpoint's agent (and random, scripted) plays; 0 = skip
+    agent_frames: int = setting(2000, ge=1, le=100000)  # a game is cut after this many frames played
 
 
 # --- train: the run, the model's shape (conf/model) and each stage's recipe (conf/train) -------------

@@ -14,6 +14,9 @@ Keys beyond the contract:
 * built-in game only: ``rollout.player_err_px``, ``player_lost_frac``, ``first_hit_frame``,
   ``player_err_px_until_first_hit`` (its green player, tracked) and ``objects.bouncer``; a gym
   game's JSON and report do not carry them.
+* ``agent`` (a checkpoint with an agent/): the agent playing the real game on held-out seeds against
+  the random and (built-in game) scripted policies (``worldgame/eval/agent.py``);
+* ``events.teacher_forced.kinds`` (built-in game): the event head's figures per coin, shot and hit;
 * ``display``: flicker (where the real game is still), foreground PSNR and lag (frames) of the
   stream as play shows it with this fusion, teacher-forced on the held-out episodes, and ``off``
   the same without fusion (``worldgame/eval/display.py``; docs/fusion.md).
@@ -34,6 +37,7 @@ from worldgame.engine.factory import choose_sampler
 from worldgame.engine.fusion import Fusion, FusionMode
 from worldgame.engine.views import display_size
 from worldgame.errors import WorldgameError
+from worldgame.eval import agent as agent_eval
 from worldgame.eval import bouncer_checks
 from worldgame.eval import events as event_eval
 from worldgame.eval.control import control_check
@@ -50,7 +54,7 @@ from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.settings import EvalSettings
 
-STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects (+ game events)
+STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects (+ game events, + the agent)
 
 
 def run(cfg: EvalSettings) -> dict:
@@ -76,7 +80,8 @@ def run(cfg: EvalSettings) -> dict:
 
     def stage(name: str) -> None:  # the next stage begins
         done[0] += 1
-        total = STAGES + (model.events is not None and cfg.event_games > 0)
+        total = (STAGES + (model.events is not None and cfg.event_games > 0)
+                 + (model.agent is not None and cfg.agent_games > 0))
         print(f"eval [{done[0]}/{total}, {time.perf_counter() - t0:.0f} s]: {name}", file=sys.stderr, flush=True)
 
     stage("held-out play")
@@ -152,6 +157,10 @@ def run(cfg: EvalSettings) -> dict:
         games = event_eval.held_out_games(game_cfg, cfg.seed + 5000, cfg.event_games, cfg.event_frames, is_bouncer)
         events = {"games": len(games), "teacher_forced": event_eval.teacher_forced(model, games),
                   "dream": event_eval.in_dreams(dreamer, games, cfg.rollout_steps, cfg.seed)}
+    agent = None
+    if model.agent is not None and cfg.agent_games:
+        stage(f"the agent in the real game: {cfg.agent_games} games, against random{' and scripted' * is_bouncer}")
+        agent = agent_eval.real_game_scores(model, game_cfg, cfg.seed, cfg.agent_games, cfg.agent_frames)
 
     result = {
         "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),  # dreamed, not control
@@ -177,6 +186,7 @@ def run(cfg: EvalSettings) -> dict:
         "objects": objects,
         "display": display,
         **({"events": events} if events is not None else {}),
+        **({"agent": agent} if agent is not None else {}),
         "checkpoint": str(path),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -264,6 +274,9 @@ def summary(result: dict, health: dict) -> list[str]:
                      f"agree {p['agree_frac']} of {p['contexts'][0]} contexts: {verdict}")
     if control.get("skipped"):
         lines.append(f"control: skipped ({control['skipped']})")
+    if "agent" in result:
+        nets = ", ".join(f"{name} {p['net_per_1k']}" for name, p in result["agent"]["policies"].items())
+        lines.append(f"the agent in the real game: net points per 1,000 frames {nets}")
     return lines
 
 

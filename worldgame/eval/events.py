@@ -21,6 +21,7 @@ import torch
 from worldgame.data.policies import make_policy
 from worldgame.eval.metrics import dilate, f1_scores
 from worldgame.games import make_game
+from worldgame.games.bouncer import EVENT_KINDS
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
 
@@ -28,21 +29,26 @@ END_TOLERANCE = 2  # frames: an end predicted this close to the real one is foun
 
 
 def held_out_games(game_config: dict, seed: int, games: int, max_frames: int, scripted: bool) -> list[dict]:
-    """``games`` games at unseen seeds, each until it ends or ``max_frames``: frames, actions, rewards, dones."""
+    """``games`` games at unseen seeds, each until it ends or ``max_frames``: frames, actions, rewards,
+    dones, and ``kinds`` (kind -> a flag per frame) where the game names its events (info["events"])."""
     out = []
     for i in range(games):
         game = make_game(game_config)
         policy = make_policy("scripted" if scripted else "random", game, 0.8, seed + i)
-        frames, actions, rewards, dones = [game.reset(seed + i)], [0], [0.0], [False]
+        frames, actions, rewards, dones, named = [game.reset(seed + i)], [0], [0.0], [False], [()]
         while len(frames) < max_frames and not dones[-1]:
             a = policy()
-            frame, reward, done, _ = game.step(a)
+            frame, reward, done, info = game.step(a)
             frames.append(frame)
             actions.append(a)
             rewards.append(reward)
             dones.append(done)
-        out.append({"frames": np.stack(frames), "actions": np.asarray(actions), "rewards": np.asarray(rewards),
-                    "dones": np.asarray(dones)})
+            named.append(info.get("events"))
+        g = {"frames": np.stack(frames), "actions": np.asarray(actions), "rewards": np.asarray(rewards),
+             "dones": np.asarray(dones)}
+        if len(named) > 1 and named[1] is not None:  # the game names its events (gym games do not)
+            g["kinds"] = {kind: np.array([kind in n for n in named]) for kind in EVENT_KINDS}
+        out.append(g)
     return out
 
 
@@ -74,7 +80,7 @@ def _json(value: float) -> float | None:
 def teacher_forced(model, games: list[dict]) -> dict:
     """The head on each real transition of each game (frames K.. of it)."""
     k, head = model.context_length, model.events
-    signs, ends, rewards, dones = [], [], [], []
+    signs, ends, rewards, dones, kinds = [], [], [], [], []
     for g in games:
         z = torch.cat([model.encode(g["frames"][i : i + 256]) for i in range(0, len(g["frames"]), 256)])
         t = torch.arange(k, len(z))
@@ -84,7 +90,43 @@ def teacher_forced(model, games: list[dict]) -> dict:
         ends.append(end.cpu())
         rewards.append(torch.as_tensor(g["rewards"][k:]))
         dones.append(torch.as_tensor(g["dones"][k:]))
-    return _kinds(torch.cat(signs), torch.cat(ends), torch.cat(rewards), torch.cat(dones))
+        if "kinds" in g:
+            kinds.append({kind: torch.as_tensor(flags[k:]) for kind, flags in g["kinds"].items()})
+    signs = torch.cat(signs)
+    out = _kinds(signs, torch.cat(ends), torch.cat(rewards), torch.cat(dones))
+    if kinds and len(kinds) == len(games):
+        out["kinds"] = by_kind(signs, {kind: torch.cat([g[kind] for g in kinds]) for kind in kinds[0]})
+    return out
+
+
+def by_kind(signs: torch.Tensor, kinds: dict[str, torch.Tensor]) -> dict:
+    """The head's figures for each kind of event (coin, shot, hit), though it predicts only a sign.
+
+    recall: the share of that kind's steps on which the head said its sign (+ for coin and shot, -
+    for hit). precision: the share of all the head's predictions of that sign that fall on a step
+    with some event of that sign -- a point predicted on a shot is right though a coin was not
+    there, so both plus kinds share it; counted against the named events rather than the reward's
+    sign, a step with a coin and a hit (reward 0) still holds a plus and a minus. f1: of the two.
+    """
+    out = {}
+    for sign in (1, -1):
+        names = [kind for kind in kinds if EVENT_KINDS[kind] == sign]
+        if not names:
+            continue
+        said = signs == sign
+        any_of_sign = torch.stack([kinds[kind] for kind in names]).any(0)
+        n_said = int(said.sum())
+        precision = int((said & any_of_sign).sum()) / n_said if n_said else float("nan")
+        for kind in names:
+            n = int(kinds[kind].sum())
+            recall = int((said & kinds[kind]).sum()) / n if n else float("nan")
+            if not n:  # none of this kind happened: nothing to find (the other kind's figures hold the precision)
+                f1 = float("nan")
+            else:
+                f1 = 2 * precision * recall / (precision + recall) if n_said and precision + recall else 0.0
+            out[kind] = {m: _json(v) for m, v in
+                         {"precision": precision, "recall": recall, "f1": f1, "events": n}.items()}
+    return {kind: out[kind] for kind in kinds}
 
 
 @torch.no_grad()

@@ -79,6 +79,15 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
                       f"{p['contexts'][0]} of {p['contexts'][1]} | {p['agree_frac']} | {verdict[p['passed']]} |"
                       for name, p in control["pairs"].items()]
             lines.append("")
+    agent = result.get("agent")
+    if agent:
+        lines += [(f"## The agent in the real game ({agent['games']} held-out games from seed {agent['seed']}, "
+                   f"up to {agent['max_frames']} frames each)\n"),
+                  "| policy | frames | points / 1k | minus / 1k | net / 1k | net / 1k spread (std over games) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {p['frames']} | {p['points_per_1k']} | {p['minus_per_1k']} | {p['net_per_1k']} | "
+                  f"{p['net_per_1k_std']} |" for name, p in agent["policies"].items()]
+        lines.append("")
     at = ", ".join(str(h) for h in strip_at)
     lines.append(f"![real (top) vs generated (bottom) at frames {at}](strip.png)\n")
     atomic_write(path, "\n".join(lines))

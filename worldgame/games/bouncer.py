@@ -24,6 +24,9 @@ BOLT = (235, 235, 245)
 LIFE = (240, 120, 200)
 
 ACTIONS = ("NOOP", "UP", "DOWN", "LEFT", "RIGHT", "FIRE")
+# the kinds of reward step() reports in info["events"] and the sign of each: a coin collected, a bolt
+# hitting an orb, the player hit by an orb (a life lost)
+EVENT_KINDS = {"coin": 1, "shot": 1, "hit": -1}
 MOVES = {1: (0, -1), 2: (0, 1), 3: (-1, 0), 4: (1, 0)}
 KEY_BINDINGS = {
     "UP": ["up", "w"],
@@ -115,6 +118,7 @@ class Bouncer:
             raise ValueError(f"action {action} is not one of 0..{len(ACTIONS) - 1} ({', '.join(ACTIONS)})")
         self.t += 1
         reward = 0.0
+        events: list[str] = []  # what earned or cost each point this step (eval splits its figures by kind)
         ps = self.player_size
         if action in MOVES:
             dx, dy = MOVES[action]
@@ -137,6 +141,7 @@ class Bouncer:
                         self.orbs[i] = self._random_orb(top_only=True)
                         self.bolt = None
                         reward += 1.0
+                        events.append("shot")
                         break
 
         if self.coin is None:
@@ -147,10 +152,12 @@ class Bouncer:
             self.coin = None
             self.score += 1
             reward += 1.0
+            events.append("coin")
 
         if any(_overlap(self.player, ps, orb, self.orb_size) for orb in self.orbs):
             self.lives -= 0 if self.infinite_lives else 1
             reward -= 1.0
+            events.append("hit")
             self.player = self._centre()
             # orbs near the respawn point move away so one touch costs one life
             for i, orb in enumerate(self.orbs):
@@ -158,7 +165,7 @@ class Bouncer:
                     self.orbs[i] = self._random_orb(top_only=True)
 
         done = self.lives <= 0 or (self.max_steps > 0 and self.t >= self.max_steps)
-        return self.render(), reward, done, self.info()
+        return self.render(), reward, done, {**self.info(), "events": events}
 
     def _move_orb(self, orb: list[int]) -> None:
         s = self.orb_size
