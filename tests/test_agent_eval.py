@@ -69,7 +69,7 @@ def test_each_policy_plays_the_same_real_games_to_their_end_or_the_frame_limit(t
     games, limit = 3, 300
     result = real_game_scores(model, model.metadata["game_config"], SEED, games, limit)
     policies = result["policies"]
-    assert list(policies) == ["agent", "agent_greedy", "random", "scripted"]
+    assert list(policies) == ["agent", "agent_greedy", "random", "random_uniform", "scripted"]
     for name, p in policies.items():
         assert len(p["frames_each"]) == games and sum(p["frames_each"]) == p["frames"], name
         assert max(p["frames_each"]) <= limit and min(p["frames_each"]) >= 1, name

@@ -6,6 +6,7 @@ policy plays the same held-out games (seeds ``seed + i``, each to its end or ``m
 * ``agent``: the agent drawing its actions (seeded by the game's seed); ``agent_greedy``: its most
   likely action each frame;
 * ``random``: uniform actions, each kept with probability 0.8 (the sticky policy collect uses);
+  ``random_uniform``: a fresh uniform action every frame (what an untrained agent plays);
 * ``scripted``: the built-in game's data-collection policy (that game only).
 
 Per policy: ``points_per_1k`` (the rewards gained), ``minus_per_1k`` (those lost: Bouncer's lives,
@@ -41,6 +42,9 @@ def real_game_scores(model, game_config: dict, seed: int, games: int, max_frames
         "agent": lambda game, s: AgentPlayer(model, seed=s, greedy=False),
         "agent_greedy": lambda game, s: AgentPlayer(model, seed=s, greedy=True),
         "random": lambda game, s: _blind(make_policy("random", game, STICKY, s)),
+        # uniform each frame, as an untrained agent plays: on Bouncer it fires (and scores) far more
+        # often than the sticky one, so an agent is measured against both
+        "random_uniform": lambda game, s: _blind(make_policy("random", game, 0.0, s)),
     }
     if isinstance(make_game(game_config), Bouncer):  # the scripted policy knows only the built-in game
         chooser["scripted"] = lambda game, s: _blind(make_policy("scripted", game, STICKY, s))
@@ -49,7 +53,7 @@ def real_game_scores(model, game_config: dict, seed: int, games: int, max_frames
     return {
         "games": games, "max_frames": max_frames, "seed": seed, "policies": policies,
         **{f"points_vs_{other}": _ratio(agent, policies[other]["points_per_1k"])
-           for other in ("random", "scripted") if other in policies},
+           for other in ("random", "random_uniform", "scripted") if other in policies},
     }
 
 
