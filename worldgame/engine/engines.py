@@ -30,7 +30,6 @@ import numpy as np
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC
 from worldgame.games import Game
 
-
 # the line a checkpoint without an agent gets, for agent=true (an error) and for the G key (a notice)
 NO_AGENT = "checkpoint {} has no agent/: train one with `worldgame train stage=agent`"
 

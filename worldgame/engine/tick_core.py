@@ -194,7 +194,7 @@ class TickCore:
         self.changed = True
 
     def any_key(self) -> None:
-        """A game key went down: it ends the GAME OVER screen (the new game starts next tick)."""
+        """A game key went down: it ends the GAME OVER screen (the next :meth:`next_event` starts a new game)."""
         if self.game_over_left:
             self.game_over_left, self._game_over = 0, True
 
