@@ -108,11 +108,12 @@ def test_the_dream_keeps_score_and_lives_and_its_end_starts_a_new_game(tiny_chec
 
 def test_a_predicted_game_over_ends_the_game_in_play_and_the_session_regenerates_it(tiny_checkpoint: Path,
                                                                                    tmp_path: Path, run_cli) -> None:
-    """Through the CLI: a head that always sees the end makes every frame a game over; play resets to
-    a new game each time, records it, and regenerate brings frames and events back bit for bit."""
+    """Through the CLI: a head that always sees the end makes every frame a game over; play holds the
+    GAME OVER screen a moment (game_over_s: 3 ticks at Bouncer's 30 Hz), then resets to a new game
+    each time, records it, and regenerate brings frames and events back bit for bit."""
     ending = _rigged(tiny_checkpoint, tmp_path / "ending", 1, True)
-    r = run_cli("play", f"checkpoint={ending}", "frames=6", "fps=0", "record=true", f"sessions={tmp_path / 's'}",
-                "steps=1", "backend=torch", "seed=3")
+    r = run_cli("play", f"checkpoint={ending}", "frames=12", "fps=0", "game_over_s=0.1", "record=true",
+                f"sessions={tmp_path / 's'}", "steps=1", "backend=torch", "seed=3")
     assert r.returncode == 0, r.stderr
     session = read_episode(next((tmp_path / "s").glob("*.wgep")))
     assert session.dones[1:].any() and session.rewards[1:].max() == 1.0

@@ -118,6 +118,7 @@ class Runtime:
     optimize: bool = True  # prepare the fast path (trace the denoiser; backend=torch)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads; 0 = auto (1 on CPU: faster than 2 on a 2-core machine, and robust to load)
     backend: Backend = Backend.auto  # auto (onnx on CPU when onnxruntime works, else torch) | torch | onnx
+    agent: bool = False  # the checkpoint's agent plays from the start (attract mode; key G hands the controls over at any time)
     game: dict[str, Any] = field(default_factory=dict)  # the game: the defaults list's `game:` choice (conf/game/*.yaml); a checkpoint names its own
 
 
@@ -129,7 +130,12 @@ class Window:
 
 
 @dataclass
-class PlaySettings(Window, Runtime):
+class GameOver:
+    game_over_s: float = setting(2.0, ge=0.0, le=60.0)  # seconds the GAME OVER screen holds the last frame and final score (any game key skips it); 0 = a new game at once
+
+
+@dataclass
+class PlaySettings(GameOver, Window, Runtime):
     engine: Engine = Engine.model  # model | real | side_by_side
     record: bool = False  # record from the first frame (R toggles recording at any time)
     sessions: str = setting("sessions", check=_path)  # folder recorded sessions go to
@@ -150,7 +156,7 @@ class BenchSettings(Window, Runtime):
 
 
 @dataclass
-class ServeSettings(Runtime):
+class ServeSettings(GameOver, Runtime):
     host: str = setting("127.0.0.1", check=_host)  # 127.0.0.1 = this machine only; 0.0.0.0 serves every interface (anyone who reaches the port can play)
     port: int = setting(8765, ge=0, le=65535)  # TCP port (0 = any free one)
     max_clients: int = setting(4, ge=1, le=64)  # concurrent dreams; more clients get "busy" and are closed

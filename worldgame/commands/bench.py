@@ -63,7 +63,7 @@ def run(cfg: BenchSettings) -> dict[str, Any]:
         for steps in steps_list:
             engine.set_steps(steps)
             view = View.parse(cfg.view)
-            result = bench_steps(engine, window, cfg.frames, cfg.warmup, cfg.seed, view, soak, per_tick, interpolation)
+            result = bench_steps(engine, window, cfg.frames, cfg.warmup, cfg.seed, view, soak, per_tick, interpolation, cfg.agent)
             # per result: the top-level keys are a fixed contract
             result.update(backend=engine.backend, window=pygame.display.get_driver(), sampler=meta["sampler"], spacing=meta["spacing"])
             stages = " ".join(f"{k} {v:.2f}" for k, v in result["stages_ms"].items())
@@ -74,7 +74,7 @@ def run(cfg: BenchSettings) -> dict[str, Any]:
             )
             if per_tick > 1:
                 paced = paced_latency(engine, window, tick_hz, per_tick, interpolation, min(cfg.frames, PACED_TICKS),
-                                      cfg.seed, view)
+                                      cfg.seed, view, cfg.agent)
                 tsr = result["tsr"] = {"display_hz": display_hz, "fps": tick_hz, **result["tsr"], **paced}
                 made, paced_ms = tsr["interp_frame_ms"], tsr["paced"]["latency_ms"]
                 print(
@@ -94,9 +94,10 @@ def run(cfg: BenchSettings) -> dict[str, Any]:
 
 
 def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int, view: View, soak: bool,
-                per_tick: int = 1, interpolation: str = "warp") -> dict[str, Any]:
+                per_tick: int = 1, interpolation: str = "warp", agent: bool = False) -> dict[str, Any]:
     """Run the play loop unpaced for ``warmup + frames`` frames at the engine's step count
-    (``per_tick`` > 1: with TSR's in-between frames, and a ``tsr`` entry for them)."""
+    (``per_tick`` > 1: with TSR's in-between frames, and a ``tsr`` entry for them; ``agent``: the
+    checkpoint's agent chooses every action, its forward timed as the ``agent`` stage)."""
     stats, between, shown = RunStats(), RunStats(), RunStats()
     process = psutil.Process()
     rss: dict[str, float] = {}
@@ -115,7 +116,7 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
             shown.add({}, 0.0, info.presented_at)
 
     loop = PlayLoop(engine, window, fps=0, seed=seed, view=view, script=held_keys(), max_frames=warmup + frames, on_frame=on_frame,
-                    display_per_tick=per_tick, interpolation=interpolation, on_between=on_between)
+                    display_per_tick=per_tick, interpolation=interpolation, on_between=on_between, agent=agent)
     loop.run()
     means = stats.stage_means()
     result: dict[str, Any] = {
@@ -124,8 +125,9 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
         "latency_ms": {"p50": round(stats.latency_percentile(50), 2), "p95": round(stats.latency_percentile(95), 2)},
         "stages_ms": {k: round(means.get(k, 0.0), 3) for k in CONTRACT_STAGES},
     }
-    if "events" in means:  # a checkpoint with an event head: the dream's score costs this much a frame
-        result["stages_ms"]["events"] = round(means["events"], 3)
+    for extra in ("events", "agent"):  # the event head's score, the agent's move: what each costs a frame
+        if extra in means:
+            result["stages_ms"][extra] = round(means[extra], 3)
     if soak:
         rss["end"] = process.memory_info().rss / 2**20
         result["rss_mb"] = {k: round(v, 1) for k, v in rss.items()}
@@ -144,11 +146,11 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
 
 
 def paced_latency(engine: Engine, window: Any, fps: float, per_tick: int, interpolation: str, ticks: int, seed: int,
-                  view: View) -> dict[str, Any]:
+                  view: View, agent: bool = False) -> dict[str, Any]:
     """Key-to-frame latency as a player gets it: the play loop paced at ``fps`` for ``ticks`` model
     ticks, without TSR and then with it (``per_tick`` frames shown per model frame)."""
-    off = _paced_run(engine, window, fps, 1, interpolation, ticks, seed, view)
-    on = _paced_run(engine, window, fps, per_tick, interpolation, ticks, seed, view)
+    off = _paced_run(engine, window, fps, 1, interpolation, ticks, seed, view, agent)
+    on = _paced_run(engine, window, fps, per_tick, interpolation, ticks, seed, view, agent)
     latency = {"off": _percentiles(off[0]), "on": _percentiles(on[0]),
                "on_first_frame": _percentiles(on[1])}  # to the first in-between frame, the first to show any of it
     return {
@@ -158,7 +160,7 @@ def paced_latency(engine: Engine, window: Any, fps: float, per_tick: int, interp
 
 
 def _paced_run(engine: Engine, window: Any, fps: float, per_tick: int, interpolation: str, ticks: int, seed: int,
-               view: View) -> tuple[RunStats, RunStats, RunStats]:
+               view: View, agent: bool = False) -> tuple[RunStats, RunStats, RunStats]:
     """(latency to the model frame, latency to the first frame shown for it, every presented frame)."""
     to_frame, to_first, shown = RunStats(), RunStats(), RunStats()
 
@@ -173,7 +175,7 @@ def _paced_run(engine: Engine, window: Any, fps: float, per_tick: int, interpola
             shown.add({}, 0.0, info.presented_at)
 
     PlayLoop(engine, window, fps=fps, seed=seed, view=view, script=held_keys(), max_frames=PACED_WARMUP + ticks,
-             on_frame=on_frame, display_per_tick=per_tick, interpolation=interpolation, on_between=on_between).run()
+             on_frame=on_frame, display_per_tick=per_tick, interpolation=interpolation, on_between=on_between, agent=agent).run()
     return to_frame, to_first, shown
 
 

@@ -63,6 +63,9 @@ def play(
             display_per_tick=per_tick,
             interpolation=str(cfg.display_interp),
             on_between=on_between,
+            agent=cfg.agent,
+            # the GAME OVER screen's moment in ticks: at the tick rate (unpaced runs: the game's own)
+            game_over_ticks=round(cfg.game_over_s * (fps or game.tick_hz)),
         )
         return loop.run()
     finally:

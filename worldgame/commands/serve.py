@@ -5,7 +5,9 @@ Protocol (``worldgame/web/app.js`` is the client):
 
 * server → client, text: JSON ``{"type": "hello", ...}`` once (game, actions, key bindings, the
   allowed key names, frame size, native size, settings, ``max_work``), ``{"type": "stats", ...}`` a
-  few times a second (per-stage ms in the source pipeline's terms, server FPS, settings, recording),
+  few times a second (per-stage ms in the source pipeline's terms, server FPS, settings, recording,
+  who plays -- ``player`` "agent"/"you", null without an agent --, ``game_over``: the GAME OVER
+  box's lines while the last frame is held, and the HUD's ``notice``),
   ``{"type": "busy"|"error"|"refused"|"recording", "message": ...}`` (``refused``: a request over
   ``max_work``, the dream goes on; ``recording`` names the file relative to the sessions folder).
 * server → client, binary: one frame: ``b"WGF1"``, uint32 frame number, uint16 panels, uint16 height,
@@ -68,7 +70,7 @@ FRAME_MAGIC = b"WGF1"
 HEADER = struct.Struct(">4sIHHH")
 STATS_EVERY_S = 0.25
 # the source's pipeline terms for the engine's stage names
-STAGE_TERMS = {"input": "input buffer", "encode": "VAE encode", "denoise": "LCM denoise",
+STAGE_TERMS = {"input": "input buffer", "agent": "agent", "encode": "VAE encode", "denoise": "LCM denoise",
                "fusion": "temporal fusion", "decode": "VAE decode", "events": "event head", "output": "output"}
 CLOSE_INVALID, CLOSE_BUSY, CLOSE_IDLE, CLOSE_ERROR, CLOSE_GOING_AWAY = 1008, 1013, 1000, 1011, 1001
 # ticks may run this many periods late before the schedule restarts: a tick waiting behind another
@@ -361,7 +363,8 @@ class Connection:
         self.transport: Any = None  # the socket's (reading stops when a flood is refused)
         self.refusal: str | None = None  # why the client is being closed (1008)
         self.metadata = server.metadata
-        self.core = TickCore(engine, seed, cfg.view, SessionRecorder(cfg.sessions, server.metadata))
+        self.core = TickCore(engine, seed, cfg.view, SessionRecorder(cfg.sessions, server.metadata), agent=cfg.agent,
+                             game_over_ticks=round(cfg.game_over_s * (server.fps or 30.0)))
         self.keymap = KeyMap(engine.action_names, engine.key_bindings)
         self.held: list[str] = []
         self.started = False
@@ -411,6 +414,8 @@ class Connection:
                         f"this server allows {self.server.cfg.max_work}")
             self.asked = (steps, view)
         if msg.type == "keys":
+            if set(msg.held) - set(self.held):  # a key went down: it ends the GAME OVER screen
+                core.post(core.any_key)
             self.held = msg.held
         elif msg.type == "reset":
             core.post(core.request_reset)
@@ -499,6 +504,8 @@ class Connection:
         else:
             core.run_posted()
             event = core.next_event()
+            if event is not None:
+                action = core.action(event, action)  # the agent's while it plays: the one recorded
             result = core.step(event, action) if event is not None else core.last
         stages = dict(result.stages_ms) if event is not None else {}
         if event is not None and event != EVENT_STEP:  # a reset or re-sync encodes the real frames into the context
@@ -543,7 +550,9 @@ class Connection:
         return {"type": "stats", "server_fps": round(fps, 2), "score": None if score is None else f"{label} {score}", "stages_ms": {k: round(v, 3) for k, v in stages.items()},
                 "steps": status.steps, "sampler": status.sampler, "fusion": status.fusion.value if status.fusion else None,
                 "view": self.core.view.value, "frames": self.frames, "dropped": self.dropped, "recording": self.core.recording,
-                "weights": status.fusion_weights, "settings": self.core.settings_shown(status)}
+                "weights": status.fusion_weights, "settings": self.core.settings_shown(status),
+                "player": self.core.player, "game_over": self.core.game_over_lines(status),
+                "notice": self.core.notice if now < self.core.notice_until else None}
 
 
 async def _ticker(conn: Connection) -> None:

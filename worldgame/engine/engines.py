@@ -9,7 +9,9 @@ Every engine answers the same calls, so the loop never asks which one it holds:
   Stream; ``want(Wants)`` says what the view on screen will draw, so nothing else is computed;
 * ``status()``: a snapshot of the settings (steps, ``FusionMode``) and counters the HUD and the
   session recorder show;
-* ``state()``: what a session needs to regenerate the frames to come (None: nothing to regenerate).
+* ``state()``: what a session needs to regenerate the frames to come (None: nothing to regenerate);
+* ``agent_action()`` for the engines that list "agent": the checkpoint's agent's move on the frame
+  on screen (its draws seeded by each ``reset``); ``agent_missing``: the notice when they do not.
 
 :class:`Driver` turns a tick's event (step, reset, re-sync) into engine calls: the play loop and
 session regeneration both go through it. The world-model engine is in ``model_engine.py``; this
@@ -27,6 +29,9 @@ import numpy as np
 
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC
 from worldgame.games import Game
+
+# the line a checkpoint without an agent gets, for agent=true (an error) and for the G key (a notice)
+NO_AGENT = "checkpoint {} has no agent/: train one with `worldgame train stage=agent`"
 
 
 def ms_since(t0: float) -> float:
@@ -177,17 +182,27 @@ class Driver:
 
 
 class RealEngine:
-    """The ground-truth game itself, behind the engine interface (no live controls)."""
+    """The ground-truth game itself, behind the engine interface (no live controls but the agent's).
+
+    Args:
+        game: the game.
+        player: a models.agent.AgentPlayer (``play engine=real agent=true``): the checkpoint's agent
+            on the real frames, through its autoencoder. None: only a human plays.
+    """
 
     kind = "real"
-    live: frozenset[str] = frozenset()
+    agent_missing = "the agent plays the real game only when play starts with agent=true (it loads the checkpoint)"
 
-    def __init__(self, game: Game) -> None:
+    def __init__(self, game: Game, player: Any = None) -> None:
         self.game = game
+        self.player = player
+        self.live: frozenset[str] = frozenset({"agent"}) if player is not None else frozenset()
         self.frame_size = game.frame_size
         self.action_names = list(game.action_names)
         self.key_bindings = {k: list(v) for k, v in game.key_bindings.items()}
         self._return, self._info = 0.0, {}
+        self._frame: np.ndarray | None = None  # the frame on screen, which the agent acts on
+        self._ticks, self._acted_at = 0, -1  # steps since the reset; the step the agent's window expects next
 
     @property
     def native_size(self) -> object:
@@ -195,13 +210,25 @@ class RealEngine:
 
     def reset(self, seed: int) -> np.ndarray:
         self._return, self._info = 0.0, {}
-        return self.game.reset(seed)
+        self._frame, self._ticks, self._acted_at = self.game.reset(seed), 0, -1
+        if self.player is not None:
+            self.player.generator.manual_seed(seed)  # reset n: seed + n, as the game's
+        return self._frame
 
     def step(self, action: int) -> StepResult:
         t0 = time.perf_counter()
         frame, reward, done, info = self.game.step(action)
         self._return, self._info = self._return + float(reward), info
+        self._frame, self._ticks = frame, self._ticks + 1
         return StepResult(frame, float(reward), bool(done), info, {"game": ms_since(t0)})
+
+    def agent_action(self) -> int:
+        """The agent's move on the frame on screen (the last ``frames_seen`` real frames, encoded)."""
+        assert self.player is not None and self._frame is not None
+        if self._acted_at != self._ticks:  # a new game, or a human played since: its window starts at this frame
+            self.player.ring = None
+        self._acted_at = self._ticks + 1
+        return self.player(self._frame)
 
     def set_steps(self, steps: int) -> None:
         raise NotImplementedError("the real game has no LCM steps")

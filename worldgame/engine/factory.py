@@ -2,7 +2,8 @@
 regeneration from a session's metadata (:func:`model_engine` on the model it loads), and the one
 thread policy they all run under (:func:`configure_threads`).
 
-Only :func:`make_engine` for ``engine=real`` stays free of torch, so the real game starts in a second.
+Only :func:`make_engine` for ``engine=real`` stays free of torch, so the real game starts in a second
+(unless ``agent=true``: the agent plays it through the checkpoint's autoencoder).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worldgame.engine.engines import Engine, RealEngine
+from worldgame.engine.engines import NO_AGENT, Engine, RealEngine
 from worldgame.errors import WorldgameError
 from worldgame.fileio import open_regular
 from worldgame.games import game_metadata, make_game
@@ -54,14 +55,22 @@ def make_engine(cfg: Any, seed: int, kind: str = "model", game: Any = None) -> t
         "policy": "human" if kind == "real" else "model",
         "config": plain(cfg),
     }
-    if kind == "real":
+    agent = bool(getattr(cfg, "agent", False))
+    if kind == "real" and not agent:
         return RealEngine(game), metadata
     # importing torch and loading the model take seconds: say what is happening first
     print(f"loading {cfg.checkpoint or f'the shipped model for {game.name}'} ...", flush=True)
     say_if_compiling()
     import torch
 
-    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=cfg.sampler == "teacher")
+    model = load_model(cfg.checkpoint, cfg.device, cfg.half, game, teacher=cfg.sampler == "teacher" and kind != "real")
+    if agent and model.agent is None:
+        raise WorldgameError(f"agent=true: {NO_AGENT.format(model.path)}")
+    if kind == "real":  # the agent plays the real game through the checkpoint's autoencoder
+        from worldgame.models.agent import AgentPlayer
+
+        configure_threads(int(cfg.threads), model.device)
+        return RealEngine(game, AgentPlayer(model, seed)), metadata
     steps = cfg.steps[0] if isinstance(cfg.steps, Sequence) else cfg.steps  # bench lists several: the first
     engine = model_engine(model, seed, choose_sampler(model, cfg.sampler, cfg.spacing), steps=steps, fusion=cfg.fusion,
                           fusion_window=cfg.fusion_window, fusion_base=cfg.fusion_base, optimize=cfg.optimize,

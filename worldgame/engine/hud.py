@@ -31,6 +31,8 @@ class HudState:
     display_hz: float = 0.0  # TSR's display rate (0: off)
     display_fps: float = 0.0  # frames presented per second, in-between frames included
     settings: list[str] = field(default_factory=list)  # further live settings ("context noise 0.05"): tick_core.settings_shown
+    player: str | None = None  # who has the controls: "agent" or "you" (None: no agent to hand them to)
+    game_over: bool = False  # the GAME OVER screen is up
 
 
 def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
@@ -56,7 +58,8 @@ def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
     if state.view is not None:
         mode.append(f"view {state.view}")
     mode += state.settings
-    play = [f"action {state.action}"]
+    play = [] if state.player is None else [f"player {state.player}"]
+    play.append(f"action {state.action}")
     if state.score is not None:
         play.append(f"{state.score_label} {state.score}")
     play.append(f"t {state.frame_index}")
@@ -64,7 +67,9 @@ def hud_lines(stats: FrameStats, state: HudState) -> tuple[list[str], set[int]]:
         play.append("REC")
     if state.paused:
         play.append("PAUSED ('.' steps)")
-    detail = state.detail or "H: help"
+    if state.game_over:
+        play.append("GAME OVER")
+    detail = state.detail or ("the agent plays: G takes the controls | H: help" if state.player == "agent" else "H: help")
     if state.nonfinite:
         detail = f"{state.nonfinite} non-finite predictions! {detail}"
         warn.add(4)

@@ -36,6 +36,7 @@ class Command(str, Enum):
     VIEW = "cycle view"
     RESYNC = "re-sync model to the real game"
     CONTEXT_NOISE = "context noise"
+    AGENT = "agent / you at the controls"
 
     @property
     def wire(self) -> str:
@@ -59,20 +60,22 @@ COMMAND_KEYS: dict[str, Command] = {  # key names as pygame.key.name spells them
     "tab": Command.VIEW,
     "y": Command.RESYNC,
     "n": Command.CONTEXT_NOISE,
+    "g": Command.AGENT,  # DIAMOND's play tool hands over with M, which is the view key here
 }
 STEP_COMMANDS = {Command.STEPS_1: 1, Command.STEPS_2: 2, Command.STEPS_4: 4, Command.STEPS_8: 8}
 # the engine's live control each command needs (engines list the ones they take in ``engine.live``)
 LIVE_CONTROLS = {**dict.fromkeys(STEP_COMMANDS, "steps"), Command.FUSION: "fusion", Command.VIEW: "views",
-                 Command.RESYNC: "resync", Command.CONTEXT_NOISE: "context_noise"}
+                 Command.RESYNC: "resync", Command.CONTEXT_NOISE: "context_noise", Command.AGENT: "agent"}
 # commands the page offers as a button (and its key) through the generic "command" message; steps,
 # fusion, view, record, reset and re-sync have messages of their own
-PAGE_COMMANDS: tuple[Command, ...] = (Command.CONTEXT_NOISE,)
+PAGE_COMMANDS: tuple[Command, ...] = (Command.CONTEXT_NOISE, Command.AGENT)
 LIVE_HELP = [  # (the engine control a line needs, the line)
     ("steps", f"  {STEP_COUNTS_SHOWN}  steps         F  fusion"),
     ("views", "  M / Tab  view: Stream, LCM Steps,"),
     ("views", "           Temporal, World Model"),
     ("resync", "  Y  re-sync model to the real game"),
     ("context_noise", "  N  context noise: own, 0, 2x"),
+    ("agent", "  G  the agent plays / you play"),
 ]
 
 

@@ -12,9 +12,10 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from worldgame.engine.dream import Dream
-from worldgame.engine.engines import EngineStatus, StepResult, Wants, ms_since
+from worldgame.engine.engines import NO_AGENT, EngineStatus, StepResult, Wants, ms_since
 from worldgame.engine.fusion import PHI, FusionMode
 from worldgame.engine.lockstep import LockstepGame
 from worldgame.games import make_game
@@ -113,6 +114,10 @@ class ModelEngine:
         prepared = share.dream.sampler if share is not None else Sampler(model, sampler, spacing)
         self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=prepared)
         self.score = DreamScore(self.game) if model.events is not None else None
+        # the checkpoint's agent (optional) plays the dream; its draws have their own generator, seeded at each reset
+        self.agent_generator = torch.Generator(device=model.device).manual_seed(seed) if model.agent is not None else None
+        self.live = type(self).live | ({"agent"} if model.agent is not None else set())
+        self.agent_missing = NO_AGENT.format(getattr(model, "path", "(in memory)"))
         if share is not None:
             self.backend, self.optimized = share.backend, share.optimized
         else:
@@ -146,6 +151,8 @@ class ModelEngine:
         """Reset the real game at ``seed`` and start the dream from its first K frames."""
         frames = self.real.reset(seed)
         self.dream.start(frames, seed)
+        if self.agent_generator is not None:
+            self.agent_generator.manual_seed(seed)
         if self.score is not None:
             self.score.reset()
         return frames[-1].copy()
@@ -163,6 +170,11 @@ class ModelEngine:
             result.stages_ms["game"] = ms_since(t0)
         result.info = {"real": self.real.info}  # fresh where the real game was looked at
         return result
+
+    def agent_action(self) -> int:
+        """The agent's move on the frame on screen: its policy on the dream's own latent ring, read in
+        place (the newest latent is that frame's), drawn with the generator seeded at reset."""
+        return int(self.model.agent.act(self.dream.context, self.agent_generator)[0])
 
     def resync(self) -> None:
         """Replace the dream's context with the real game's last K frames (the dream rejoins reality)."""

@@ -7,12 +7,21 @@ frame while paused) and live settings (steps, fusion, view, pause, context noise
 frame statistics. A front-end reads input its own way, turns it into :class:`Command` s or setter
 calls, and per tick::
 
-    event = core.next_event()            # None: paused, nothing to step
+    event = core.next_event()            # None: paused or the GAME OVER screen, nothing to step
+    action = core.action(event, keys)    # the agent's while it has the controls, else the keys'
     result = core.step(event, action)    # the engine ticks (what the view wants, then Driver.tick)
     ...present core.panels(result)...
     core.finish(result, event, action, stages, latency, presented_at)   # stats, recording, game over
 
 A new live control is a row of the command table (commands.py) and a branch of :meth:`TickCore.command`.
+
+Game over ends like an arcade game's: the last frame stays on screen under a GAME OVER box with the
+final score for ``game_over_ticks`` ticks (any game key ends it sooner), then a new game starts from
+real frames. Nothing is stepped or recorded meanwhile, so a session holds the game-over row and then
+the reset, exactly as regeneration replays them.
+
+The agent (engines listing "agent"): while it has the controls (G, or ``agent=true``) its action
+replaces the keys' and is the one recorded, so a regenerated session needs no agent.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_STEP
-from worldgame.engine.engines import Driver, Engine, EngineStatus, FusionMode, StepResult
+from worldgame.engine.engines import Driver, Engine, EngineStatus, FusionMode, StepResult, ms_since
 from worldgame.engine.hud import HudState
 from worldgame.engine.keys import LIVE_CONTROLS, STEP_COMMANDS, Command
 from worldgame.engine.session import SessionRecorder
@@ -42,10 +51,12 @@ class TickCore:
         view: the initial view (engines without the "views" control always show Stream).
         recorder: where recordings go (None = recording unavailable).
         on_layout: called when the number or size of the panels may have changed (the window resizes).
+        agent: the checkpoint's agent has the controls from the start (attract mode).
+        game_over_ticks: ticks the GAME OVER screen holds the last frame (0: a new game at once).
     """
 
     def __init__(self, engine: Engine, seed: int, view: View | str = View.stream, recorder: SessionRecorder | None = None,
-                 on_layout: Callable[[], None] | None = None) -> None:
+                 on_layout: Callable[[], None] | None = None, agent: bool = False, game_over_ticks: int = 0) -> None:
         self.engine = engine
         self.driver = Driver(engine, seed)
         self.seed = int(seed)
@@ -63,6 +74,10 @@ class TickCore:
         self.changed = False  # something the HUD shows changed: redraw it now
         self.record_note: str | None = None  # the last recording start/stop line, for a front-end to pass on
         self._step_once = self._reset_pending = self._resync_pending = self._game_over = False
+        self.agent_playing = agent and "agent" in engine.live
+        self._agent_ms: float | None = None  # the agent's forward this tick (its own stage)
+        self.game_over_ticks = max(0, int(game_over_ticks))
+        self.game_over_left = 0  # ticks the GAME OVER screen still holds (0: not shown)
         self._posted: deque[tuple[Callable[..., Any], tuple]] = deque()
 
     # --- the tick ---------------------------------------------------------------------------------
@@ -77,16 +92,35 @@ class TickCore:
         None while paused (a re-sync asked for while paused waits for the next stepped frame)."""
         if self._reset_pending or self._game_over:
             self._reset_pending = self._game_over = self._resync_pending = False
+            self.game_over_left = 0
             return EVENT_RESET
         if self.paused and not self._step_once:
+            return None
+        if self.game_over_left:  # the GAME OVER screen: the last frame stays, its last tick starts a new game
+            self.game_over_left -= 1
+            self._game_over, self._step_once = self.game_over_left == 0, False
             return None
         event = EVENT_RESYNC if self._resync_pending else EVENT_STEP
         self._step_once = self._resync_pending = False
         return event
 
+    def action(self, event: int, keys: int) -> int:
+        """The action this tick plays: the agent's while it has the controls (on the frame on
+        screen), else ``keys`` (the keyboard's or the page's); a reset plays none."""
+        self._agent_ms = None
+        if event == EVENT_RESET or not self.agent_playing:
+            return keys
+        t0 = time.perf_counter()
+        action = self.engine.agent_action()  # type: ignore[attr-defined]  # engines listing "agent" have it
+        self._agent_ms = ms_since(t0)
+        return action
+
     def step(self, event: int, action: int) -> StepResult:
         """Tick the engine (a reset ignores ``action``)."""
-        return self.driver.tick(event, 0 if event == EVENT_RESET else action)
+        result = self.driver.tick(event, 0 if event == EVENT_RESET else action)
+        if self._agent_ms is not None:
+            result.stages_ms["agent"] = self._agent_ms
+        return result
 
     def finish(self, result: StepResult, event: int, action: int, stages: dict[str, float], latency_ms: float | None,
                presented_at: float, interval_ms: float | None) -> None:
@@ -96,8 +130,10 @@ class TickCore:
         self.run_stats.add(stages, latency_ms or 0.0, presented_at)
         self.frames += 1
         self.last, self.last_action = result, action
-        self._game_over = result.done
-        if result.done:
+        if result.done and self.game_over_ticks:
+            self.game_over_left, self.changed = self.game_over_ticks, True
+        elif result.done:
+            self._game_over = True
             self.say("game over: a new game starts")
         if self.recorder is not None and self.recorder.active:
             columns = {**stages, **({} if latency_ms is None else {"latency": latency_ms}), **self.engine.status().columns}
@@ -124,7 +160,9 @@ class TickCore:
     def command(self, command: Command) -> None:
         """What a command key (or the page's button) does."""
         needs = LIVE_CONTROLS.get(command)
-        if needs is not None and needs not in self.engine.live:
+        if command is Command.AGENT:  # before the live check: no agent gets its own notice
+            self.set_agent(not self.agent_playing)
+        elif needs is not None and needs not in self.engine.live:
             self.say(f"{command.value}: model engine only")
         elif command is Command.QUIT:
             self.quit = True
@@ -154,6 +192,19 @@ class TickCore:
             self.engine.set_context_noise(level)
             self.say(f"context noise {level:g}" + (" (the checkpoint's)" if level == levels[0] else ""))
         self.changed = True
+
+    def any_key(self) -> None:
+        """A game key went down: it ends the GAME OVER screen (the next :meth:`next_event` starts a new game)."""
+        if self.game_over_left:
+            self.game_over_left, self._game_over = 0, True
+
+    def set_agent(self, on: bool) -> None:
+        """Hand the controls to the agent or back to the player (a notice where there is no agent)."""
+        if "agent" not in self.engine.live:
+            self.say(getattr(self.engine, "agent_missing", "no agent here"))
+            return
+        self.agent_playing = on
+        self.say("the agent plays: G takes the controls" if on else "you play: G hands over to the agent")
 
     def set_steps(self, steps: int) -> None:
         self.engine.set_steps(steps)
@@ -227,6 +278,24 @@ class TickCore:
             return "dream score", f"{status.score} | real game {status.real_score}"
         return "score", status.score
 
+    @property
+    def player(self) -> str | None:
+        """Who has the controls, as the HUD and the page say it (None: no agent to hand them to)."""
+        return None if "agent" not in self.engine.live else "agent" if self.agent_playing else "you"
+
+    @property
+    def game_over_shown(self) -> bool:
+        """Whether the GAME OVER screen is up (its last tick included: the new game starts next tick)."""
+        return bool(self.game_over_left) or (self._game_over and self.game_over_ticks > 0)
+
+    def game_over_lines(self, status: EngineStatus | None = None) -> list[str] | None:
+        """The GAME OVER box's text while it is shown (None otherwise): the final score and what ends it."""
+        if not self.game_over_shown:
+            return None
+        label, score = self.score_shown(status or self.engine.status())
+        after = "a new game starts" if self.agent_playing else "any key: a new game"
+        return ["GAME OVER", *([f"{label} {score}"] if score is not None else []), after]
+
     def hud_state(self, now: float, target_fps: float, status: EngineStatus | None = None, display_hz: float = 0.0,
                   display_fps: float = 0.0) -> HudState:
         status = status or self.engine.status()
@@ -249,4 +318,6 @@ class TickCore:
             display_hz=display_hz,
             display_fps=display_fps,
             settings=self.settings_shown(status),
+            player=self.player,
+            game_over=self.game_over_shown,
         )

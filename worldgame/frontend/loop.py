@@ -9,8 +9,10 @@ bench); when the engine cannot keep up the HUD says so in the warning colour ins
 slowing down, and the loop never bursts to catch up.
 
 Keys (H shows them in the window): arrows/WASD + Space play; P pause; '.' one frame while paused;
-Backspace reset; R start/stop recording; H help; Esc or closing the window quits (a recording in
-progress is saved). Live controls, for the engines that list them in ``engine.live`` (the model):
+Backspace reset; R start/stop recording; H help; G hands the controls to the checkpoint's agent and
+back (attract mode; ``agent``); Esc or closing the window quits (a recording in progress is saved).
+A game over holds the last frame under a GAME OVER box with the final score (``game_over_ticks``,
+or until a game key), then a new game starts. Live controls, for the engines that list them in ``engine.live`` (the model):
 1/2/4/8 LCM steps; F fusion off → φ latent → φ pixel; M or Tab view Stream → LCM Steps → Temporal →
 World Model; Y re-syncs the model's context to the real game. The view tells the engine what it
 will draw (``engine.want``); the HUD reads the engine's ``status()``.
@@ -108,6 +110,8 @@ class PlayLoop:
             in-between frames before each stepped model frame in the Stream view.
         interpolation: how in-between frames are made (``warp`` or ``blend``, tsr.py).
         on_between: called after every in-between frame presented.
+        agent: the checkpoint's agent plays from the start (the engine lists "agent").
+        game_over_ticks: ticks the GAME OVER screen holds the last frame (0: a new game at once).
     """
 
     def __init__(
@@ -127,13 +131,15 @@ class PlayLoop:
         display_per_tick: int = 1,
         interpolation: str = "warp",
         on_between: Callable[[BetweenInfo], None] | None = None,
+        agent: bool = False,
+        game_over_ticks: int = 0,
     ) -> None:
         self.engine = engine
         self.window = window
         self.fps = float(fps)
         self.base_scale = window.scale
         self.max_width = max(max_width, window.frame_size * window.scale)
-        self.core = TickCore(engine, seed, view, recorder, on_layout=self._layout)
+        self.core = TickCore(engine, seed, view, recorder, on_layout=self._layout, agent=agent, game_over_ticks=game_over_ticks)
         self.record_at_start = record
         self.script: Iterator[list[pygame.event.Event]] | None = scripted_events(script) if script is not None else None
         self.max_frames = int(max_frames)
@@ -226,6 +232,8 @@ class PlayLoop:
             command = self.controls.handle(event)
             if command is not None:
                 core.command(command)
+            elif event.type == pygame.KEYDOWN:  # a game key: it ends the GAME OVER screen
+                core.any_key()
         if core.changed:
             core.changed, self._hud_at = False, 0.0  # show the change now
         if core.quit:
@@ -233,10 +241,11 @@ class PlayLoop:
         action = self.controls.action()
         t_read = time.perf_counter()
         event = core.next_event()
-        if event is None:  # paused: keep the window alive
+        if event is None:  # paused or GAME OVER: keep the window alive, the last frame on screen
             self._present(core.last)
             self._last_present = self._last_display = None
             return
+        action = core.action(event, action)  # the agent's while it plays (its forward counts as input)
         result = core.step(event, action)
         between = self._between(result.frame, event) if self.interpolator is not None else None
         t_present = time.perf_counter()
@@ -359,6 +368,8 @@ class PlayLoop:
         self.window.draw_hud(*self._hud)
         if self.core.show_help:
             self.window.draw_overlay(self.help)
+        elif (game_over := self.core.game_over_lines(status)) is not None:
+            self.window.draw_overlay(game_over, title=True)
         self.window.present()
 
     def _hud_state(self, now: float, status: EngineStatus | None = None) -> HudState:

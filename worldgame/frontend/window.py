@@ -112,7 +112,8 @@ class Window:
         self.hud_lines = hud_lines
         self.panels = 0
         self._text: dict[tuple, pygame.Surface] = {}
-        self._overlay: tuple[list[str], pygame.Surface] | None = None
+        self._overlay: tuple[tuple[list[str], bool], pygame.Surface] | None = None
+        self._title_font: pygame.font.Font | None = None
         pygame.display.set_caption(title)  # before the window exists: it opens with its title, never "pygame window"
         self.resize(panels)
 
@@ -163,15 +164,23 @@ class Window:
         for i, line in enumerate(lines[: self.hud_lines]):
             self.screen.blit(self._render(line, HUD_WARN if warn and i in warn else HUD_FG), (6, top + 4 + i * self.line_h))
 
-    def draw_overlay(self, lines: list[str]) -> None:
-        """A translucent box of text over the frames (the H help overlay)."""
-        if self._overlay is None or self._overlay[0] != lines:
-            w = max(self.font.size(line)[0] for line in lines) + 24
-            box = pygame.Surface((w, self.line_h * len(lines) + 16), pygame.SRCALPHA)
+    def draw_overlay(self, lines: list[str], title: bool = False) -> None:
+        """A translucent box of text over the frames (the H help, the GAME OVER screen); ``title``:
+        the first line large and centred."""
+        if self._overlay is None or self._overlay[0] != (lines, title):
+            rendered = [self.font.render(line, True, HUD_FG) for line in lines]
+            if title:
+                if self._title_font is None:  # made once, on the first game over
+                    self._title_font = pygame.font.Font(None, 2 * self.font.get_height())
+                rendered[0] = self._title_font.render(lines[0], True, HUD_WARN)
+            w = max(r.get_width() for r in rendered) + 24
+            box = pygame.Surface((w, sum(r.get_height() for r in rendered) + 16), pygame.SRCALPHA)
             box.fill((0, 0, 0, 200))
-            for i, line in enumerate(lines):
-                box.blit(self.font.render(line, True, HUD_FG), (12, 8 + i * self.line_h))
-            self._overlay = (list(lines), box)
+            y = 8
+            for i, r in enumerate(rendered):
+                box.blit(r, ((w - r.get_width()) // 2 if title else 12, y))
+                y += r.get_height()
+            self._overlay = ((list(lines), title), box)
         box = self._overlay[1]
         top = max(0, (self._panels[0].get_height() - box.get_height()) // 2)
         self._dirty.append(self.screen.blit(box, ((self.screen.get_width() - box.get_width()) // 2, top)))

@@ -49,11 +49,29 @@
       sctx.putImageData(img, 0, 0);
       ctx.drawImage(scratch, 0, 0, w, h, p * pw, 0, pw, ph);
     }
+    if (stats && stats.game_over) drawGameOver(stats.game_over);
     if (!page.frames) notice.textContent = `playing ${hello.game} (seed ${hello.seed})`;
     lastNumber = number; page.frames++;
     const now = performance.now();
     frameTimes.push(now);
     while (frameTimes.length && now - frameTimes[0] > 2000) frameTimes.shift();
+  }
+
+  // the GAME OVER screen (the server holds the last frame): a box over the frame, title large
+  function drawGameOver(lines) {
+    const size = Math.max(12, Math.round(canvas.height / 16));
+    ctx.font = `${2 * size}px monospace`;
+    let w = ctx.measureText(lines[0]).width;
+    ctx.font = `${size}px monospace`;
+    for (const line of lines.slice(1)) w = Math.max(w, ctx.measureText(line).width);
+    const h = size * (lines.length + 2), x = (canvas.width - w) / 2 - size, y = (canvas.height - h) / 2;
+    ctx.fillStyle = "rgba(0, 0, 0, 0.78)";
+    ctx.fillRect(x, y, w + 2 * size, h);
+    ctx.textAlign = "center"; ctx.textBaseline = "top";
+    ctx.fillStyle = "#fa3"; ctx.font = `${2 * size}px monospace`;
+    ctx.fillText(lines[0], canvas.width / 2, y + size / 2);
+    ctx.fillStyle = "#ddd"; ctx.font = `${size}px monospace`;
+    lines.slice(1).forEach((line, i) => ctx.fillText(line, canvas.width / 2, y + size * (2.7 + i)));
   }
 
   function fps() {
@@ -63,7 +81,8 @@
 
   function showHud() {
     if (!hello) return;
-    const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (stats && stats.score ? `  ${stats.score}` : "") + (recording ? "  ● REC" : "")];
+    const lines = [`${hello.game}  FPS ${fps().toFixed(1)}  frame ${lastNumber}` + (stats && stats.player ? `  player ${stats.player}` : "")
+      + (stats && stats.score ? `  ${stats.score}` : "") + (stats && stats.game_over ? "  GAME OVER" : "") + (recording ? "  ● REC" : "")];
     if (stats) {
       const more = (stats.settings || []).map((x) => "  " + x).join("");
       lines.push(`${stats.sampler || ""} steps ${stats.steps}  fusion ${stats.fusion}  view ${stats.view}${more}  server ${stats.server_fps.toFixed(1)} FPS  dropped ${stats.dropped}`);
@@ -85,6 +104,7 @@
     document.getElementById("steps").querySelectorAll("button").forEach((b) => b.classList.toggle("on", +b.dataset.steps === stats.steps));
     const f = document.getElementById("fusion"); if (document.activeElement !== f) f.value = stats.fusion;
     document.getElementById("record").classList.toggle("on", recording);
+    const agent = document.getElementById("command-agent"); if (agent) agent.classList.toggle("on", stats.player === "agent");
   }
 
   function buildControls() {
@@ -156,7 +176,10 @@
     if (typeof e.data !== "string") { drawFrame(e.data); return; }
     let m; try { m = JSON.parse(e.data); } catch (err) { return; }
     if (m.type === "hello") { hello = m; buildControls(); notice.textContent = `starting ${m.game} (seed ${m.seed})…`; canvas.focus(); }
-    else if (m.type === "stats") { stats = m; recording = m.recording; setButtons(); }
+    else if (m.type === "stats") {
+      if (m.notice && (!stats || stats.notice !== m.notice)) notice.textContent = m.notice;  // "the agent plays ..."
+      stats = m; recording = m.recording; setButtons();
+    }
     else if (m.type === "recording") { recording = m.active; notice.textContent = m.message; setButtons(); }
     else if (m.type === "busy" || m.type === "error" || m.type === "refused") { notice.textContent = m.message; }
   };
