@@ -187,7 +187,7 @@ def test_eval_writes_the_agent_in_the_real_game(tiny_checkpoint, tmp_path, run_c
     result = json.loads(r.stdout.strip().splitlines()[-1])
     agent = result["agent"]
     assert (agent["games"], agent["max_frames"], agent["seed"]) == (2, 50, SEED)
-    assert list(agent["policies"]) == ["agent", "agent_greedy", "random", "scripted"]
+    assert list(agent["policies"]) == ["agent", "agent_greedy", "random", "random_uniform", "scripted"]
     assert all(len(p["frames_each"]) == 2 and max(p["frames_each"]) <= 50 for p in agent["policies"].values())
     assert "points_vs_random" in agent and "points_vs_scripted" in agent
     assert set(result["events"]["teacher_forced"]["kinds"]) == {"coin", "shot", "hit"}
@@ -218,7 +218,7 @@ def test_a_gym_game_has_no_scripted_policy_and_no_kinds(tmp_path, torch_one_thre
     model.agent = Agent(latent_channels=cfg.latent_channels, latent_size=cfg.latent_size, num_actions=len(names),
                         frames_seen=2, width=4, hidden=16)
     result = real_game_scores(model, model.metadata["game_config"], SEED, 1, 20)
-    assert list(result["policies"]) == ["agent", "agent_greedy", "random"] and "points_vs_scripted" not in result
+    assert list(result["policies"]) == ["agent", "agent_greedy", "random", "random_uniform"] and "points_vs_scripted" not in result
     assert all(p["frames"] == 20 and "kinds_per_1k" not in p for p in result["policies"].values())
     games = event_eval.held_out_games(model.metadata["game_config"], SEED, 1, 10, scripted=False)
     assert "kinds" not in games[0]

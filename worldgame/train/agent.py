@@ -7,8 +7,9 @@ Each step (DIAMOND and Dreamer train their agents this way):
    steps, batched), the agent drawing every action from its policy on the dream's own latents;
 3. the checkpoint's event head says the reward's sign (-1/0/+1) and the game's end of each dreamed
    transition -- the only rewards the agent ever sees;
-4. λ-returns bootstrapped from the value train the value (squared error) and the policy
-   (REINFORCE with the value as baseline, plus an entropy bonus that keeps it exploring).
+4. λ-returns bootstrapped from the value train the value (squared error) and the policy (PPO's
+   clipped objective on standardised advantages, plus an entropy bonus that keeps it exploring),
+   each batch of dreams used for ``epochs`` steps.
 
 Validated on dreams from held-out contexts with fixed sampling seeds: the dream's net points per
 1,000 frames (points minus points or lives lost) under the agent is the score. The real game is
@@ -90,7 +91,8 @@ class AgentObjective:
                            num_actions=len(model.action_names), **plain(cfg.model.agent)).to(device)
         self.dreams = Imagination(model, self.cfg.sampler_steps, self.cfg.batch_size)
         self.val_dreams = Imagination(model, self.cfg.sampler_steps, self.cfg.val_dreams)
-        self.last: dict[str, float] = {}
+        self._batch: dict[str, torch.Tensor] | None = None  # the dreams the next steps learn from
+        self._uses = 0
 
     def trainable(self) -> torch.nn.Module:
         return self.model
@@ -100,26 +102,44 @@ class AgentObjective:
         context_frames, _ = windows(ends, batches.k)  # real latents, no augmentation: a dream starts as a player's does
         return batches.latents[context_frames].float(), batches.data.actions[context_frames]
 
-    def loss(self, gen: torch.Generator) -> torch.Tensor:
+    @torch.no_grad()
+    def _imagine(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """A batch of dreams played by the current policy, with what its updates need: the windows
+        seen, the actions taken and their log-probabilities, λ-returns and standardised advantages."""
         c = self.cfg
         context, actions = self._starts(self.batches, c.batch_size, gen)
-        self.model.eval()  # no dropout or norm here, but the act() calls are inference
+        self.model.eval()  # the act() calls are inference
         imagined = self.dreams.rollout(self.model, context, actions, c.horizon, gen)
         self.model.train()
         h, b = imagined["actions"].shape
-        windows = imagined["windows"].float().flatten(0, 1)  # a normal tensor: the rollout ran in inference mode
-        logits, values = self.model(windows.clone())
-        logits, values = logits.view(h + 1, b, -1)[:-1], values.view(h + 1, b)
-        returns = lambda_returns(imagined["rewards"], imagined["ends"], values.detach(), c.gamma, c.lam)
+        windows = imagined["windows"].float().flatten(0, 1).clone()  # a normal tensor: the rollout ran in inference mode
+        logits, values = self.model(windows)
+        values = values.view(h + 1, b)
+        returns = lambda_returns(imagined["rewards"], imagined["ends"], values, c.gamma, c.lam)
         # advantages standardised per batch (as PPO does): rewards are rare, so raw advantages are
         # tiny and the policy would hardly move in the minutes the stage has
-        advantage = returns - values[:-1].detach()
+        advantage = returns - values[:-1]
         advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-3)
+        taken = imagined["actions"].flatten()
+        log_prob = logits.view(h + 1, b, -1)[:-1].flatten(0, 1).log_softmax(-1).gather(-1, taken[:, None])[:, 0]
+        return {"windows": windows.view(h + 1, b, *windows.shape[1:])[:-1].flatten(0, 1), "actions": taken,
+                "log_prob": log_prob, "returns": returns.flatten(), "advantage": advantage.flatten()}
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        """PPO's clipped objective on the current batch of dreams, each batch used for ``epochs`` steps:
+        the dreams are what costs (the sampler), the updates on them almost nothing."""
+        c = self.cfg
+        if self._batch is None or self._uses >= c.epochs:
+            self._batch, self._uses = self._imagine(gen), 0
+        self._uses += 1
+        b = self._batch
+        logits, values = self.model(b["windows"])
         log_probs = logits.log_softmax(-1)
-        taken = log_probs.gather(-1, imagined["actions"][..., None])[..., 0]
+        ratio = (log_probs.gather(-1, b["actions"][:, None])[:, 0] - b["log_prob"]).exp()
+        clipped = ratio.clamp(1 - c.clip, 1 + c.clip)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
-        actor = -(taken * advantage).mean() - c.entropy * entropy.mean()
-        critic = 0.5 * ((values[:-1] - returns) ** 2).mean()
+        actor = -torch.minimum(ratio * b["advantage"], clipped * b["advantage"]).mean() - c.entropy * entropy.mean()
+        critic = 0.5 * ((values - b["returns"]) ** 2).mean()
         return actor + critic
 
     def after_step(self) -> None:
