@@ -66,12 +66,14 @@ def test_lambda_returns_bootstrap_and_stop_at_an_end() -> None:
     assert torch.allclose(ended[:, 0], torch.tensor([0.5, 1.0, 5.0]))  # nothing flows back past the end
 
 
-def test_the_agent_learns_what_the_dream_pays_for_and_plays_dream_and_real_game(toy: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reward", ["sign", "expected"])
+def test_the_agent_learns_what_the_dream_pays_for_and_plays_dream_and_real_game(toy: Path, tmp_path: Path,
+                                                                               reward: str) -> None:
     run = tmp_path / "run"
     shutil.copytree(toy / "run", run)
     report = loop.run(_cfg(toy / "data", run, "stage=agent", "train.agent.steps=40", "train.agent.lr=1e-3",
                            "train.agent.batch_size=16", "train.agent.horizon=4", "train.agent.val_every=20",
-                           "train.agent.entropy=0"))["agent"]
+                           "train.agent.entropy=0", f"train.agent.reward={reward}"))["agent"]
     first, last = report["history"][0], report["history"][-1]
     # the dream pays +1 per FIRE: the random start earns ~1000/6 per 1,000 frames, the learnt policy more
     assert last["points_per_1k"] > first["points_per_1k"] + 150, report["history"]

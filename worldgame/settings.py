@@ -366,6 +366,7 @@ class AgentStage(Stage):
     sampler_steps: int = setting(2, choices=list(STEP_COUNTS))  # steps of the play sampler in the dreams (1-2 keep Bouncer's objects this far)
     gamma: float = setting(0.985, ge=0.0, le=1.0)  # discount per frame (~70 frames ahead)
     lam: float = setting(0.95, ge=0.0, le=1.0)  # λ of the λ-returns
+    reward: str = setting("sign", choices=["sign", "expected"])  # the dream's reward: the event head's sign (-1/0/+1), or P(+) - P(-) (graded: for a head that is unsure of dreamed frames, Boxing's)
     epochs: int = setting(4, ge=1, le=1000)  # optimizer steps on each batch of dreams (the dreams cost, the updates hardly)
     clip: float = setting(0.2, gt=0.0, le=10.0)  # PPO's clip of the policy ratio: how far those steps may move it from the policy that dreamed
     entropy: float = setting(0.01, ge=0.0, le=10.0)  # weight of the policy's entropy bonus against standardised advantages (keeps it exploring)

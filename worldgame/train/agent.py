@@ -12,7 +12,7 @@ Each step (DIAMOND and Dreamer train their agents this way):
    each batch of dreams used for ``epochs`` steps.
 
 Validated on dreams from held-out contexts with fixed sampling seeds: the dream's net points per
-1,000 frames (points minus points or lives lost) under the agent is the score. The real game is
+1,000 frames under the agent (points minus points or lives lost: the rewards it is trained on) is the score. The real game is
 never touched here; ``worldgame eval`` measures the agent there.
 """
 
@@ -37,8 +37,8 @@ from worldgame.train.latents import LatentBatches
 class Imagination:
     """Batched dreams played by an agent: the play sampler, the event head and the latent rings."""
 
-    def __init__(self, model: WorldModel, sampler_steps: int, batch_size: int) -> None:
-        self.model, self.steps = model, sampler_steps
+    def __init__(self, model: WorldModel, sampler_steps: int, batch_size: int, reward: str = "sign") -> None:
+        self.model, self.steps, self.reward = model, sampler_steps, reward
         self.sampler = Sampler(model)  # the checkpoint's play default: what a player's dream runs
         if model.device.type == "cpu" and model.dtype == torch.float32:
             self.sampler.trace(batch_size)  # frozen graph, ~1.5-2x the modules' speed on one core
@@ -50,12 +50,14 @@ class Imagination:
 
         Returns ``windows`` (horizon + 1, B, F, C, h, w): what the agent saw before each action and,
         last, after the final one; ``actions`` (horizon, B); ``rewards`` (horizon, B) the head's
-        signs; ``ends`` (horizon, B) bool, the head's game overs."""
+        rewards (its signs, or P(+) - P(-) with ``reward="expected"``); ``signs`` (horizon, B) the
+        head's signs; ``ends`` (horizon, B) bool, the head's game overs."""
         f = agent.frames_seen
         roll = Rollout.of(context.to(self.model.dtype), actions)
         windows = torch.empty(horizon + 1, *roll.context[:, -f:].shape, dtype=roll.context.dtype)
         taken = torch.empty(horizon, len(context), dtype=torch.long)
         rewards, ends = torch.empty(horizon, len(context)), torch.empty(horizon, len(context), dtype=torch.bool)
+        signs = torch.empty(horizon, len(context), dtype=torch.long)
 
         def sample(c: torch.Tensor, a: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
             return self.sampler.step(c, a, steps=self.steps, generator=gen, out=out)
@@ -64,10 +66,17 @@ class Imagination:
             windows[t] = roll.context[:, -f:]
             taken[t] = agent.act(roll.context[:, -f:], gen)
             roll.advance(sample, taken[t])
-            sign, ended = self.model.events.predict(roll.context, roll.actions[:, -1])
-            rewards[t], ends[t] = sign.float(), ended
+            head = self.model.events
+            logits, end = head(roll.context, roll.actions[:, -1])
+            sign, ended = head.decide(logits, end)
+            if self.reward == "expected":  # P(+) - P(-): graded where the head is unsure of a dreamed frame
+                p = logits.float().softmax(1)
+                rewards[t] = p[:, 2] - p[:, 0]
+            else:
+                rewards[t] = sign.float()
+            ends[t], signs[t] = ended, sign
         windows[horizon] = roll.context[:, -f:]
-        return {"windows": windows, "actions": taken, "rewards": rewards, "ends": ends}
+        return {"windows": windows, "actions": taken, "rewards": rewards, "ends": ends, "signs": signs}
 
 
 def lambda_returns(rewards: torch.Tensor, ends: torch.Tensor, values: torch.Tensor, gamma: float,
@@ -89,8 +98,8 @@ class AgentObjective:
         shape = cfg.model.denoiser
         self.model = Agent(latent_channels=shape.latent_channels, latent_size=shape.latent_size,
                            num_actions=len(model.action_names), **plain(cfg.model.agent)).to(device)
-        self.dreams = Imagination(model, self.cfg.sampler_steps, self.cfg.batch_size)
-        self.val_dreams = Imagination(model, self.cfg.sampler_steps, self.cfg.val_dreams)
+        self.dreams = Imagination(model, self.cfg.sampler_steps, self.cfg.batch_size, str(self.cfg.reward))
+        self.val_dreams = Imagination(model, self.cfg.sampler_steps, self.cfg.val_dreams, str(self.cfg.reward))
         self._batch: dict[str, torch.Tensor] | None = None  # the dreams the next steps learn from
         self._uses = 0
 
@@ -155,14 +164,16 @@ class AgentObjective:
         self.model.eval()
         imagined = self.val_dreams.rollout(self.model, context, actions, c.val_horizon, gen)
         self.model.train(was)
-        rewards, ends = imagined["rewards"], imagined["ends"]
+        signs, ends = imagined["signs"], imagined["ends"]
         alive = torch.cat([torch.ones(1, ends.shape[1], dtype=torch.bool), ~ends.cumsum(0).bool()[:-1]])
         frames = float(alive.sum())
         per_k = 1000 / max(frames, 1.0)
-        plus, minus = float(((rewards > 0) & alive).sum()) * per_k, float(((rewards < 0) & alive).sum()) * per_k
+        plus, minus = float(((signs > 0) & alive).sum()) * per_k, float(((signs < 0) & alive).sum()) * per_k
+        rewarded = float((imagined["rewards"] * alive).sum()) * per_k  # what the agent is trained on
         probs = self.model(imagined["windows"][:-1].float().flatten(0, 1))[0].softmax(-1)
         entropy = float(-(probs * probs.clamp_min(1e-9).log()).sum(-1).mean())
-        return {"score": plus - minus, "points_per_1k": plus, "minus_per_1k": minus, "entropy": entropy}
+        return {"score": rewarded, "points_per_1k": plus, "minus_per_1k": minus, "reward_per_1k": rewarded,
+                "entropy": entropy}
 
     def resume_state(self) -> dict[str, Any]:
         return {}
