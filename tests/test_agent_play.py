@@ -259,3 +259,35 @@ def test_the_agent_plays_the_real_game_through_its_autoencoder(agent_checkpoint:
     assert steps.sum() == 6 and (session.actions[steps] == AGENT_MOVE).all()
     r = run_cli("play", "engine=real", f"checkpoint={tmp_path / 'none'}", "agent=true", "frames=1", "fps=0")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_heads_run_on_onnx_with_the_modules_decisions(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """With backend=onnx the dream's event head and agent run on ONNX Runtime (their batch-1 fast
+    path) and decide as the torch modules do on random latent rings; backend=torch keeps the modules."""
+    from worldgame.engine.model_engine import ModelEngine
+    from worldgame.models.backends import _HeadRunner
+    from worldgame.models.heads import Heads
+
+    folder = _rig(tiny_checkpoint, tmp_path / "ck")
+    model = WorldModel.from_pretrained(folder, device="cpu")
+    torch.manual_seed(0)
+    model.events = EventHead(latent_channels=model.denoiser.config.latent_channels,
+                             latent_size=model.denoiser.config.latent_size, num_actions=len(ACTIONS), width=4)
+    model.agent = Agent(latent_channels=model.denoiser.config.latent_channels, latent_size=model.denoiser.config.latent_size,
+                        num_actions=len(ACTIONS), frames_seen=2, width=4, hidden=16)
+    torch.nn.init.normal_(model.agent.policy.weight)  # a policy that depends on what it sees
+    fast = ModelEngine(model, backend="onnx").dream.heads
+    assert isinstance(fast.events_forward, _HeadRunner) and isinstance(fast.policy, _HeadRunner)
+    assert not isinstance(ModelEngine(model, backend="torch").dream.heads.policy, _HeadRunner)
+    slow = Heads(model)
+    k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        ring, action = torch.randn(1, k, c, s, s, generator=g), torch.randint(0, len(ACTIONS), (1,), generator=g)
+        with torch.inference_mode():
+            ref_logits, ref_end = model.events(ring, action)
+            got_logits, got_end = fast.events_forward(ring, action)
+            assert torch.allclose(got_logits, ref_logits, atol=1e-4) and torch.allclose(got_end, ref_end, atol=1e-4)
+            assert torch.allclose(fast.policy(ring), model.agent(ring)[0], atol=1e-4)
+        assert [bool((a == b).all()) for a, b in zip(fast.events(ring, action), slow.events(ring, action))] == [True, True]
+        assert int(fast.act(ring, None, greedy=True)) == int(slow.act(ring, None, greedy=True))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import _episodes
 
 from worldgame.errors import WorldgameError
 from worldgame.games.bouncer import ACTIONS
@@ -16,8 +17,6 @@ from worldgame.models.events import EventHead
 from worldgame.settings import load
 from worldgame.train import loop
 from worldgame.train.agent import lambda_returns
-
-from test_train import _episodes
 
 FIRE = ACTIONS.index("FIRE")
 

@@ -25,6 +25,7 @@ import torch
 
 from worldgame.engine.engines import StepResult, Wants, ms_since
 from worldgame.engine.fusion import PHI, Fusion, FusionMode, TemporalFusion, show
+from worldgame.models.heads import Heads
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel
@@ -42,12 +43,14 @@ class Dream:
         seed: seeds the sampling generator (:meth:`start` re-seeds it).
         sampler: the prepared sampler the dream owns (models/sampler.py: the sampler choice, its
             plans and its fast path); None = the checkpoint's play default, on the torch modules.
+        heads: the event head and agent (models/heads.py) with their fast path; None = the modules.
     """
 
     def __init__(self, model: WorldModel, fusion_window: int = 4, fusion_base: float = PHI, seed: int = 0,
-                 sampler: Sampler | None = None) -> None:
+                 sampler: Sampler | None = None, heads: Heads | None = None) -> None:
         self.model = model
         self.sampler = sampler if sampler is not None else Sampler(model)
+        self.heads = heads if heads is not None else Heads(model)  # event head and agent, fast path or not
         k, cfg = model.context_length, model.denoiser.config
         dd: dict[str, Any] = {"device": model.device, "dtype": model.dtype}
         c, s = cfg.latent_channels, cfg.latent_size
@@ -124,7 +127,7 @@ class Dream:
         if head is None:
             return 0.0, False
         t0 = time.perf_counter()
-        sign, ended = head.predict(self.context, self.actions[:, -1])
+        sign, ended = self.heads.events(self.context, self.actions[:, -1])
         reward, done = float(sign[0]), bool(ended[0])
         stages["events"] = ms_since(t0)
         return reward, done

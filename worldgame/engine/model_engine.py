@@ -20,6 +20,7 @@ from worldgame.engine.fusion import PHI, FusionMode
 from worldgame.engine.lockstep import LockstepGame
 from worldgame.games import make_game
 from worldgame.models.backends import attach
+from worldgame.models.heads import Heads
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import SAMPLER_LABELS
 from worldgame.models.world_model import WorldModel
@@ -112,7 +113,8 @@ class ModelEngine:
         bindings = model.metadata.get("key_bindings", self.game.key_bindings)
         self.key_bindings = {k: list(v) for k, v in bindings.items()}
         prepared = share.dream.sampler if share is not None else Sampler(model, sampler, spacing)
-        self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=prepared)
+        heads = share.dream.heads if share is not None else Heads(model)
+        self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=prepared, heads=heads)
         self.score = DreamScore(self.game) if model.events is not None else None
         # the checkpoint's agent (optional) plays the dream; its draws have their own generator, seeded at each reset
         self.agent_generator = torch.Generator(device=model.device).manual_seed(seed) if model.agent is not None else None
@@ -121,7 +123,7 @@ class ModelEngine:
         if share is not None:
             self.backend, self.optimized = share.backend, share.optimized
         else:
-            self.backend = attach(self.dream.sampler, backend)
+            self.backend = attach(self.dream.sampler, backend, heads=heads)
             self.optimized = optimize and model.device.type == "cpu" and self.backend == "torch"
             if self.optimized:
                 self.dream.sampler.trace(1)
@@ -174,7 +176,7 @@ class ModelEngine:
     def agent_action(self) -> int:
         """The agent's move on the frame on screen: its policy on the dream's own latent ring, read in
         place (the newest latent is that frame's), drawn with the generator seeded at reset."""
-        return int(self.model.agent.act(self.dream.context, self.agent_generator)[0])
+        return int(self.dream.heads.act(self.dream.context, self.agent_generator)[0])
 
     def resync(self) -> None:
         """Replace the dream's context with the real game's last K frames (the dream rejoins reality)."""

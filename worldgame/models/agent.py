@@ -52,7 +52,12 @@ class Agent(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def act(self, window: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False) -> torch.Tensor:
         """Actions (B,) int64: drawn from the policy with ``generator``, or its most likely when ``greedy``."""
-        logits = self(window)[0].float()
+        return self.choose(self(window)[0], generator, greedy)
+
+    @staticmethod
+    def choose(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool = False) -> torch.Tensor:
+        """Actions (B,) from policy ``logits`` (B, actions): drawn, or the most likely when ``greedy``."""
+        logits = logits.float()
         if greedy:
             return logits.argmax(1)
         return torch.multinomial(logits.softmax(1), 1, generator=generator)[:, 0]

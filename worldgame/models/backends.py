@@ -45,6 +45,7 @@ from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_write, atomic_write_json, read_bounded, read_json_object
 
 if TYPE_CHECKING:
+    from worldgame.models.heads import Heads
     from worldgame.models.sampler import Sampler
     from worldgame.models.world_model import WorldModel
 
@@ -58,10 +59,11 @@ PARTS = ("denoiser.onnx", "decoder.onnx")
 _NP = {torch.float32: np.float32, torch.int64: np.int64}
 
 
-def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None) -> str:
+def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, heads: Heads | None = None) -> str:
     """Run ``sampler``'s batch-1 denoiser and decoder on ``backend``; return the backend in use
     (``torch`` or ``onnx``). ``threads``: ONNX Runtime's intra-op threads, by default torch's
-    current count (play and bench set it: 1 on a CPU, the ``threads=`` setting)."""
+    current count (play and bench set it: 1 on a CPU, the ``threads=`` setting). ``heads``: the
+    dream's event head and agent (models/heads.py), run on ONNX Runtime too when it is in use."""
     if backend not in BACKENDS:
         raise WorldgameError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
     model = sampler.model
@@ -80,7 +82,88 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None) 
         print(f"note: backend=auto: {e}; using torch", file=sys.stderr)
         return "torch"
     sampler.accelerate(1, runner.denoise, runner.decode)
+    if heads is not None:
+        accelerate_heads(heads, threads or torch.get_num_threads())
     return "onnx"
+
+
+def accelerate_heads(heads: Heads, threads: int = 1) -> None:
+    """Run the event head's and the agent's batch-1 forwards on ONNX Runtime. They are tiny: exported
+    in memory at each load (~0.1 s, never cached: no file is read back) and checked against torch
+    on random latents; one that fails keeps torch, with a note."""
+    model = heads.model
+    k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
+    g = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+    for name, module in (("event head", model.events), ("agent", model.agent)):
+        if module is None:
+            continue
+        agent = name == "agent"
+        net = _Policy(module) if agent else module
+        args = (torch.zeros(1, k, c, s, s),) if agent else (torch.zeros(1, k, c, s, s), torch.zeros(1, dtype=torch.long))
+        outputs = ("logits",) if agent else ("logits", "end")
+        try:
+            runner = _HeadRunner(net, args, outputs, threads)
+            probe = (torch.randn(1, k, c, s, s, generator=g),) + args[1:]
+            with torch.inference_mode():
+                ref = net(*probe)
+            ref = ref if isinstance(ref, tuple) else (ref,)
+            got = runner(*probe)
+            got = got if isinstance(got, tuple) else (got,)
+            diff = max(float((a - b).abs().max()) for a, b in zip(got, ref))
+            if not diff <= CHECK_TOLERANCE:
+                raise WorldgameError(f"its ONNX export differs from torch by {diff:.3g}")
+        except WorldgameError as e:
+            print(f"note: the {name} stays on torch: {e}", file=sys.stderr)
+            continue
+        if agent:
+            heads.policy = runner
+        else:
+            heads.events_forward = runner
+
+
+class _Policy(torch.nn.Module):
+    """The agent's policy logits alone (the value is for training)."""
+
+    def __init__(self, agent: torch.nn.Module) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        return self.agent(window)[0]
+
+
+class _HeadRunner:
+    """One small module on ONNX Runtime at batch 1, its outputs preallocated (overwritten each call)."""
+
+    def __init__(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...], outputs: tuple[str, ...], threads: int) -> None:
+        import onnxruntime as ort  # attach got here with onnx in use: it imports
+
+        self.inputs = tuple(f"in{i}" for i in range(len(args)))
+        blob = _export_outputs(module, args, self.inputs, outputs)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types
+            raise WorldgameError(f"ONNX Runtime cannot load it ({type(e).__name__}: {_first_line(e)})") from e
+        with torch.inference_mode():
+            ref = module(*args)
+        self.outs = {n: torch.empty_like(r) for n, r in zip(outputs, ref if isinstance(ref, tuple) else (ref,))}
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        binding = self.session.io_binding()
+        for name, x in zip(self.inputs, args):
+            x = x.contiguous()
+            binding.bind_input(name, "cpu", 0, _NP[x.dtype], tuple(x.shape), x.data_ptr())
+        for name, out in self.outs.items():
+            binding.bind_output(name, "cpu", 0, np.float32, tuple(out.shape), out.data_ptr())
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as e:
+            raise WorldgameError(f"ONNX Runtime cannot run it ({type(e).__name__}: {_first_line(e)})") from e
+        outs = tuple(self.outs.values())
+        return outs if len(outs) > 1 else outs[0]
 
 
 def cache_dir(key: str) -> Path:
@@ -209,13 +292,17 @@ def _probe(model: WorldModel) -> tuple[torch.Tensor, ...]:
 
 
 def _export(module: torch.nn.Module, args: tuple, names: tuple[str, ...]) -> bytes:
+    return _export_outputs(module, args, names, ("out",))
+
+
+def _export_outputs(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...]) -> bytes:
     buf = io.BytesIO()
     # the TorchScript exporter: needs only the onnx package (the dynamo one also needs onnxscript)
     extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, buf, input_names=list(names), output_names=["out"], opset_version=OPSET, **extra)
+            torch.onnx.export(module, args, buf, input_names=list(names), output_names=list(outputs), opset_version=OPSET, **extra)
     except Exception as e:  # a missing onnx package, an op the exporter does not know, ...
         raise WorldgameError(f"the ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     return buf.getvalue()

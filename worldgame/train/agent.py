@@ -12,8 +12,8 @@ Each step (DIAMOND and Dreamer train their agents this way):
    each batch of dreams used for ``epochs`` steps.
 
 Validated on dreams from held-out contexts with fixed sampling seeds: the dream's net points per
-1,000 frames under the agent (points minus points or lives lost: the rewards it is trained on) is the score. The real game is
-never touched here; ``worldgame eval`` measures the agent there.
+1,000 frames under the agent (points minus points or lives lost: the rewards it is trained on) is
+the score. The real game is never touched here; ``worldgame eval`` measures the agent there.
 """
 
 from __future__ import annotations
