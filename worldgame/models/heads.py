@@ -23,17 +23,18 @@ class Heads:
     made from their outputs (argmax, threshold, the action's draw) stay the modules' own code.
     """
 
+    # no inference_mode here: its context costs as much as the ORT call, and the modules' weights
+    # never require grad (WorldModel loads them frozen), so no graph is recorded without it
+
     def __init__(self, model: WorldModel) -> None:
         self.model = model
         self.events_forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = model.events
         self.policy: Callable[[torch.Tensor], torch.Tensor] | None = (lambda w: model.agent(w)[0]) if model.agent is not None else None
 
-    @torch.inference_mode()
     def events(self, window: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward sign (B,) in -1/0/+1, ended (B,) bool) of the transition into ``window``'s newest latent."""
         return self.model.events.decide(*self.events_forward(window, action))
 
-    @torch.inference_mode()
     def act(self, window: torch.Tensor, generator: torch.Generator | None, greedy: bool = False) -> torch.Tensor:
         """The agent's actions (B,) on ``window``: drawn with ``generator``, or the most likely when ``greedy``."""
         return self.model.agent.choose(self.policy(window), generator, greedy)
