@@ -50,7 +50,7 @@ else
   TESTS=(tests/test_cuda.py)
 fi
 set +e
-python -m pytest -q -rs "${TESTS[@]}" > "$WORK/tests.log" 2>&1
+python -m pytest -rs "${TESTS[@]}" > "$WORK/tests.log" 2>&1  # pyproject adds -q: the last line is the summary
 TESTS_RC=$?
 set -e
 TESTS_LINE=$(grep -E '[0-9]+ (passed|failed|skipped|error)' "$WORK/tests.log" | tail -n 1)  # pytest's last summary line
