@@ -78,6 +78,11 @@ class Backend(enum.StrEnum):
     onnx = "onnx"  # ONNX Runtime, CPU; export cached in ~/.cache/worldgame/onnx
 
 
+class Precision(enum.StrEnum):
+    fp32 = "fp32"
+    int8 = "int8"  # ONNX Runtime static quantization, calibrated on a short dream of the game (models/backends.py)
+
+
 class Policy(enum.StrEnum):
     scripted = "scripted"  # the built-in game only
     random = "random"  # sticky random actions
@@ -118,6 +123,7 @@ class Runtime:
     optimize: bool = True  # prepare the fast path (trace the denoiser; backend=torch)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads; 0 = auto (1 on CPU: faster than 2 on a 2-core machine, and robust to load)
     backend: Backend = Backend.auto  # auto (onnx on CPU when onnxruntime works, else torch) | torch | onnx
+    precision: Precision | None = None  # ONNX Runtime: fp32 | int8 (null = the measured default, README "Precision"); int8 needs backend=onnx or auto
     agent: bool = False  # the checkpoint's agent plays from the start (attract mode; key G hands the controls over at any time)
     game: dict[str, Any] = field(default_factory=dict)  # the game: the defaults list's `game:` choice (conf/game/*.yaml); a checkpoint names its own
 
@@ -205,6 +211,8 @@ class EvalSettings:
     checkpoint: str | None = setting(None, check=_path)  # null = the shipped checkpoint of the built-in game
     device: str = setting("auto", check=_device)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads (0 = 1)
+    backend: Backend = Backend.torch  # the sampler's network and decoder: torch (batched) | onnx | auto (batch-1 ONNX Runtime sessions, one sample at a time: what play computes)
+    precision: Precision | None = None  # with backend=onnx/auto: fp32 | int8 (null = play's default)
     seed: int = setting(10000, ge=0, le=SEED_MAX)  # held-out game seeds start here (collect uses 0.. by default)
     episodes: int = setting(4, ge=1, le=10_000)  # held-out episodes for teacher-forced samples and short rollouts
     episode_frames: int = setting(400, ge=16, le=1_000_000)

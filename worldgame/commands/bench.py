@@ -65,10 +65,10 @@ def run(cfg: BenchSettings) -> dict[str, Any]:
             view = View.parse(cfg.view)
             result = bench_steps(engine, window, cfg.frames, cfg.warmup, cfg.seed, view, soak, per_tick, interpolation, cfg.agent)
             # per result: the top-level keys are a fixed contract
-            result.update(backend=engine.backend, window=pygame.display.get_driver(), sampler=meta["sampler"], spacing=meta["spacing"])
+            result.update(backend=engine.backend, precision=meta["precision"], window=pygame.display.get_driver(), sampler=meta["sampler"], spacing=meta["spacing"])
             stages = " ".join(f"{k} {v:.2f}" for k, v in result["stages_ms"].items())
             print(
-                f"{meta['sampler']} steps {steps} ({engine.backend}, {result['window']} window): {result['fps']:.1f} FPS, "
+                f"{meta['sampler']} steps {steps} ({engine.backend} {meta['precision']}, {result['window']} window): {result['fps']:.1f} FPS, "
                 f"latency p50 {result['latency_ms']['p50']:.1f} ms p95 {result['latency_ms']['p95']:.1f} ms | {stages} ms",
                 flush=True,
             )

@@ -81,6 +81,7 @@ class ModelEngine:
         seed: seeds the sampling generator (``reset`` re-seeds it) for reproducible sessions.
         optimize: trace the sampled network for batch 1 on CPU (Sampler.trace), ~2x faster (torch backend).
         backend: ``torch``, ``onnx`` or ``auto`` (models/backends.py); ``self.backend`` is the one in use.
+        precision: ``fp32`` or ``int8`` on ONNX Runtime (None: its default); ``dream.sampler.precision`` is the one in use.
         sampler, spacing: the sampler the dream runs (models/sampler.py ``choose``; None: the
             checkpoint's play default).
         share: an engine of the same model whose prepared sampler (backend, traced graph, plans)
@@ -102,6 +103,7 @@ class ModelEngine:
         seed: int = 0,
         optimize: bool = True,
         backend: str = "torch",
+        precision: str | None = None,
         sampler: str | None = None,
         spacing: str | None = None,
         share: ModelEngine | None = None,
@@ -123,7 +125,7 @@ class ModelEngine:
         if share is not None:
             self.backend, self.optimized = share.backend, share.optimized
         else:
-            self.backend = attach(self.dream.sampler, backend, heads=heads)
+            self.backend = attach(self.dream.sampler, backend, precision=precision, heads=heads)
             self.optimized = optimize and model.device.type == "cpu" and self.backend == "torch"
             if self.optimized:
                 self.dream.sampler.trace(1)

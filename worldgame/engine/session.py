@@ -172,6 +172,7 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False,
         "optimize": facts.optimized,
         # ONNX runs on the CPU only (elsewhere: torch, compared by PSNR)
         "backend": str(facts.backend) if dev.type == "cpu" else "torch",
+        "precision": str(facts.precision) if dev.type == "cpu" and facts.precision in ("fp32", "int8") else None,
         # the thread count the session ran with: CPU kernels may round differently with another
         "threads": facts.threads if same_kind else 0,
     }

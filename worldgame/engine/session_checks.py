@@ -84,6 +84,7 @@ class SessionFacts:
     threads: int = _like(Runtime, "threads", 0)
     optimized: bool = True
     backend: Backend = Backend.torch  # sessions before backends were torch
+    precision: str = setting("fp32", choices=["fp32", "int8", "float16"])  # sessions before precisions were fp32
     device: str = _like(Runtime, "device", "cpu")
     dtype: str = setting("float32", choices=["float32", "float16"])
     sampler: Sampler = Sampler.lcm  # sessions before samplers were chosen were LCM

@@ -50,6 +50,7 @@ from worldgame.fileio import atomic_path, atomic_write_json, output_folder
 from worldgame.frontend.export import resize_nearest
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
+from worldgame.models.backends import attach
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.settings import EvalSettings
@@ -72,6 +73,8 @@ def run(cfg: EvalSettings) -> dict:
     fast = model.device.type == "cpu"
     dreamer = Sampler(model, sampler, spacing, trace_on_use=fast)
     teacher = None if model.teacher is None else dreamer if sampler == "teacher" else Sampler(model, "teacher", trace_on_use=fast)
+    # backend=onnx/auto: the dreamer's network and decoder run play's batch-1 ONNX Runtime sessions (fp32 or int8)
+    backend = attach(dreamer, str(cfg.backend), cfg.threads or 1, cfg.precision and str(cfg.precision), any_batch=True)
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
     # one line per stage on stderr, terminal or log alike (a long eval is never silent; stdout stays
@@ -119,7 +122,7 @@ def run(cfg: EvalSettings) -> dict:
         if name == "teacher" and teacher is None:
             continue
         latent = (teacher if name == "teacher" else dreamer).step(context, actions, steps=s, generator=g)
-        pred = frames_to_unit(model.decode(latent).cpu())
+        pred = frames_to_unit((model if name == "teacher" else dreamer).decode(latent).cpu())  # as play decodes (backend=onnx: its decoder)
         tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
         tf_fg[name] = foreground_scores(pred, real_u, bg)
 
@@ -188,6 +191,8 @@ def run(cfg: EvalSettings) -> dict:
         **({"events": events} if events is not None else {}),
         **({"agent": agent} if agent is not None else {}),
         "checkpoint": str(path),
+        "backend": backend,
+        "precision": dreamer.precision,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     strip_at = [h for h in (1, 10, 100, 300, 1000, 2000) if h <= cfg.rollout_frames]

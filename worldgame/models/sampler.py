@@ -42,6 +42,7 @@ TRACE_AFTER = 3  # samples of one batch size before it is traced: a trace (~1 s)
 # the largest batch traced on use: tracing saves Python overhead, which small batches are made of
 # (shipped Bouncer model, one thread: batch 2 27 -> 16 ms, batch 4 26 -> 23 ms, batch 64 278 -> 290 ms)
 MAX_TRACED_BATCH = 8
+ANY_BATCH = 0  # the fast-path key of a path that serves every batch size without one of its own
 
 
 def choose(metadata: dict[str, Any], name: str | None, spacing: str | None) -> tuple[str, str]:
@@ -85,12 +86,14 @@ class Sampler:
         self._fast: dict[int, tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]] = {}
         self.trace_on_use = trace_on_use and model.device.type == "cpu" and model.dtype == torch.float32
         self._uses: dict[int, int] = {}  # samples per batch size without a fast path
+        self.precision = "fp32" if model.dtype == torch.float32 else str(model.dtype).removeprefix("torch.")  # a backend may lower it (int8)
 
     # --- the fast path, per batch size ---------------------------------------------------------
     def accelerate(self, batch_size: int, denoise: Callable[..., torch.Tensor],
                    decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         """Run inputs of ``batch_size`` through ``denoise`` (and ``decode``, unless None) instead of
-        the torch modules: callables of the same signature (a traced graph, an inference backend)."""
+        the torch modules: callables of the same signature (a traced graph, an inference backend).
+        ``batch_size`` ANY_BATCH: every batch size that has no path of its own."""
         self._fast[batch_size] = (denoise, decode)
 
     def fast_batches(self) -> set[int]:
@@ -124,7 +127,7 @@ class Sampler:
         self.accelerate(batch_size, traced, None)
 
     def _path(self, batch_size: int) -> tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]:
-        fast = self._fast.get(batch_size)
+        fast = self._fast.get(batch_size, self._fast.get(ANY_BATCH))
         if fast is None and self.trace_on_use and batch_size <= MAX_TRACED_BATCH and len(self._fast) < MAX_TRACED:
             self._uses[batch_size] = uses = self._uses.get(batch_size, 0) + 1
             if uses >= TRACE_AFTER:
@@ -176,7 +179,7 @@ class Sampler:
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``model.decode`` through this batch size's fast decoder where there is one."""
-        return self.model.decode(latents, self._fast.get(latents.shape[0], (None, None))[1])
+        return self.model.decode(latents, self._fast.get(latents.shape[0], self._fast.get(ANY_BATCH, (None, None)))[1])
 
     def timesteps(self, steps: int) -> list[int]:
         """The timesteps of a ``steps``-step sample (what the LCM Steps view labels)."""
