@@ -246,7 +246,9 @@ class EvalSettings:
 @dataclass
 class VaeShape:
     latent_channels: int = setting(4, ge=1, le=64)
-    downscale: int = setting(4, choices=[1, 2, 4, 8, 16])  # frame_size / downscale = the latent's size
+    # null: the data's frame_size / denoiser.latent_size (64 -> 4, 96 -> 6, 128 -> 8), so a larger frame keeps
+    # the denoiser's 16x16 latent and its cost; only the autoencoder's stem and decoder output grow
+    downscale: int | None = setting(None, ge=1, le=32)
     width: int = setting(48, ge=1, le=1024)
     encoder_blocks: int = setting(2, ge=0, le=32)
     decoder_blocks: int = setting(3, ge=0, le=32)
@@ -256,7 +258,7 @@ class VaeShape:
 class DenoiserShape:
     context_length: int = setting(4, ge=1, le=64)  # past frames the denoiser sees
     latent_channels: int = setting(II("model.vae.latent_channels"), ge=1, le=64)
-    latent_size: int = setting(16, ge=1, le=256)  # frame_size / vae.downscale
+    latent_size: int = setting(16, ge=1, le=256)  # side of the latent grid the denoiser works on, whatever the frame size
     block_out_channels: list[int] = setting([32, 64, 96], ge=1, le=4096, nonempty=True)
     layers_per_block: int = setting(1, ge=1, le=16)
     action_dim: int = setting(32, ge=1, le=4096)

@@ -27,7 +27,7 @@ BAD = {
         "train.vae.lr=-1", "train.vae.batch_size=0", "train.teacher.ema_decay=2", "train.teacher.max_context_noise=-1",
         "train.distill.huber_c=0", "train.distill.target_ema=-0.5", "train.vae.max_minutes=0", "train.vae.val_every=0",
         "train.teacher.steps=abc", "model.denoiser.context_length=0", "model.denoiser.block_out_channels=[]",
-        "model.denoiser.block_out_channels=[0]", "model.denoiser.norm_num_groups=7", "model.vae.downscale=3",
+        "model.denoiser.block_out_channels=[0]", "model.denoiser.norm_num_groups=7", "model.vae.downscale=0",
         "model.prediction_type=noise", "model.play_context_noise=-1", "device=tpu", "progress=perhaps",
         "train=nope", "model=huge", "train.rollout.unroll=0", "train.rollout.train_steps=[3]", "data=[]", "data=[1]", "data={a:1}",
         "train.rollout.sampler_steps=5", "stagee=vae"],

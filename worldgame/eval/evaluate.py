@@ -17,6 +17,10 @@ Keys beyond the contract:
 * ``agent`` (a checkpoint with an agent/): the agent playing the real game on held-out seeds against
   the random and (built-in game) scripted policies (``worldgame/eval/agent.py``);
 * ``events.teacher_forced.kinds`` (built-in game): the event head's figures per coin, shot and hit;
+* ``small_objects``: the smallest objects (blobs of 2..16 px at the checkpoint's frame size: a ball, a
+  bolt) apart, since the big sprites dominate every pixel figure: the autoencoder's and each
+  sampler's recall of them, and in the long dreams the share of frames where the real game shows
+  one and the dream does too, and where the dream shows one the real game doesn't;
 * ``display``: flicker (where the real game is still), foreground PSNR and lag (frames) of the
   stream as play shows it with this fusion, teacher-forced on the held-out episodes, and ``off``
   the same without fusion (``worldgame/eval/display.py``; docs/fusion.md).
@@ -43,8 +47,16 @@ from worldgame.eval import events as event_eval
 from worldgame.eval.control import control_check
 from worldgame.eval.display import display_figures
 from worldgame.eval.metrics import frames_to_unit, psnr, ssim
-from worldgame.eval.objects import blobs_per_frame, curve_at, foreground_scores, median_background
-from worldgame.eval.report import write_report
+from worldgame.eval.objects import (
+    SMALL_OBJECT_PX,
+    blobs_per_frame,
+    curve_at,
+    foreground_scores,
+    median_background,
+    small_object_recall,
+    small_objects_in_dreams,
+)
+from worldgame.eval.report import small_objects_line, write_report
 from worldgame.eval.rollout import NotReplayable, closed_loop, held_out_episode, hold_dream, hold_real
 from worldgame.fileio import atomic_path, atomic_write_json, output_folder
 from worldgame.frontend.export import resize_nearest
@@ -113,9 +125,11 @@ def run(cfg: EvalSettings) -> dict:
     recon = frames_to_unit(model.decode(model.encode(real.numpy())).cpu())
     vae_psnr = psnr(recon, real_u).mean().item()
     vae_fg = foreground_scores(recon, real_u, bg)
+    vae_small = small_object_recall(recon, real_u, bg)
     copy_last = frames_to_unit(torch.from_numpy(ctx_frames[:, -1]))  # a model that predicts nothing
     tf_psnr, tf_ssim = {"copy_last": psnr(copy_last, real_u).mean().item()}, {"copy_last": ssim(copy_last, real_u).mean().item()}
     tf_fg = {"copy_last": foreground_scores(copy_last, real_u, bg)}
+    tf_small = {"copy_last": small_object_recall(copy_last, real_u, bg)}  # a moving ball is elsewhere by now
     samplers = {str(s): s for s in cfg.steps}
     for name, s in [*samplers.items(), ("teacher", cfg.teacher_steps)]:
         g = torch.Generator(device=model.device).manual_seed(cfg.seed)
@@ -125,6 +139,7 @@ def run(cfg: EvalSettings) -> dict:
         pred = frames_to_unit((model if name == "teacher" else dreamer).decode(latent).cpu())  # as play decodes (backend=onnx: its decoder)
         tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
         tf_fg[name] = foreground_scores(pred, real_u, bg)
+        tf_small[name] = small_object_recall(pred, real_u, bg)
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
     stage(f"{cfg.long_rollouts} dreams of {cfg.rollout_frames} frames")
@@ -187,6 +202,10 @@ def run(cfg: EvalSettings) -> dict:
             "collapsed": not health["ok"],
         },
         "objects": objects,
+        "small_objects": {"max_px": SMALL_OBJECT_PX, "vae": vae_small,
+                          "teacher_forced": {"recall": {n: v["recall"] for n, v in tf_small.items()},
+                                             "objects": tf_small["copy_last"]["objects"]},
+                          "dream": small_objects_in_dreams(dreams, long_real, median_background(long_frames))},
         "display": display,
         **({"events": events} if events is not None else {}),
         **({"agent": agent} if agent is not None else {}),
@@ -272,6 +291,9 @@ def summary(result: dict, health: dict) -> list[str]:
     else:
         look = f"foreground {100 * health['foreground']:.2f}% of pixels (real {100 * health['real_foreground']:.2f}%)"
     lines.append(f"last dream frames: {look}: {'COLLAPSED' if ro['collapsed'] else 'no collapse'}")
+    small = result.get("small_objects")
+    if small:
+        lines.append(small_objects_line(small))
     control = result.get("objects", {}).get("control", {})
     for name, p in control.get("pairs", {}).items():
         verdict = {True: "passed", False: "FAILED", None: "no verdict"}[p["passed"]]

@@ -60,6 +60,15 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
                       f"{100 * (b['control']['within_1px_frac'] or 0):.1f}% of {b['control']['frames']} frames away from orbs "
                       f"(mean error {b['control']['err_px_mean']} px)")]
         lines.append("")
+    small = result.get("small_objects")
+    if small:
+        lines += ["## Small objects (a ball, a bolt)\n",
+                  (f"Foreground blobs of 2 to {small['max_px']} pixels at the model's frame size, each counted once "
+                   "(shown when half its pixels are foreground in the prediction too): the big sprites that dominate "
+                   "the pixel figures do not count.\n"),
+                  f"* {small_objects_line(small)}",
+                  "* teacher-forced recall by sampler: " + ", ".join(
+                      f"{n} {'n/a' if v is None else v}" for n, v in small["teacher_forced"]["recall"].items()) + "\n"]
     control = obj.get("control")
     if control:
         lines += [f"## Control: holding a movement key for {control['frames']} frames (dream vs the real game)\n",
@@ -91,6 +100,24 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
     at = ", ".join(str(h) for h in strip_at)
     lines.append(f"![real (top) vs generated (bottom) at frames {at}](strip.png)\n")
     atomic_write(path, "\n".join(lines))
+
+
+def small_objects_line(small: dict) -> str:
+    """One line on the smallest objects (the report's and the summary's)."""
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.0f}%"
+
+    def rec(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    tf, dream = small["teacher_forced"], small["dream"]
+    best = max((n for n in tf["recall"] if n != "copy_last" and tf["recall"][n] is not None),
+               key=lambda n: tf["recall"][n], default=None)
+    at = f"{rec(tf['recall'][best])} at {best}" if best else "n/a"
+    return (f"small objects (<= {small['max_px']} px): autoencoder recall {rec(small['vae']['recall'])} of "
+            f"{small['vae']['objects']}; teacher-forced recall {at} (copy-last {rec(tf['recall']['copy_last'])}); "
+            f"dreams show one in {pct(dream['shown_frac'])} of the frames the real game does "
+            f"(real: {pct(dream['real_frac'])} of frames), one the real game doesn't in {pct(dream['invented_frac'])}")
 
 
 def _sampler(part: dict) -> str:

@@ -1,8 +1,10 @@
-"""A tiny autoencoder for 64x64 game frames: pixel-unshuffle stem, work at latent resolution.
+"""A tiny autoencoder for game frames: pixel-unshuffle stem, work at latent resolution.
 
-TAESD-style (deterministic, one latent per 4x4 patch) but without full-resolution convolutions:
-the frame is folded into channels by ``PixelUnshuffle`` first, so every convolution runs on the
-16x16 grid. That makes it cheap to train on a CPU and to decode at play time (~1-2 ms).
+TAESD-style (deterministic, one latent per downscale x downscale patch) but without full-resolution
+convolutions: the frame is folded into channels by ``PixelUnshuffle`` first, so every convolution
+runs on the 16x16 grid. That makes it cheap to train on a CPU and to decode at play time (~1-2 ms).
+A larger frame folds a larger patch (96 px -> 6x6, 128 px -> 8x8) into the same 16x16 grid, so
+the denoiser's cost does not change; only the stem and the decoder's last convolution grow.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+from worldgame.errors import WorldgameError
 
 
 class ResBlock(nn.Module):
@@ -71,3 +75,20 @@ class TinyAutoencoder(ModelMixin, ConfigMixin):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> images, roughly in [-1, 1] (not clamped)."""
         return self.decoder(latents / self.config.latent_scale)
+
+
+def downscale_for(frame_size: int, latent_size: int, downscale: int | None = None) -> int:
+    """The autoencoder's downscale for ``frame_size`` frames: the one that gives the denoiser its
+    ``latent_size`` grid (``downscale`` None: derived; given: checked). One line otherwise."""
+    if downscale is None:
+        if frame_size % latent_size:
+            fits = " or ".join(str(latent_size * m) for m in range(max(1, frame_size // latent_size), frame_size // latent_size + 2))
+            raise WorldgameError(f"frames of {frame_size}px do not fold into the denoiser's {latent_size}x{latent_size} "
+                                 f"latent (model.denoiser.latent_size): collect with game.frame_size={fits}, or set "
+                                 f"model.denoiser.latent_size to a divisor of {frame_size}")
+        return frame_size // latent_size
+    if downscale * latent_size != frame_size:
+        raise WorldgameError(f"model.vae.downscale={downscale} folds {frame_size}px frames into a "
+                             f"{frame_size / downscale:g}-cell latent, not model.denoiser.latent_size={latent_size}; "
+                             "leave model.vae.downscale unset (null) and it follows the frame size")
+    return downscale

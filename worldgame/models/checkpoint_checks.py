@@ -75,10 +75,15 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
     return meta
 
 
-def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any, *others: tuple[str, Any]) -> None:
+def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any, *others: tuple[str, Any],
+                          vae: Any = None) -> None:
     """The denoiser (and each optional ``(name, part)`` beside it: the event head, the agent) must
     know exactly the game's actions (an action outside its table would crash play) and read the
-    denoiser's latents."""
+    denoiser's latents; the autoencoder must fold the game's frames into the denoiser's grid."""
+    if vae is not None and int(vae.config.downscale) * int(denoiser.config.latent_size) != meta["frame_size"]:
+        raise WorldgameError(f"checkpoint {meta_file}: its vae/ folds {meta['frame_size']}px frames by "
+                             f"{vae.config.downscale}, not into its denoiser's {denoiser.config.latent_size}x"
+                             f"{denoiser.config.latent_size} latent; the folder mixes parts of different checkpoints")
     n = int(getattr(denoiser.config, "num_actions", len(meta["action_names"])))
     if n != len(meta["action_names"]):
         raise WorldgameError(

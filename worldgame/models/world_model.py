@@ -142,7 +142,7 @@ class WorldModel:
         # the event head is optional: a checkpoint trained before it plays as before, keeping no score
         events = _load(EventHead, path / "events", dtype) if (path / "events").is_dir() else None
         agent = _load(Agent, path / "agent", dtype) if (path / "agent").is_dir() else None  # optional too
-        check_against_weights(meta_file, metadata, denoiser, ("events", events), ("agent", agent))
+        check_against_weights(meta_file, metadata, denoiser, ("events", events), ("agent", agent), vae=vae)
         model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype, events=events, agent=agent)
         model.path = path
         return model

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, output_folder, read_json_object
 from worldgame.games.registry import key_bindings_for, tick_hz_of
-from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.models.autoencoder import TinyAutoencoder, downscale_for
 from worldgame.models.checkpoint_checks import MAX_JSON_BYTES, check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
@@ -114,9 +114,18 @@ def _check_no_overwrite(out: Path, stages: tuple[str, ...], cfg: TrainSettings) 
 
 
 def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.device) -> Objective:
+    # the autoencoder's downscale follows the data's frame size, so the denoiser keeps its latent
+    # grid (and its cost); resolved here, every stage and caller sees it, and the checkpoint records it
+    shape = cfg.model
+    shape.vae.downscale = downscale_for(train.metadata["frame_size"], shape.denoiser.latent_size, shape.vae.downscale)
     if stage == "vae":
         return VaeObjective(cfg, train, val, device)
     vae = _require(TinyAutoencoder, out / "vae", "vae").to(device)
+    fs, size = train.metadata["frame_size"], cfg.model.denoiser.latent_size
+    if vae.config.downscale * size != fs:  # an autoencoder trained for another latent grid
+        raise WorldgameError(f"{out}/vae makes {fs // vae.config.downscale}x{fs // vae.config.downscale} latents of "
+                             f"{fs}px frames, not model.denoiser.latent_size={size}; train the autoencoder again "
+                             "(stage=vae overwrite=true) or keep the latent size it was made for")
     lat_train, lat_val = _latents(vae, train, val, out, device)
     k, noise = cfg.model.denoiser.context_length, cfg.train.teacher.max_context_noise
     per_frame = cfg.model.denoiser.noise_per_frame
