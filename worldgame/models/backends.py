@@ -307,12 +307,13 @@ class OnnxRunner:
                     got = [self.denoise(*probe), self.decode(probe[0])]
                 except Exception as e:
                     raise WorldgameError(f"ONNX Runtime cannot run the export ({type(e).__name__}: {_first_line(e)})") from e
-                for a, b, (most, mean) in zip(got, ref, tolerances):
+                for part, a, b, (most, mean) in zip(("denoiser", "decoder"), got, ref, tolerances):
                     d = (a - b).abs()
                     diff, avg = float(d.max()), float(d.mean())
                     if not (diff <= most and avg <= mean):  # also catches NaN (which max() would drop)
-                        raise WorldgameError(f"the ONNX {self.precision} export differs from torch by {diff:.3g} "
-                                             f"(mean {avg:.3g}; at most {most}, mean {mean}) at timestep {int(probe[1])}")
+                        bound = f"at most {most}" + (f", mean {mean}" if mean != math.inf else "")
+                        raise WorldgameError(f"the ONNX export differs from torch by {diff:.3g} (mean {avg:.3g}; "
+                                             f"{self.precision} {part}: {bound}) at timestep {int(probe[1])}")
                     err = max(err, diff)
         return err
 
