@@ -159,11 +159,8 @@ def accelerate_heads(heads: Heads, threads: int = 1) -> None:
             runner = _HeadRunner(net, args, outputs, threads)
             probe = (torch.randn(1, k, c, s, s, generator=g),) + args[1:]
             with torch.inference_mode():
-                ref = net(*probe)
-            ref = ref if isinstance(ref, tuple) else (ref,)
-            got = runner(*probe)
-            got = got if isinstance(got, tuple) else (got,)
-            diff = max(float((a - b).abs().max()) for a, b in zip(got, ref))
+                ref = _as_tuple(net(*probe))
+            diff = max(float((a - b).abs().max()) for a, b in zip(_as_tuple(runner(*probe)), ref))
             if not diff <= CHECK_TOLERANCE:
                 raise WorldgameError(f"its ONNX export differs from torch by {diff:.3g}")
         except WorldgameError as e:
@@ -173,6 +170,10 @@ def accelerate_heads(heads: Heads, threads: int = 1) -> None:
             heads.policy = runner
         else:
             heads.events_forward = runner
+
+
+def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
 
 
 class _Policy(torch.nn.Module):
@@ -193,7 +194,7 @@ class _HeadRunner:
         import onnxruntime as ort  # attach got here with onnx in use: it imports
 
         self.inputs = tuple(f"in{i}" for i in range(len(args)))
-        blob = _export_outputs(module, args, self.inputs, outputs)
+        blob = _export(module, args, self.inputs, outputs)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.log_severity_level = 3
@@ -202,22 +203,15 @@ class _HeadRunner:
         except Exception as e:  # onnxruntime raises its own types
             raise WorldgameError(f"ONNX Runtime cannot load it ({type(e).__name__}: {_first_line(e)})") from e
         with torch.inference_mode():
-            ref = module(*args)
-        self.outs = {n: torch.empty_like(r) for n, r in zip(outputs, ref if isinstance(ref, tuple) else (ref,))}
+            self.outs = {n: torch.empty_like(r) for n, r in zip(outputs, _as_tuple(module(*args)))}
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        binding = self.session.io_binding()
-        for name, x in zip(self.inputs, args):
-            x = x.contiguous()
-            binding.bind_input(name, "cpu", 0, _NP[x.dtype], tuple(x.shape), x.data_ptr())
-        for name, out in self.outs.items():
-            binding.bind_output(name, "cpu", 0, np.float32, tuple(out.shape), out.data_ptr())
         try:
-            self.session.run_with_iobinding(binding)
+            _run_bound(self.session, dict(zip(self.inputs, args)), self.outs)
         except Exception as e:
             raise WorldgameError(f"ONNX Runtime cannot run it ({type(e).__name__}: {_first_line(e)})") from e
         outs = tuple(self.outs.values())
-        return outs if len(outs) > 1 else outs[0]
+        return outs if len(outs) > 1 else outs[0]  # what the module it stands for returns
 
 
 def cache_dir(key: str) -> Path:
@@ -325,14 +319,21 @@ class OnnxRunner:
 
     def _run(self, part: int, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         # IO binding: ORT reads the torch tensors and writes the preallocated output in place
-        session, out = self._sessions[part], self._outs[part]
-        binding = session.io_binding()
-        for name, x in inputs.items():
-            x = x.contiguous()
-            binding.bind_input(name, "cpu", 0, _NP[x.dtype], tuple(x.shape), x.data_ptr())
-        binding.bind_output("out", "cpu", 0, np.float32, tuple(out.shape), out.data_ptr())
-        session.run_with_iobinding(binding)
+        out = self._outs[part]
+        _run_bound(self._sessions[part], inputs, {"out": out})
         return out
+
+
+def _run_bound(session, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
+    """Run ``session`` through IO binding: ORT reads the torch ``inputs`` and writes the preallocated
+    ``outputs`` (float32) in place, no copies either way."""
+    binding = session.io_binding()
+    for name, x in inputs.items():
+        x = x.contiguous()
+        binding.bind_input(name, "cpu", 0, _NP[x.dtype], tuple(x.shape), x.data_ptr())
+    for name, out in outputs.items():
+        binding.bind_output(name, "cpu", 0, np.float32, tuple(out.shape), out.data_ptr())
+    session.run_with_iobinding(binding)
 
 
 class _Decoder(torch.nn.Module):
@@ -354,11 +355,7 @@ def _probe(model: WorldModel) -> tuple[torch.Tensor, ...]:
             torch.full((1,), model.context_noise))
 
 
-def _export(module: torch.nn.Module, args: tuple, names: tuple[str, ...]) -> bytes:
-    return _export_outputs(module, args, names, ("out",))
-
-
-def _export_outputs(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...]) -> bytes:
+def _export(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...] = ("out",)) -> bytes:
     buf = io.BytesIO()
     # the TorchScript exporter: needs only the onnx package (the dynamo one also needs onnxscript)
     extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
