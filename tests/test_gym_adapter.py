@@ -152,3 +152,56 @@ def test_each_game_records_its_own_tick_rate(tiny_checkpoint):
     (folder / "worldgame.json").write_text(json.dumps({**meta, "tick_hz": "fast"}))
     with pytest.raises(WorldgameError, match="tick_hz"):
         WorldModel.from_pretrained(folder)
+
+
+def test_pong_arrows_follow_the_paddle():
+    """Pong's RIGHT moves the paddle up: the up arrow is bound to it too (and down to LEFT)."""
+    pytest.importorskip("ale_py")
+    game = GymGame("ALE/Pong-v5")
+    assert game.key_bindings["RIGHT"] == ["right", "up"]
+    assert game.key_bindings["LEFTFIRE"] == ["left+space", "down+space"]
+    assert GymGame("ALE/Breakout-v5").key_bindings["RIGHT"] == ["right"]  # only games that need it
+
+
+def _returns(policy_name: str, steps: int = 700) -> tuple[int, float]:
+    """Times the ball left our (right) paddle going back left, and the paddle's travel."""
+    from worldgame.data.policies import make_policy
+
+    game = GymGame("ALE/Pong-v5")
+    game.reset(3)
+    policy = make_policy(policy_name, game, 0.8, 3)
+    returns, last_x, last_dx, ys = 0, None, 0.0, []
+    for _ in range(steps):
+        game.step(policy())
+        field = game.native_frame[34:194]
+        ball = np.argwhere((field == 236).all(-1))
+        paddle = np.argwhere((field[:, 140:144] == (92, 186, 92)).all(-1))
+        if len(paddle):
+            ys.append(paddle[:, 0].mean())
+        if not len(ball):
+            last_x = None
+            continue
+        x = ball[:, 1].mean()
+        if last_x is not None and x != last_x:
+            returns += last_dx > 0 and x < last_x and x > 120
+            last_dx = x - last_x
+        last_x = x
+    return returns, float(np.abs(np.diff(ys)).sum())
+
+
+def test_tracker_returns_pongs_ball():
+    """The tracker hits the ball back (what the data needs to show rallies); random play hardly does."""
+    pytest.importorskip("ale_py")
+    tracked, travel = _returns("tracker")
+    random_returns, _ = _returns("random")
+    assert tracked >= 4 and tracked > 2 * random_returns, (tracked, random_returns)
+    assert travel > 100  # it moves
+
+
+def test_tracker_refuses_other_games(tmp_path, run_cli):
+    r = run_cli("collect", "game=gym", "game.id=CartPole-v1", "policy=tracker", "episodes=1", "steps=5",
+                f"out={tmp_path}", "progress=false")
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ALE/Pong-v5" in lines[0], r.stderr
+    assert not list(tmp_path.glob("*.wgep"))

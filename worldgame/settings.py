@@ -86,6 +86,7 @@ class Precision(enum.StrEnum):
 class Policy(enum.StrEnum):
     scripted = "scripted"  # the built-in game only
     random = "random"  # sticky random actions
+    tracker = "tracker"  # ALE Pong: moves the paddle to the ball it sees, with random bursts and misses
 
 
 class Sampler(enum.StrEnum):  # models/schedulers.SAMPLERS says what each is
@@ -183,7 +184,7 @@ class ServeSettings(GameOver, Runtime):
 
 @dataclass
 class CollectSettings:
-    policy: Policy = Policy.scripted  # scripted (built-in game only) | random (sticky random actions)
+    policy: Policy = Policy.scripted  # scripted (built-in game only) | random (sticky random actions) | tracker (ALE Pong: returns the ball)
     sticky: float = setting(0.8, ge=0.0, lt=1.0)  # probability that the random policy repeats its last action
     episodes: int = setting(10, ge=1, le=1_000_000)  # episodes to write
     steps: int = setting(1000, ge=1, le=10_000_000)  # most steps per episode (an episode also ends when the game says done)

@@ -107,10 +107,74 @@ class ScriptedPolicy:
         return 0
 
 
-POLICIES = {"random": RandomPolicy, "scripted": ScriptedPolicy}
+class TrackerPolicy:
+    """Plays ALE Pong as a fair human would, so the data shows rallies, returns and points both ways
+    (a random paddle almost never returns the ball): it finds the ball and its own paddle in the
+    game's own 210x160 frame and moves the paddle toward the ball, aiming at a point of the paddle
+    it redraws each rally (so returns leave at different angles), reacts late now and then, and
+    hands over to the sticky random policy in bursts (so every key is seen in every situation)."""
+
+    name = "tracker"
+    # ALE Pong's frame: the field between the walls, our (right, green) paddle's columns and colours
+    FIELD_ROWS = (34, 194)
+    PADDLE_COLS = (140, 144)
+    PADDLE_RGB = (92, 186, 92)
+    BALL_RGB = (236, 236, 236)
+    UP, DOWN = 2, 3  # Pong's RIGHT moves the paddle up, LEFT down
+
+    def __init__(self, game: Game, sticky: float = 0.8, seed: int = 0) -> None:
+        if getattr(game, "name", "") != "gym:ALE/Pong-v5":
+            raise WorldgameError("policy=tracker plays only ALE/Pong-v5 (it reads Pong's own frame); use policy=random for other games")
+        self.game = game
+        self.rng = np.random.default_rng(seed)
+        self.random = RandomPolicy(game, sticky, seed + 1)
+        self.burst = 0  # steps left of a random burst
+        self.late = 0  # steps left of not reacting
+        self.aim = 0.0
+        self.had_ball = False
+
+    def _find(self) -> tuple[float | None, float | None]:
+        frame = getattr(self.game, "native_frame", None)
+        if frame is None:
+            return None, None
+        top, bottom = self.FIELD_ROWS
+        field = frame[top:bottom]
+        ball = np.argwhere((field == self.BALL_RGB).all(-1))
+        paddle = np.argwhere((field[:, self.PADDLE_COLS[0]:self.PADDLE_COLS[1]] == self.PADDLE_RGB).all(-1))
+        ball_y = float(ball[:, 0].mean()) if len(ball) else None
+        paddle_y = float(paddle[:, 0].mean()) if len(paddle) else None
+        return ball_y, paddle_y
+
+    def __call__(self) -> int:
+        r = self.rng
+        if self.burst > 0:
+            self.burst -= 1
+            return self.random()
+        if r.random() < 0.01:
+            self.burst = int(r.integers(10, 60))
+            return self.random()
+        ball_y, paddle_y = self._find()
+        if ball_y is not None and not self.had_ball:  # a new rally: a new point of the paddle to hit with
+            self.aim = float(r.uniform(-6.0, 6.0))
+        self.had_ball = ball_y is not None
+        if self.late > 0:
+            self.late -= 1
+            return 0
+        if r.random() < 0.02:
+            self.late = int(r.integers(3, 12))  # a slow reaction: sometimes a miss, a point for the other side
+        fire = 2 if r.random() < 0.1 else 0  # RIGHTFIRE/LEFTFIRE move the same way: seen, never needed
+        if ball_y is None or paddle_y is None:
+            return int(r.integers(2)) if r.random() < 0.2 else 0  # NOOP, sometimes FIRE (serves)
+        gap = ball_y + self.aim - paddle_y
+        if abs(gap) < 4:
+            return 0
+        return (self.UP if gap < 0 else self.DOWN) + fire
 
 
-def make_policy(name: str, game: Game, sticky: float, seed: int) -> RandomPolicy | ScriptedPolicy:
+POLICIES = {"random": RandomPolicy, "scripted": ScriptedPolicy, "tracker": TrackerPolicy}
+
+
+def make_policy(name: str, game: Game, sticky: float, seed: int) -> RandomPolicy | ScriptedPolicy | TrackerPolicy:
     if name not in POLICIES:
         raise WorldgameError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
     return POLICIES[name](game, sticky=sticky, seed=seed)

@@ -11,6 +11,10 @@ from worldgame.errors import WorldgameError
 
 # ALE action meanings are made of these words; each maps to a key
 _WORD_KEYS = {"UP": "up", "DOWN": "down", "LEFT": "left", "RIGHT": "right", "FIRE": "space"}
+# Games whose action names say another direction than the one the player sees: Pong's paddle
+# (the Atari paddle controller turned) goes up on RIGHT and down on LEFT, so the arrows a player
+# reaches for are added beside the named ones.
+SEEN_KEYS = {"ALE/Pong-v5": {"right": "up", "left": "down"}}
 
 
 class GymGame:
@@ -50,17 +54,19 @@ class GymGame:
         meanings = getattr(self.env.unwrapped, "get_action_meanings", None)
         n = int(self.env.action_space.n)
         self.action_names = tuple(meanings()) if meanings else tuple(f"A{i}" for i in range(n))
-        self.key_bindings = key_bindings(self.action_names)
+        self.key_bindings = key_bindings(self.action_names, SEEN_KEYS.get(id))
         self.tick_hz = _tick_hz(self.env)
         shape = getattr(self.env.observation_space, "shape", None) or ()
         # Atari observations are (210, 160, 3); other envs' rendered frames set it on reset
         self.native_size = (int(shape[0]), int(shape[1])) if len(shape) == 3 and shape[-1] == 3 else (frame_size, frame_size)
+        self.native_frame: np.ndarray | None = None
 
     def _frame(self, obs: Any) -> np.ndarray:
         img = obs if isinstance(obs, np.ndarray) and obs.ndim == 3 and obs.shape[-1] == 3 else self.env.render()
         if img is None:
             raise WorldgameError(f"{self.name} renders no RGB frames")
         self.native_size = (int(img.shape[0]), int(img.shape[1]))
+        self.native_frame = img  # the env's own frame, for policies that look at the game (policy=tracker)
         return np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((self.frame_size,) * 2, Image.BOX))
 
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -72,8 +78,10 @@ class GymGame:
         return self._frame(obs), float(reward), bool(terminated or truncated), dict(info)
 
 
-def key_bindings(action_names: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
-    """Key combos for ALE-style names (``UPFIRE`` -> ``up+space``); digits for anything else."""
+def key_bindings(action_names: tuple[str, ...] | list[str], seen: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Key combos for ALE-style names (``UPFIRE`` -> ``up+space``); digits for anything else.
+    ``seen`` maps a named key to the one that moves the sprite that way on screen (Pong:
+    ``right`` -> ``up``): the seen combo is bound too, after the named one."""
     bindings: dict[str, list[str]] = {}
     for i, name in enumerate(action_names):
         rest, keys = name, []
@@ -83,6 +91,8 @@ def key_bindings(action_names: tuple[str, ...] | list[str]) -> dict[str, list[st
                 rest = rest.replace(word, "")
         if keys and not rest:
             bindings[name] = ["+".join(keys)]
+            if seen and any(k in seen for k in keys):
+                bindings[name].append("+".join(seen.get(k, k) for k in keys))
         elif name != "NOOP" and i < 10:
             bindings[name] = [str(i)]
     return bindings

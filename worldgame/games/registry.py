@@ -133,9 +133,9 @@ def key_bindings_for(cfg: Mapping[str, Any], action_names: list[str]) -> dict[st
         from worldgame.games.bouncer import KEY_BINDINGS
 
         return {name: list(keys) for name, keys in KEY_BINDINGS.items()}
-    from worldgame.games.gym_adapter import key_bindings
+    from worldgame.games.gym_adapter import SEEN_KEYS, key_bindings
 
-    return key_bindings(action_names)
+    return key_bindings(action_names, SEEN_KEYS.get(getattr(_settings, "id", None)))
 
 
 def tick_hz_of(cfg: Mapping[str, Any]) -> float:
