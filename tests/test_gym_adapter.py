@@ -205,3 +205,43 @@ def test_tracker_refuses_other_games(tmp_path, run_cli):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "ALE/Pong-v5" in lines[0], r.stderr
     assert not list(tmp_path.glob("*.wgep"))
+
+
+def test_held_out_play_uses_each_games_own_policy():
+    """Held-out evaluation plays Pong with the tracker (random Pong has no rallies to compare),
+    the built-in game with its scripted player, and other games with sticky random actions."""
+    pytest.importorskip("ale_py")
+    from worldgame.data.policies import game_policy
+    from worldgame.eval.rollout import held_out_episode
+    from worldgame.games.bouncer import Bouncer
+
+    assert game_policy(GymGame("ALE/Pong-v5")) == "tracker"
+    assert game_policy(GymGame("ALE/Breakout-v5")) == "random"
+    assert game_policy(Bouncer()) == "scripted"
+    cfg = {"_target_": "worldgame.games.gym_adapter.GymGame", "id": "ALE/Pong-v5", "frame_size": 64}
+    frames, actions = held_out_episode(cfg, 7, 200)
+    a, b = held_out_episode(cfg, 7, 200)
+    assert frames.shape == (200, 64, 64, 3) and np.array_equal(frames, a) and np.array_equal(actions, b)
+    assert {2, 3} <= set(actions.tolist())  # the paddle is steered both ways
+
+
+def test_tracker_reads_a_resized_frame_as_the_native_one():
+    """Given a 96-px frame (what a dream shows), the tracker finds the ball and its paddle where the
+    native frame has them: so it can play inside a dream."""
+    pytest.importorskip("ale_py")
+    from worldgame.data.policies import TrackerPolicy
+
+    game = GymGame("ALE/Pong-v5", frame_size=96)
+    game.reset(0)
+    policy = TrackerPolicy(game, 0.8, 0)
+    errors, both, disagree = [], 0, 0
+    for _ in range(200):
+        frame = game.step(policy())[0]
+        native, small = policy.find(game.native_frame), policy.find(frame)
+        for a, b in zip(native, small, strict=True):
+            disagree += (a is None) != (b is None)
+            if a is not None and b is not None:
+                errors.append(abs(a - b))
+        both += native[0] is not None
+    assert both > 100 and disagree <= 4, (both, disagree)  # the ball is in play most of the time, and seen in both
+    assert max(errors) < 3  # native rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from worldgame.errors import WorldgameError
@@ -109,41 +111,53 @@ class ScriptedPolicy:
 
 class TrackerPolicy:
     """Plays ALE Pong as a fair human would, so the data shows rallies, returns and points both ways
-    (a random paddle almost never returns the ball): it finds the ball and its own paddle in the
-    game's own 210x160 frame and moves the paddle toward the ball, aiming at a point of the paddle
-    it redraws each rally (so returns leave at different angles), reacts late now and then, and
-    hands over to the sticky random policy in bursts (so every key is seen in every situation)."""
+    (a random paddle almost never returns the ball): it finds the ball and its own paddle in a frame
+    of the game and moves the paddle toward the ball, aiming at a point of the paddle it redraws each
+    rally (so returns leave at different angles), reacts late now and then, and hands over to the
+    sticky random policy in bursts (so every key is seen in every situation).
+
+    It looks at the env's own 210x160 frame, or at any frame ``see()`` returns (a dream's, at the
+    model's size: rows and columns scaled, colours told apart by rules that survive blur).
+    """
 
     name = "tracker"
-    # ALE Pong's frame: the field between the walls, our (right, green) paddle's columns and colours
+    # ALE Pong's frame (210 x 160): the field between the walls, our (right, green) paddle's columns, colours
+    NATIVE = (210, 160)
     FIELD_ROWS = (34, 194)
-    PADDLE_COLS = (140, 144)
-    PADDLE_RGB = (92, 186, 92)
-    BALL_RGB = (236, 236, 236)
+    PADDLE_COLS = (139, 145)
+    # the ball is the field's only blue-ish thing (white 236,236,236 on brown 144,72,17; paddles
+    # have blue 92 and 74), our paddle its only green one (92,186,92): rules that hold on a resized
+    # frame's or a dream's blurred pixels too, where exact colours do not
+    BALL_MIN_BLUE = 110
+    PADDLE_MIN_GREEN_OVER_RED = 40
     UP, DOWN = 2, 3  # Pong's RIGHT moves the paddle up, LEFT down
 
-    def __init__(self, game: Game, sticky: float = 0.8, seed: int = 0) -> None:
+    def __init__(self, game: Game, sticky: float = 0.8, seed: int = 0,
+                 see: Callable[[], np.ndarray | None] | None = None) -> None:
         if getattr(game, "name", "") != "gym:ALE/Pong-v5":
             raise WorldgameError("policy=tracker plays only ALE/Pong-v5 (it reads Pong's own frame); use policy=random for other games")
-        self.game = game
+        self.see = see if see is not None else (lambda: getattr(game, "native_frame", None))
         self.rng = np.random.default_rng(seed)
         self.random = RandomPolicy(game, sticky, seed + 1)
         self.burst = 0  # steps left of a random burst
         self.late = 0  # steps left of not reacting
-        self.aim = 0.0
+        self.aim = 0.0  # native rows below the paddle's middle it hits with, this rally
         self.had_ball = False
 
-    def _find(self) -> tuple[float | None, float | None]:
-        frame = getattr(self.game, "native_frame", None)
+    def find(self, frame: np.ndarray | None) -> tuple[float | None, float | None]:
+        """(ball row, paddle row) in native rows, None for one not seen."""
         if frame is None:
             return None, None
-        top, bottom = self.FIELD_ROWS
-        field = frame[top:bottom]
-        ball = np.argwhere((field == self.BALL_RGB).all(-1))
-        paddle = np.argwhere((field[:, self.PADDLE_COLS[0]:self.PADDLE_COLS[1]] == self.PADDLE_RGB).all(-1))
-        ball_y = float(ball[:, 0].mean()) if len(ball) else None
-        paddle_y = float(paddle[:, 0].mean()) if len(paddle) else None
-        return ball_y, paddle_y
+        h, w = frame.shape[:2]
+        sy, sx = h / self.NATIVE[0], w / self.NATIVE[1]
+        top, bottom = int(np.ceil(self.FIELD_ROWS[0] * sy)), int(self.FIELD_ROWS[1] * sy)  # rows wholly inside the walls
+        left, right = int(self.PADDLE_COLS[0] * sx), int(np.ceil(self.PADDLE_COLS[1] * sx))
+        field = frame[top:bottom].astype(np.int16)
+        ball = np.argwhere(field[..., 2] >= self.BALL_MIN_BLUE)
+        ours = field[:, left:right]
+        paddle = np.argwhere(ours[..., 1] - ours[..., 0] >= self.PADDLE_MIN_GREEN_OVER_RED)
+        to_native = lambda rows: float(rows.mean() + top) / sy  # noqa: E731
+        return (to_native(ball[:, 0]) if len(ball) else None), (to_native(paddle[:, 0]) if len(paddle) else None)
 
     def __call__(self) -> int:
         r = self.rng
@@ -153,7 +167,7 @@ class TrackerPolicy:
         if r.random() < 0.01:
             self.burst = int(r.integers(10, 60))
             return self.random()
-        ball_y, paddle_y = self._find()
+        ball_y, paddle_y = self.find(self.see())
         if ball_y is not None and not self.had_ball:  # a new rally: a new point of the paddle to hit with
             self.aim = float(r.uniform(-6.0, 6.0))
         self.had_ball = ball_y is not None
@@ -172,6 +186,15 @@ class TrackerPolicy:
 
 
 POLICIES = {"random": RandomPolicy, "scripted": ScriptedPolicy, "tracker": TrackerPolicy}
+
+
+def game_policy(game: Game) -> str:
+    """The policy that plays a game the way its data should: the scripted player for the built-in
+    game, the tracker for Pong (random play there is one long loss: the ball never comes back),
+    sticky random actions for anything else. Held-out evaluation plays with it."""
+    if isinstance(game, Bouncer):
+        return "scripted"
+    return "tracker" if getattr(game, "name", "") == "gym:ALE/Pong-v5" else "random"
 
 
 def make_policy(name: str, game: Game, sticky: float, seed: int) -> RandomPolicy | ScriptedPolicy | TrackerPolicy:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgame.data.policies import make_policy
+from worldgame.data.policies import game_policy, make_policy
 from worldgame.engine.fusion import Fusion, show
 from worldgame.games import make_game
 from worldgame.models.rollout import closed_loop as closed_loop_latents
@@ -25,9 +25,10 @@ def held_out_game(game_config: dict):
 
 
 def held_out_episode(game_config: dict, seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Play the game with the scripted policy at an unseen seed; returns frames (T,H,W,3), actions (T,)."""
-    game, bouncer = held_out_game(game_config)
-    policy = make_policy("scripted" if bouncer else "random", game, 0.8, seed)
+    """Play the game with its own policy (``game_policy``: scripted, tracker or sticky random) at an
+    unseen seed; returns frames (T,H,W,3), actions (T,)."""
+    game, _ = held_out_game(game_config)
+    policy = make_policy(game_policy(game), game, 0.8, seed)
     out_frames, actions = [game.reset(seed)], [0]
     for _ in range(frames - 1):
         a = policy()
