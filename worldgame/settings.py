@@ -102,6 +102,11 @@ class Spacing(enum.StrEnum):  # diffusers' timestep_spacing (ddim, dpmsolver, te
     linspace = "linspace"
 
 
+class DenoiserVariant(enum.StrEnum):  # models/denoisers.py builds each
+    concat = "concat"  # one UNet over the context latents and the noisy target concatenated (shipped)
+    feature_cache = "feature_cache"  # a context encoder run once per frame + a light per-step UNet (denoiser_cached.py)
+
+
 class Prediction(enum.StrEnum):
     sample = "sample"
     v_prediction = "v_prediction"
@@ -265,6 +270,8 @@ class DenoiserShape:
     action_dim: int = setting(32, ge=1, le=4096)
     norm_num_groups: int = setting(8, ge=1, le=1024)
     noise_per_frame: bool = True  # one context-noise level per context frame (DIAMOND CS:GO), embedded for each
+    variant: DenoiserVariant = DenoiserVariant.concat  # concat | feature_cache: context features once per frame, reused by every step
+    step_block_out_channels: list[int] = setting([16, 32, 48], ge=1, le=4096, nonempty=True)  # feature_cache only: the per-step UNet's widths, one per level
 
 
 @dataclass
@@ -525,6 +532,12 @@ def _train_relations(cfg: Any) -> None:
         raise SettingError(
             "model.denoiser.norm_num_groups", groups, f"must divide every block_out_channels ({show(den.block_out_channels)})"
         )
+    if den.variant == DenoiserVariant.feature_cache and not OmegaConf.is_interpolation(den, "step_block_out_channels"):
+        steps = den.step_block_out_channels
+        if len(steps) != len(den.block_out_channels) or any(c % groups for c in steps):
+            raise SettingError("model.denoiser.step_block_out_channels", steps,
+                               f"needs one width per level of block_out_channels ({show(den.block_out_channels)}), "
+                               f"each a multiple of norm_num_groups ({groups})")
 
 
 def _eval_relations(cfg: Any) -> None:

@@ -49,13 +49,14 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_write, atomic_write_json, read_bounded, read_json_object
+from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
 from worldgame.models.sampler import ANY_BATCH
 
 if TYPE_CHECKING:
@@ -80,6 +81,10 @@ QUANTIZED_OPS = ["Conv", "Gemm"]
 CHECK_PROBES = 3  # random inputs each load is checked on, one per third of the timestep schedule
 DENOISER_INPUTS = ("noisy", "timesteps", "context", "actions", "context_noise")
 PARTS = ("denoiser.onnx", "decoder.onnx")
+# the feature_cache denoiser (denoiser_cached.py) exports as two graphs: its context path, run once a
+# frame, and its step, run at every sampling step on the features the first one gave
+SPLIT_PARTS = ("context.onnx", "step.onnx", "decoder.onnx")
+CONTEXT_INPUTS = ("context", "actions", "context_noise")
 _NP = {torch.float32: np.float32, torch.int64: np.int64}
 
 
@@ -94,6 +99,9 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
     the dream's event head and agent (models/heads.py), run on ONNX Runtime (fp32) too when it is in use."""
     if backend not in BACKENDS:
         raise WorldgameError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
+    if precision == "int8" and has_context_features(sampler.model.denoiser) and backend == "onnx":
+        raise WorldgameError("precision=int8 quantizes the concat denoiser only; use precision=fp32 with "
+                             "model.denoiser.variant=feature_cache")
     if precision is not None and precision not in PRECISIONS:
         raise WorldgameError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "int8" and backend == "torch":
@@ -107,6 +115,10 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
                                  "use device=cpu half=false, or backend=torch")
         return "torch"
     tries = [precision or DEFAULT_PRECISION]
+    if has_context_features(model.denoiser) and tries[0] != "fp32":  # auto (onnx refused above)
+        print("note: backend=auto precision=int8: the int8 recipe quantizes the concat denoiser only; using fp32",
+              file=sys.stderr)
+        tries = ["fp32"]
     if backend == "auto" and tries[0] != "fp32":
         tries.append("fp32")  # auto: int8 that cannot be made (or checked) falls back to the fp32 export
     for p in tries:
@@ -120,9 +132,14 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
     else:
         return "torch"
     if any_batch:
-        sampler.accelerate(ANY_BATCH, _each(runner.denoise), _each(runner.decode))
+        network = runner.network
+        if isinstance(network, SplitDenoiser):
+            network = SplitDenoiser(_each(runner.context_features), _each(runner.step))
+        else:
+            network = _each(network)
+        sampler.accelerate(ANY_BATCH, network, _each(runner.decode))
     else:
-        sampler.accelerate(1, runner.denoise, runner.decode)
+        sampler.accelerate(1, runner.network, runner.decode)
     sampler.precision = runner.precision
     if heads is not None:
         accelerate_heads(heads, threads or torch.get_num_threads())
@@ -130,14 +147,16 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
 
 
 def _each(fn):
-    """``fn`` (batch 1, answering in a buffer it reuses) applied to each sample of a batch."""
-    def run(*xs: torch.Tensor) -> torch.Tensor:
-        first = fn(*(x[:1] for x in xs))
-        out = torch.empty((xs[0].shape[0], *first.shape[1:]), dtype=first.dtype)
-        out[:1] = first
-        for i in range(1, len(out)):
-            out[i : i + 1] = fn(*(x[i : i + 1] for x in xs))
-        return out
+    """``fn`` (batch 1, answering in a buffer or a tuple of buffers it reuses) applied to each sample of a batch."""
+    def run(*xs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        first = _as_tuple(fn(*(x[:1] for x in xs)))
+        outs = tuple(torch.empty((xs[0].shape[0], *f.shape[1:]), dtype=f.dtype) for f in first)
+        for out, f in zip(outs, first):
+            out[:1] = f
+        for i in range(1, xs[0].shape[0]):
+            for out, f in zip(outs, _as_tuple(fn(*(x[i : i + 1] for x in xs)))):
+                out[i : i + 1] = f
+        return outs if len(outs) > 1 else outs[0]
     return run
 
 
@@ -242,7 +261,9 @@ class OnnxRunner:
 
     ``denoise`` and ``decode`` take and return torch tensors like the modules they stand for; a
     returned tensor is a buffer overwritten by the next call (the sampler and ``WorldModel.decode``
-    consume it at once)."""
+    consume it at once). ``network`` is what the sampler runs: ``denoise``, or for the feature_cache
+    denoiser a :class:`SplitDenoiser` of its two sessions (``context_features``, ``step``), whose
+    features stay valid until the next frame's ``context_features``."""
 
     def __init__(self, model: WorldModel, threads: int = 1, precision: str = "fp32") -> None:
         try:
@@ -250,6 +271,8 @@ class OnnxRunner:
         except ImportError as e:
             raise WorldgameError("onnxruntime is not installed (pip install onnxruntime)") from e
         self._ort, self._threads, self.precision = ort, threads, precision
+        self.parts = _parts(model)
+        self.network = SplitDenoiser(self.context_features, self.step) if self.parts == SPLIT_PARTS else self.denoise
         key = weights_key(model, precision)
         folder = _private_cache(cache_dir(key))
         blobs = _read_cache(model, folder) if folder else None
@@ -279,9 +302,12 @@ class OnnxRunner:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3  # errors only: graph-optimisation notes are noise in the CLI
         try:
-            self._sessions = [ort.InferenceSession(blobs[p], opts, providers=["CPUExecutionProvider"]) for p in PARTS]
+            self._sessions = {p: ort.InferenceSession(blobs[p], opts, providers=["CPUExecutionProvider"]) for p in self.parts}
         except Exception as e:  # onnxruntime raises its own types
             raise WorldgameError(f"ONNX Runtime cannot load the export ({type(e).__name__}: {_first_line(e)})") from e
+        with torch.inference_mode():  # each graph's outputs, preallocated in the shapes torch gives
+            self._outs = {p: {n: torch.empty_like(r) for n, r in zip(spec.outputs, _as_tuple(spec.module(*spec.args)))}
+                          for p, spec in _part_specs(model).items()}
         self.max_abs_diff = self._check(model)
 
     def _check(self, model: WorldModel) -> float:
@@ -293,10 +319,9 @@ class OnnxRunner:
         exact = (CHECK_TOLERANCE, math.inf)
         tolerances = (exact if self.precision == "fp32" else INT8_TOLERANCE, exact)  # the decoder stays fp32
         with torch.inference_mode():
-            err, self._outs = 0.0, None
+            err = 0.0
             for probe in probes:
                 ref = [model.denoiser(*probe), model.vae.decode(probe[0])]
-                self._outs = self._outs or [torch.empty_like(r) for r in ref]
                 try:
                     got = [self.denoise(*probe), self.decode(probe[0])]
                 except Exception as e:
@@ -312,16 +337,25 @@ class OnnxRunner:
         return err
 
     def denoise(self, noisy, timesteps, context, actions, context_noise) -> torch.Tensor:
-        return self._run(0, dict(zip(DENOISER_INPUTS, (noisy, timesteps, context, actions, context_noise))))
+        if self.parts == SPLIT_PARTS:
+            return self.network(noisy, timesteps, context, actions, context_noise)
+        return self._run("denoiser.onnx", dict(zip(DENOISER_INPUTS, (noisy, timesteps, context, actions, context_noise))))
+
+    def context_features(self, context, actions, context_noise) -> tuple[torch.Tensor, ...]:
+        return self._run("context.onnx", dict(zip(CONTEXT_INPUTS, (context, actions, context_noise))))
+
+    def step(self, noisy, timesteps, *features: torch.Tensor) -> torch.Tensor:
+        names = ("noisy", "timesteps", *self._outs["context.onnx"])
+        return self._run("step.onnx", dict(zip(names, (noisy, timesteps, *features))))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self._run(1, {"latents": latents})
+        return self._run("decoder.onnx", {"latents": latents})
 
-    def _run(self, part: int, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        # IO binding: ORT reads the torch tensors and writes the preallocated output in place
-        out = self._outs[part]
-        _run_bound(self._sessions[part], inputs, {"out": out})
-        return out
+    def _run(self, part: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        # IO binding: ORT reads the torch tensors and writes the preallocated outputs in place
+        outs = self._outs[part]
+        _run_bound(self._sessions[part], inputs, outs)
+        return tuple(outs.values()) if len(outs) > 1 else outs["out"]
 
 
 def _run_bound(session, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
@@ -353,6 +387,32 @@ def _probe(model: WorldModel) -> tuple[torch.Tensor, ...]:
     actions = torch.randint(0, model.denoiser.config.num_actions, (1, k), generator=g)
     return (torch.randn(1, c, s, s, generator=g), torch.tensor([499]), torch.randn(1, k, c, s, s, generator=g), actions,
             torch.full((1,), model.context_noise))
+
+
+def _parts(model: WorldModel) -> tuple[str, ...]:
+    """The files an export of ``model`` has: two graphs for the feature_cache denoiser, one otherwise."""
+    return SPLIT_PARTS if has_context_features(model.denoiser) else PARTS
+
+
+class _Spec(NamedTuple):
+    module: torch.nn.Module
+    args: tuple[torch.Tensor, ...]  # the export's example (fixed, so the same weights give the same bytes)
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def _part_specs(model: WorldModel) -> dict[str, _Spec]:
+    """What each ONNX part is exported from: its module, example inputs and input / output names."""
+    probe = _probe(model)
+    specs = {"denoiser.onnx": _Spec(model.denoiser, probe, DENOISER_INPUTS, ("out",))}
+    if has_context_features(model.denoiser):
+        with torch.inference_mode(False), torch.no_grad():
+            features = model.denoiser.context_features(*probe[2:])
+        names = ("cond", *(f"feature{i}" for i in range(len(features) - 1)))
+        specs = {"context.onnx": _Spec(ContextGraph(model.denoiser), probe[2:], CONTEXT_INPUTS, names),
+                 "step.onnx": _Spec(StepGraph(model.denoiser), (*probe[:2], *features), ("noisy", "timesteps", *names), ("out",))}
+    specs["decoder.onnx"] = _Spec(_Decoder(model.vae), probe[:1], ("latents",), ("out",))
+    return specs
 
 
 def _export(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...] = ("out",)) -> bytes:
@@ -390,9 +450,7 @@ def _fresh_export(model: WorldModel) -> dict[str, bytes]:
     print("preparing the ONNX Runtime fast path for these weights (first run only, a few seconds) ...",
           file=sys.stderr, flush=True)
     started = time.perf_counter()
-    probe = _probe(model)  # fixed: the same weights give the same bytes
-    blobs = {"denoiser.onnx": _export(model.denoiser, probe, DENOISER_INPUTS),
-             "decoder.onnx": _export(_Decoder(model.vae), probe[:1], ("latents",))}
+    blobs = {p: _export(spec.module, spec.args, spec.inputs, spec.outputs) for p, spec in _part_specs(model).items()}
     print(f"fast path exported in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return blobs
 
@@ -545,7 +603,7 @@ def _read_cache(model: WorldModel, folder: Path) -> dict[str, bytes] | None:
     hint = "it is exported again"
     try:
         recorded = read_json_object(manifest, 1 << 16, str(manifest), hint).get("sha256")
-        blobs = {p: read_bounded(folder / p, _part_cap(model), str(folder / p), hint) for p in PARTS}
+        blobs = {p: read_bounded(folder / p, _part_cap(model), str(folder / p), hint) for p in _parts(model)}
     except WorldgameError as e:
         print(f"note: cached ONNX export unusable: {e}", file=sys.stderr)
         return None

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from worldgame.errors import WorldgameError
+from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
 from worldgame.models.schedulers import (
     DEFAULT_SPACING,
     SAMPLERS,
@@ -121,10 +122,17 @@ class Sampler:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside diffusers blocks
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace / freeze: see above
-            traced = torch.jit.trace(self.network, example, check_trace=False)
-            if self.model.device.type == "cpu":
-                traced = torch.jit.freeze(traced.eval())
+            if has_context_features(self.network):  # two graphs: the context's features once a frame, the step
+                features = self.network.context_features(*example[2:])
+                traced = SplitDenoiser(self._traced(ContextGraph(self.network), example[2:]),
+                                       self._traced(StepGraph(self.network), (*example[:2], *features)))
+            else:
+                traced = self._traced(self.network, example)
         self.accelerate(batch_size, traced, None)
+
+    def _traced(self, module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Callable[..., Any]:
+        traced = torch.jit.trace(module, example, check_trace=False)
+        return torch.jit.freeze(traced.eval()) if self.model.device.type == "cpu" else traced
 
     def _path(self, batch_size: int) -> tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]:
         fast = self._fast.get(batch_size, self._fast.get(ANY_BATCH))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler
 
+from worldgame.models.frame_denoiser import for_frame
 from worldgame.models.schedulers import PreparedSampler, _div, _mul
 
 
@@ -33,11 +34,11 @@ class DDIMPlan(PreparedSampler):
                 "direction": (1 - a_prev - std_dev_t**2) ** (0.5)}
 
     def sample(self, net, context, actions, generator, on_step, out: torch.Tensor) -> torch.Tensor:
-        context = self.start(context, generator)
+        denoise = for_frame(net, self.start(context, generator), actions, self.noise_level)  # features once per frame
         z, eps, tmp = self.latents, self.noise, self.tmp  # `noise` holds eps: DDIM draws none after the start
         last = len(self.timesteps) - 1
         for i, (t, k) in enumerate(zip(self.timesteps, self.coefs)):
-            model_out = net(z, t, context, actions, self.noise_level)
+            model_out = denoise(z, t)
             if self.prediction_type == "sample":  # x0 = out; eps = (z - √ᾱ x0) / √(1-ᾱ)
                 x0 = out.copy_(model_out)  # the network's output may be a buffer its next call reuses
                 if i < last:

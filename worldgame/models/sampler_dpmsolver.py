@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from diffusers import DPMSolverMultistepScheduler
 
+from worldgame.models.frame_denoiser import for_frame
 from worldgame.models.schedulers import PreparedSampler, _div, _mul
 
 
@@ -57,10 +58,10 @@ class DPMSolverPlan(PreparedSampler):
         return k
 
     def sample(self, net, context, actions, generator, on_step, out: torch.Tensor) -> torch.Tensor:
-        context = self.start(context, generator)
+        denoise = for_frame(net, self.start(context, generator), actions, self.noise_level)  # features once per frame
         z, tmp, d1, previous = self.latents, self.tmp, self.noise, self.previous  # `noise` holds D1: no draws
         for i, (t, k) in enumerate(zip(self.timesteps, self.coefs)):
-            model_out = net(z, t, context, actions, self.noise_level)
+            model_out = denoise(z, t)
             if self.prediction_type == "sample":
                 x0 = self.x0.copy_(model_out)  # the network's output may be a buffer its next call reuses
             elif self.prediction_type == "epsilon":  # (z - σ_i out) / α_i

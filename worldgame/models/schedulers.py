@@ -10,6 +10,8 @@ import warnings
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler
 
+from worldgame.models.frame_denoiser import for_frame
+
 # Stable-Diffusion betas, the ones LCMScheduler assumes; 50 = LCM's original_inference_steps (k = 20)
 SCHEDULE = {
     "num_train_timesteps": 1000,
@@ -167,11 +169,11 @@ class LCMPlan(PreparedSampler):
                 "sqrt_a_prev": a_prev.sqrt(), "sqrt_b_prev": (1 - a_prev).sqrt()}
 
     def sample(self, net, context, actions, generator, on_step, out: torch.Tensor) -> torch.Tensor:
-        context = self.start(context, generator)
+        denoise = for_frame(net, self.start(context, generator), actions, self.noise_level)  # features once per frame
         z, noise, tmp = self.latents, self.noise, self.tmp
         last = len(self.timesteps) - 1
         for i, (t, k) in enumerate(zip(self.timesteps, self.coefs)):
-            model_out = net(z, t, context, actions, self.noise_level)
+            model_out = denoise(z, t)
             x0 = model_out
             if self.prediction_type == "epsilon":  # (z - sqrt(1-a) out) / sqrt(a)
                 x0 = _div(torch.sub(z, _mul(k["sqrt_b"], model_out, tmp), out=self.x0), k["sqrt_a"], self.x0)

@@ -30,6 +30,7 @@ from worldgame.models.agent import Agent
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.denoisers import denoiser_class
 from worldgame.models.events import EventHead
 from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler, set_timesteps
 
@@ -137,8 +138,8 @@ class WorldModel:
         dev = pick_device(device)
         dtype = torch.float16 if (half if half is not None else dev.type == "cuda") else torch.float32
         vae = _load(TinyAutoencoder, path / "vae", dtype)
-        denoiser = _load(ActionDenoiser, path / "denoiser", dtype)
-        teach = _load(ActionDenoiser, path / "teacher", dtype) if teacher and (path / "teacher").is_dir() else None
+        denoiser = _load(denoiser_class(path / "denoiser"), path / "denoiser", dtype)  # concat or feature_cache
+        teach = _load(denoiser_class(path / "teacher"), path / "teacher", dtype) if teacher and (path / "teacher").is_dir() else None
         # the event head is optional: a checkpoint trained before it plays as before, keeping no score
         events = _load(EventHead, path / "events", dtype) if (path / "events").is_dir() else None
         agent = _load(Agent, path / "agent", dtype) if (path / "agent").is_dir() else None  # optional too

@@ -24,7 +24,7 @@ from worldgame.fileio import atomic_dir, atomic_path, atomic_write_json, output_
 from worldgame.games.registry import key_bindings_for, tick_hz_of
 from worldgame.models.autoencoder import TinyAutoencoder, downscale_for
 from worldgame.models.checkpoint_checks import MAX_JSON_BYTES, check_part
-from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.denoisers import denoiser_class
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
 from worldgame.settings import TRAIN_STAGES, TrainSettings, plain
 from worldgame.train import distributed
@@ -147,8 +147,8 @@ def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.d
     if stage == "teacher":
         return TeacherObjective(cfg, batches, val_batches, vae, num_actions, device)
     if stage == "rollout":  # fine-tunes the distilled student (or the teacher's copy when not distilled)
-        return RolloutObjective(cfg, batches, val_batches, vae, _require(ActionDenoiser, out / "denoiser", "distill"), device)
-    teacher = _require(ActionDenoiser, out / "teacher", "teacher")
+        return RolloutObjective(cfg, batches, val_batches, vae, _require(denoiser_class(out / "denoiser"), out / "denoiser", "distill"), device)
+    teacher = _require(denoiser_class(out / "teacher"), out / "teacher", "teacher")
     return DistillObjective(cfg, batches, val_batches, vae, teacher, device)
 
 

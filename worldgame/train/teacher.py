@@ -15,6 +15,7 @@ from diffusers.training_utils import EMAModel
 from worldgame.errors import WorldgameError
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
+from worldgame.models.denoisers import build_denoiser, denoiser_class
 from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
 from worldgame.settings import TrainSettings, plain
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
@@ -26,7 +27,7 @@ class TeacherObjective:
                  device: torch.device) -> None:
         self.cfg, self.batches, self.val, self.vae = cfg.train.teacher, batches, val, vae
         self.play_noise = float(cfg.model.play_context_noise)
-        self.model = ActionDenoiser(num_actions=num_actions, **plain(cfg.model.denoiser)).to(device)
+        self.model = build_denoiser(num_actions, plain(cfg.model.denoiser)).to(device)  # its variant's class
         if self.cfg.init:  # continue a trained teacher (its EMA starts from its weights too)
             self.model.load_state_dict(_init_weights(Path(self.cfg.init), self.model).state_dict())
         self.ema = EMAModel(self.model.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
@@ -100,9 +101,13 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
     hint = "pass a checkpoint folder with a teacher/ of the same model shape, or init=null to start afresh"
     if not (part / "config.json").is_file():
         raise WorldgameError(f"train.teacher.init={folder}: no teacher/ there; {hint}")
-    check_part(ActionDenoiser, part, hint)
+    cls = denoiser_class(part)
+    if cls is not type(model):
+        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ is a {cls.__name__}, not the "
+                             f"{type(model).__name__} model.denoiser.variant makes here; {hint}")
+    check_part(cls, part, hint)
     try:
-        init = ActionDenoiser.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
+        init = cls.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
     except Exception as e:
         raise WorldgameError(f"train.teacher.init={folder}: its teacher/ is damaged ({type(e).__name__}); {hint}") from e
     def shape(m: ActionDenoiser) -> dict:  # the public settings, lists and tuples alike
