@@ -156,7 +156,7 @@ class TrackerPolicy:
         ball = np.argwhere(field[..., 2] >= self.BALL_MIN_BLUE)
         ours = field[:, left:right]
         paddle = np.argwhere(ours[..., 1] - ours[..., 0] >= self.PADDLE_MIN_GREEN_OVER_RED)
-        to_native = lambda rows: float(rows.mean() + top) / sy  # noqa: E731
+        to_native = lambda rows: float(rows.mean() + top) / sy
         return (to_native(ball[:, 0]) if len(ball) else None), (to_native(paddle[:, 0]) if len(paddle) else None)
 
     def __call__(self) -> int:
