@@ -76,6 +76,29 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_chance_checkpoint(tmp_path_factory, tiny_checkpoint):
+    """The tiny checkpoint with a chance code (models/chance.py): its denoiser conditioned on a 2 x 4
+    code, a chance/ part beside it (untrained: plumbing, not quality)."""
+    import torch
+
+    from worldgame.models import ActionDenoiser, WorldModel
+    from worldgame.models.chance import ChanceCode
+
+    torch.manual_seed(1)
+    base = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
+    n = len(base.action_names)
+    denoiser = ActionDenoiser(num_actions=n, context_length=2, block_out_channels=(16, 16), norm_num_groups=8,
+                              chance_groups=2, chance_values=4)
+    chance = ChanceCode(n, context_length=2, groups=2, values=4, width=8, hidden=32)
+    for p in chance.parameters():  # logits far from uniform, so that a draw and the argmax differ in tests
+        p.data.mul_(4)
+    model = WorldModel(base.vae, denoiser, dict(base.metadata), chance=chance)
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny_chance"
+    model.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def play_config():
     """The typed settings of ``conf/play.yaml`` with overrides, as ``worldgame play k=v ...`` has them."""

@@ -49,7 +49,7 @@ def _replay(seed: int, games: int, max_frames: int, choose) -> dict:
     """The real game played by hand: frames per game, points, minus and each kind's count."""
     out = {"frames_each": [], "plus": 0.0, "minus": 0.0, **{kind: 0 for kind in EVENT_KINDS}}
     for i in range(games):
-        game = Bouncer()
+        game = Bouncer(rules_version=1)  # the tiny checkpoint's game config names no version: the original rules
         game.reset(seed + i)
         n, done = 0, False
         while not done and n < max_frames:

@@ -1,6 +1,10 @@
-"""The built-in game: determinism, controls, the bolt, and find_player on real frames."""
+"""The built-in game: determinism, controls, the bolt, find_player on real frames, and the rules
+version (2: the kinder respawn after a hit; 1, the original, for configs that do not say)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +12,7 @@ import pytest
 from worldgame.games.bouncer import ACTIONS, BOLT, PLAYER, Bouncer, find_player
 
 NOOP, UP, DOWN, LEFT, RIGHT, FIRE = range(6)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _play(seed: int, actions: list[int]) -> list[np.ndarray]:
@@ -152,3 +157,76 @@ def test_game_ends_when_lives_run_out():
     px, py = game.player
     game.orbs = [[px, py, 0, 0]]
     assert game.step(NOOP)[2] is True
+
+
+# --- rules version 2: a kinder first minute (issue 30) -------------------------------------------
+def _centre_distance(game: Bouncer, orb: list[int]) -> float:
+    (px, py), half = game.player_xy(), (game.orb_size - 1) / 2
+    return float(np.hypot(orb[0] + half - px, orb[1] + half - py))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_orb_that_hits_reappears_far_on_a_path_that_misses(seed):
+    game = Bouncer(infinite_lives=True)
+    game.reset(seed)
+    for _ in range(20):  # the player walks off its start point, then an orb lands on it
+        game.step(int(np.random.default_rng(seed).integers(1, 5)))
+    px, py = game.player
+    game.orbs = [[px + 1, py + 1, 1, 1]]
+    _, _, _, info = game.step(NOOP)
+    assert info["events"] == ["hit"] and game.player == game._centre()
+    (orb,) = game.orbs
+    assert _centre_distance(game, orb) >= (game.hi - game.lo) / 2, f"respawned at {orb[:2]}, next to the player"
+    for step in range(600):  # and standing still, it never touches the player again
+        assert game.step(NOOP)[3]["events"] in ([], ["coin"]), f"hit again {step + 1} steps later"
+
+
+def test_old_rules_kept_as_version_1():
+    """Version 1 sends an orb that hits at the start point to the top third, wherever the player is."""
+    game = Bouncer(rules_version=1)
+    game.reset(0)
+    px, py = game.player
+    game.orbs = [[px + 1, py + 1, 0, 0]]
+    game.step(NOOP)
+    assert game.orbs[0][1] < game.lo + (game.hi - game.lo) // 3
+
+
+def _standing_still(seed: int, rules_version: int, cap: int) -> int:
+    game = Bouncer(rules_version=rules_version)
+    game.reset(seed)
+    for t in range(1, cap + 1):
+        if game.step(NOOP)[2]:
+            return t
+    return cap
+
+
+def test_standing_still_survives_the_first_minute():
+    """Seeds 5, 10, 11, 16 are the first on which a still player lost every life within 7 s under
+    the old rules (147, 87, 145, 144 steps); the new rules keep all of them past a minute."""
+    seeds, cap = (5, 10, 11, 16), 1800  # 60 s at 30 Hz
+    assert np.mean([_standing_still(s, 1, cap) for s in seeds]) < 300  # the seeds still test something
+    lengths = [_standing_still(s, 2, cap) for s in seeds]
+    assert np.mean(lengths) >= 1350 and min(lengths) >= 900, lengths  # measured: 1800 each (no game over)
+
+
+def test_rules_version_recorded():
+    from omegaconf import OmegaConf
+
+    from worldgame.errors import WorldgameError
+    from worldgame.games import game_metadata, make_game
+
+    cfg = OmegaConf.load(ROOT / "conf" / "game" / "bouncer.yaml")
+    game = make_game(cfg)
+    assert game.rules_version == Bouncer().rules_version == 2
+    assert game_metadata(game, cfg)["game_config"]["rules_version"] == 2
+    # a config that does not say (the game built in code) records the rules its game plays by
+    assert game_metadata(Bouncer(), {"_target_": "worldgame.games.bouncer.Bouncer"})["game_config"]["rules_version"] == 2
+    # configs written before versions existed (checkpoints/bouncer among them) mean the original rules
+    shipped = json.loads((ROOT / "checkpoints" / "bouncer" / "worldgame.json").read_text())["game_config"]
+    if "rules_version" not in shipped:
+        assert make_game(shipped).rules_version == 1
+    assert make_game({"_target_": "worldgame.games.bouncer.Bouncer"}).rules_version == 1
+    with pytest.raises(WorldgameError, match="rules_version"):
+        make_game({"_target_": "worldgame.games.bouncer.Bouncer", "rules_version": 3})
+    with pytest.raises(ValueError, match="rules_version"):
+        Bouncer(rules_version=3)

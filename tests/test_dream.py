@@ -42,7 +42,7 @@ def test_plain_model_play_steps_no_real_game_until_looked_at(tiny_checkpoint):
     engine.want(Wants(real=True))  # World Model view: caught up, then one real step per tick
     result = engine.step(4)
     assert steps == [0] * (k - 1) + [int(a) for a in ACTIONS[:20]] + [4] and result.stages_ms["game"] >= 0
-    truth = Bouncer()
+    truth = Bouncer(rules_version=1)  # the tiny checkpoint names no rules version: the original rules
     truth.reset(3)
     for i, a in enumerate(steps):
         frame, *_ = truth.step(a)

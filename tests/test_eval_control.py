@@ -69,6 +69,33 @@ def test_right_moves_pass_wrong_frozen_and_feeble_ones_fail() -> None:
     assert _check({2: (0, 0), 3: (0, 1)})["passed"] is False  # a quarter is not (the 1/3 threshold)
 
 
+def _punching(arm: int):
+    """The sprite world where holding FIRE extends an ``arm`` px long for frames 2..4, then retracts."""
+    def cont(contexts, action, n):
+        out = []
+        for x, y in contexts:
+            frames = []
+            for t in range(1, n + 1):
+                f = _draw(x, y)
+                if action == 1 and 2 <= t <= 4 and arm:
+                    f[y + 1 : y + 3, x + 3 : x + 3 + arm] = 255
+                frames.append(f)
+            out.append(frames)
+        return np.asarray(out)
+    return cont
+
+
+def test_fire_passes_where_the_dream_punches_and_fails_where_it_never_does() -> None:
+    def fire(dream_arm):
+        out = control_check(_punching(dream_arm), _punching(6), CONTEXTS, [BG] * len(CONTEXTS), NAMES, frames=8)
+        return out["pairs"]["FIRE/NOOP"]
+
+    good = fire(6)
+    assert good["passed"] is True and good["agree_frac"] == 1.0 and good["real_px"] == 12 and good["contexts"] == [6, 6]
+    assert fire(0)["passed"] is False  # a dream that never extends an arm (Boxing before the chance code)
+    assert fire(1)["passed"] is False  # a twitch is not a punch (under a third of the real area)
+
+
 def test_contexts_where_the_game_does_not_move_are_not_counted() -> None:
     stuck = {2: (0, 0), 3: (0, 0)}  # e.g. a paddle between points: no real move, no verdict
     out = control_check(_world(PONG_MOVES), _world(stuck), CONTEXTS, [BG] * len(CONTEXTS), NAMES, frames=8)
@@ -139,7 +166,7 @@ def test_gym_eval_shows_only_what_applies(breakout_checkpoint, run_cli, tmp_path
     assert not set(BOUNCER_ONLY) & set(result["rollout"]) and "bouncer" not in result["objects"]
     assert "collapsed" in result["rollout"]
     control = result["objects"]["control"]
-    assert list(control["pairs"]) == ["RIGHT/LEFT"] and control["pairs"]["RIGHT/LEFT"]["contexts"][1] == 3
+    assert list(control["pairs"]) == ["RIGHT/LEFT", "FIRE/NOOP"] and control["pairs"]["RIGHT/LEFT"]["contexts"][1] == 3
     for text in (printed, report):
         assert "player" not in text and "orb" not in text and "pip" not in text
         assert "RIGHT/LEFT" in text and "foreground" in text
@@ -148,5 +175,5 @@ def test_gym_eval_shows_only_what_applies(breakout_checkpoint, run_cli, tmp_path
 def test_bouncer_eval_keeps_its_checks_and_adds_control(tiny_checkpoint, run_cli, tmp_path) -> None:
     result, printed, report = _eval(run_cli, tiny_checkpoint, tmp_path)
     assert set(BOUNCER_ONLY) <= set(result["rollout"]) and "control" in result["objects"]["bouncer"]
-    assert list(result["objects"]["control"]["pairs"]) == ["RIGHT/LEFT", "DOWN/UP"]
+    assert list(result["objects"]["control"]["pairs"]) == ["RIGHT/LEFT", "DOWN/UP", "FIRE/NOOP"]
     assert "player" in printed and "player position error" in report and "orbs" in report

@@ -293,3 +293,46 @@ def test_a_finished_checkpoint_is_never_replaced_and_one_run_writes_an_out_folde
     (tmp_path / "file").write_text("x")
     with pytest.raises(WorldgameError, match="out=.*file is a file, not a folder"):
         loop.run(_cfg(root / "data", tmp_path / "file", "stage=vae"))
+
+
+# --- the chance code (models/chance.py): trained inside the teacher stage ------------------------------
+
+CHANCE = ("model.denoiser.chance_groups=2", "model.denoiser.chance_values=4", "model.chance.width=8", "model.chance.hidden=32")
+
+
+def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(trained: tuple[Path, dict],
+                                                                              tmp_path: Path) -> None:
+    """The denoiser, posterior and prior train together: the loss falls, the validation reports the
+    code's health, an interrupted run resumes to the same weights (EMA included), the checkpoint
+    holds chance/ and plays through the Sampler, drawing a code per frame."""
+    import shutil
+
+    root, _ = trained
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for out in (straight, resumed):
+        out.mkdir()
+        shutil.copytree(root / "run" / "vae", out / "vae")
+    common = ("stage=teacher", "train.teacher.val_every=20", "save_every=10", *CHANCE)
+    report = loop.run(_cfg(root / "data", straight, *common, "train.teacher.steps=40"))["teacher"]
+    assert report["loss_end"] < report["loss_start"]
+    assert {"code_ppl0", "code_ppl1", "prior_ce", "psnr1_posterior", "psnr1_likely"} <= set(report["history"][-1])
+    loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=20"))
+    loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=40", "resume=true"))
+    a = torch.load(straight / "state_teacher.pt", weights_only=True)
+    b = torch.load(resumed / "state_teacher.pt", weights_only=True)
+    assert a["step"] == b["step"] == 40
+    assert any(k.startswith("chance.") for k in a["model"])
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert all(torch.equal(x, y) for x, y in zip(a["extra"]["ema"]["shadow_params"], b["extra"]["ema"]["shadow_params"]))
+    model = WorldModel.from_pretrained(straight, device="cpu")
+    assert model.chance is not None and model.denoiser.config.chance_groups == 2
+    sampler = Sampler(model)
+    context = model.encode(Bouncer().reset(3)[None].repeat(2, 0))[None]
+    sampler.step(context, torch.zeros(1, 2, dtype=torch.long), steps=1, generator=torch.Generator().manual_seed(0))
+    assert sampler.last_code.shape == (1, 2)
+
+
+def test_student_stages_refuse_a_chance_model_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(WorldgameError, match="train.distill.steps=10: the distill stage does not train a model with a chance code"):
+        loop.run(_cfg(tmp_path / "data", tmp_path / "run", "stage=all", *CHANCE))

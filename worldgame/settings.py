@@ -130,6 +130,7 @@ class Runtime:
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads; 0 = auto (1 on CPU: faster than 2 on a 2-core machine, and robust to load)
     backend: Backend = Backend.auto  # auto (onnx on CPU when onnxruntime works, else torch) | torch | onnx
     precision: Precision | None = None  # ONNX Runtime: fp32 | int8 (null = the measured default, README "Precision"); int8 needs backend=onnx or auto
+    chance_temperature: float = setting(1.0, ge=0.0, le=10.0)  # chance code (where the checkpoint has one): 1 = drawn at the prior's odds, 0 = the most likely code
     agent: bool = False  # the checkpoint's agent plays from the start (attract mode; key G hands the controls over at any time)
     game: dict[str, Any] = field(default_factory=dict)  # the game: the defaults list's `game:` choice (conf/game/*.yaml); a checkpoint names its own
 
@@ -233,6 +234,7 @@ class EvalSettings:
     horizons: list[int] = setting([1, 10, 100], ge=1, nonempty=True)
     horizon_rollouts: int = setting(16, ge=1, le=4096)  # parallel short rollouts averaged per horizon
     context_noise: float | None = setting(None, ge=0.0, le=10.0)  # play-time context noise (null = the checkpoint's); sweep it with -m
+    chance_temperature: float = setting(1.0, ge=0.0, le=10.0)  # chance code (where the checkpoint has one): 1 = the prior's odds, 0 = the most likely code
     out: str | None = setting(None, check=_path)  # report folder (null = runs/eval/<checkpoint folder name>)
     object_horizons: list[int] = setting([10, 100, 300, 1000, 2000], ge=1, nonempty=True)  # frames at which objects alive (dream vs real) are reported
     fusion: Fusion = Fusion.off  # measure the frames as shown with this display fusion: off | latent | pixel
@@ -272,6 +274,9 @@ class DenoiserShape:
     noise_per_frame: bool = True  # one context-noise level per context frame (DIAMOND CS:GO), embedded for each
     variant: DenoiserVariant = DenoiserVariant.concat  # concat | feature_cache: context features once per frame, reused by every step
     step_block_out_channels: list[int] = setting([16, 32, 48], ge=1, le=4096, nonempty=True)  # feature_cache only: the per-step UNet's widths, one per level
+    chance_groups: int = setting(0, ge=0, le=16)  # G: groups of the per-frame chance code the denoiser is conditioned on (models/chance.py); 0 = none
+    chance_values: int = setting(16, ge=2, le=256)  # V: values of each group (G x log2 V bits a frame)
+    chance_dim: int = setting(16, ge=1, le=4096)  # size of one group's embedding beside the actions'
 
 
 @dataclass
@@ -289,11 +294,19 @@ class AgentShape:
 
 
 @dataclass
+class ChanceShape:  # the chance code's posterior and prior nets (their G x V are model.denoiser.chance_*)
+    width: int = setting(32, ge=1, le=1024)  # channels of each net's first convolution (doubled once)
+    action_dim: int = setting(16, ge=1, le=4096)
+    hidden: int = setting(256, ge=1, le=65536)  # the layer before the code's logits
+
+
+@dataclass
 class ModelShape:
     vae: VaeShape = field(default_factory=VaeShape)
     denoiser: DenoiserShape = field(default_factory=DenoiserShape)
     events: EventsShape = field(default_factory=EventsShape)
     agent: AgentShape = field(default_factory=AgentShape)
+    chance: ChanceShape = field(default_factory=ChanceShape)
     prediction_type: Prediction = Prediction.sample  # sample | v_prediction | epsilon
     play_context_noise: float = setting(0.05, ge=0.0, le=10.0)  # fixed context-noise level at play time (training draws U(0, teacher.max_context_noise))
 
@@ -330,6 +343,9 @@ class TeacherStage(Stage):
     init: str | None = setting(None, check=_path)  # a checkpoint folder whose teacher/ this stage continues (a longer teacher; same model shape)
     rare_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch from windows around the game's events (rewards, ends)
     rare_radius: int = setting(2, ge=0, le=64)  # an event within this many frames of the target makes a window rare
+    prior_weight: float = setting(1.0, ge=0.0, le=100.0)  # chance code: weight of the prior's cross-entropy on the posterior's code
+    usage_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of the posterior's diversity loss (wav2vec 2.0's; pushes every value into use)
+    posterior_noise: bool = False  # chance code: draw the posterior's code by Gumbel-max (true) or take its most likely value (false, Stochastic MuZero's chance encoder)
 
 
 @dataclass

@@ -125,7 +125,7 @@ def bench_steps(engine: Engine, window: Any, frames: int, warmup: int, seed: int
         "latency_ms": {"p50": round(stats.latency_percentile(50), 2), "p95": round(stats.latency_percentile(95), 2)},
         "stages_ms": {k: round(means.get(k, 0.0), 3) for k in CONTRACT_STAGES},
     }
-    for extra in ("events", "agent"):  # the event head's score, the agent's move: what each costs a frame
+    for extra in ("chance", "events", "agent"):  # the chance draw, the event head's score, the agent's move: what each costs a frame
         if extra in means:
             result["stages_ms"][extra] = round(means[extra], 3)
     if soak:

@@ -25,6 +25,7 @@ import torch
 
 from worldgame.engine.engines import StepResult, Wants, ms_since
 from worldgame.engine.fusion import PHI, Fusion, FusionMode, TemporalFusion, show
+from worldgame.models.chance import pack, unpack
 from worldgame.models.heads import Heads
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
@@ -105,6 +106,9 @@ class Dream:
         self.nonfinite += not bool(torch.isfinite(z).all())
         self._sync()
         stages["denoise"] = ms_since(t0)
+        if self.sampler.chance is not None:  # the prior's draw, timed apart (it runs before the steps)
+            stages["chance"] = self.sampler.chance_ms
+            stages["denoise"] -= self.sampler.chance_ms
         shown = show(z, self.display, self.sampler.decode, stages)[0]
         t0 = time.perf_counter()
         mode, unfused = self.fusion_mode, None
@@ -178,6 +182,26 @@ class Dream:
             ring = ring[:, None]
         ring = {"ring": ring, "head": state["fusion_head"], "count": state["fusion_count"]}
         self.fusion.load_state(ring, self.model.device, self.model.dtype if self.fusion_mode is FusionMode.latent else torch.float32)
+
+    def chance_column(self) -> float | None:
+        """The chance code of the frame just made, packed into one number (a session column); None
+        for a checkpoint without a code (or one too wide for a float32 column: then the generator,
+        in the snapshot, still reproduces it on the same backend)."""
+        sampler = self.sampler
+        if sampler.chance is None or sampler.last_code is None or not self._chance_fits:
+            return None
+        return float(pack(sampler.last_code, sampler.chance.config.values)[0])
+
+    def force_chance(self, packed: float) -> None:
+        """The next step draws its code as usual but uses the recorded ``packed`` one."""
+        chance = self.sampler.chance
+        if chance is not None and self._chance_fits:
+            self.sampler.force_code(unpack(int(packed), chance.config.groups, chance.config.values).to(self.model.device))
+
+    @property
+    def _chance_fits(self) -> bool:
+        c = self.sampler.chance.config
+        return c.values ** c.groups <= 1 << 24  # whole numbers a float32 column holds exactly
 
     def _capture_step(self, i: int, denoised: torch.Tensor) -> None:
         if i < len(self._step_latents):  # the teacher's many DDIM steps: the view shows the first 8

@@ -128,6 +128,7 @@ class EngineStatus:
     score: str | None = None  # the score of the game on screen (a dream has none of its own)
     real_score: str | None = None  # the real game's beside a dream, as of the last time it was shown
     context_noise: float | None = None  # the noise the dream adds to its context each step (N cycles it)
+    chance: float | None = None  # the chance code the last frame was drawn with, packed (models/chance.pack)
 
     @property
     def columns(self) -> dict[str, float]:
@@ -135,7 +136,8 @@ class EngineStatus:
         if self.steps is None or self.fusion is None:
             return {}
         noise = {} if self.context_noise is None else {"context_noise": self.context_noise}
-        return {"lcm_steps": self.steps, "fusion_mode": self.fusion.code, **noise}
+        chance = {} if self.chance is None else {"chance": self.chance}
+        return {"lcm_steps": self.steps, "fusion_mode": self.fusion.code, **noise, **chance}
 
 
 class Engine(Protocol):

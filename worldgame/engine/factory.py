@@ -74,7 +74,8 @@ def make_engine(cfg: Any, seed: int, kind: str = "model", game: Any = None) -> t
     steps = cfg.steps[0] if isinstance(cfg.steps, Sequence) else cfg.steps  # bench lists several: the first
     engine = model_engine(model, seed, choose_sampler(model, cfg.sampler, cfg.spacing), steps=steps, fusion=cfg.fusion,
                           fusion_window=cfg.fusion_window, fusion_base=cfg.fusion_base, optimize=cfg.optimize,
-                          backend=cfg.backend, threads=cfg.threads, precision=cfg.precision)  # "teacher": torch only
+                          backend=cfg.backend, threads=cfg.threads, precision=cfg.precision,  # "teacher": torch only
+                          chance_temperature=cfg.chance_temperature)
     metadata.update(
         game_config=model.metadata["game_config"],
         native_size=model.metadata.get("native_size", metadata["native_size"]),
@@ -140,7 +141,8 @@ def choose_sampler(model: Any, sampler: str | None, spacing: str | None) -> tupl
 
 def model_engine(model: Any, seed: int, sampler: tuple[str | None, str | None] = (None, None), *, steps: int = 4,
                  fusion: str = "off", fusion_window: int = 4, fusion_base: float = PHI, optimize: bool = True,
-                 backend: str = "auto", threads: int = 0, precision: str | None = None) -> Any:
+                 backend: str = "auto", threads: int = 0, precision: str | None = None,
+                 chance_temperature: float = 1.0) -> Any:
     """A ModelEngine for ``model`` running ``sampler`` (name, spacing: :func:`choose_sampler`) under
     the thread policy (the settings as settings.Runtime has them)."""
     from worldgame.engine.model_engine import ModelEngine  # loads torch
@@ -158,6 +160,7 @@ def model_engine(model: Any, seed: int, sampler: tuple[str | None, str | None] =
         precision=None if precision is None else str(precision),
         sampler=sampler[0],
         spacing=sampler[1],
+        chance_temperature=float(chance_temperature),
     )
 
 

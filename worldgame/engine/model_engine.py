@@ -107,6 +107,7 @@ class ModelEngine:
         sampler: str | None = None,
         spacing: str | None = None,
         share: ModelEngine | None = None,
+        chance_temperature: float = 1.0,
     ) -> None:
         self.model = model
         self.real = LockstepGame(make_game(model.metadata["game_config"]), model.context_length)
@@ -131,6 +132,8 @@ class ModelEngine:
                 self.dream.sampler.trace(1)
         self.dream.set_steps(steps)
         self.dream.set_fusion(fusion)
+        if share is None:
+            self.dream.sampler.chance_temperature = float(chance_temperature)
         self.wants = Wants()
         own = float(model.context_noise)  # what the checkpoint was trained to play with
         self.context_noise_levels = share.context_noise_levels if share is not None else tuple(dict.fromkeys((own, 0.0, 2 * own or 0.1)))
@@ -195,6 +198,11 @@ class ModelEngine:
         ``level`` (a session column, stored as float32, comes back exactly)."""
         self.model.context_noise = min(self.context_noise_levels, key=lambda x: abs(x - float(level)))
 
+    def force_chance(self, packed: float) -> None:
+        """The next step uses this recorded chance code (a session's ``chance`` column) instead of
+        its draw: regeneration reproduces the recorded codes whatever the backend's rounding."""
+        self.dream.force_chance(packed)
+
     def want(self, wants: Wants) -> None:
         self.wants = wants
 
@@ -209,6 +217,7 @@ class ModelEngine:
             score=self.score.text() if self.score is not None else "none (no event head)",
             real_score=None if real_score is None else str(real_score),
             context_noise=self.model.context_noise,
+            chance=self.dream.chance_column(),
         )
 
     # --- sessions: capture and restore the exact state -------------------------------------------

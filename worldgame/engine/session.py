@@ -47,6 +47,7 @@ PER_FRAME = {
     "lcm_steps": "LCM sampling steps used for this frame (model sessions)",
     "fusion_mode": "display fusion: 0 off, 1 latent, 2 pixel (model sessions)",
     "context_noise": "the context noise the model stepped with (model sessions; before it: the checkpoint's)",
+    "chance": "the chance code the frame was drawn with, sum of code[g] * V**g (checkpoints with a chance code)",
     "latency": "ms from the action being read to its frame being presented",
 }
 
@@ -204,6 +205,8 @@ def _regenerate(episode: Episode, engine: Any, state: dict[str, Any], facts: Ses
         engine.set_fusion(int(cols["fusion_mode"][i]))
         if "context_noise" in cols:
             engine.set_context_noise(float(cols["context_noise"][i]))
+        if "chance" in cols and not np.isnan(cols["chance"][i]):
+            engine.force_chance(float(cols["chance"][i]))  # the recorded draw (checked: session_checks)
         ticked = driver.tick(int(events[i]), int(episode.actions[i]))
         # the dream's predicted events (its score and game over) come back with its frames
         same_events = same_events and bool(ticked.reward == episode.rewards[i] and ticked.done == episode.dones[i])

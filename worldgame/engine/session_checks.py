@@ -154,6 +154,11 @@ def _check_columns(path: Path, episode: Episode, sampler: str) -> None:
     _whole_numbers(path, "fusion_mode", cols["fusion_mode"][1:], range(len(FusionMode)))
     if "event" in cols:
         _whole_numbers(path, "event", cols["event"][1:], EVENTS)
+    chance = cols.get("chance", np.zeros(0))[1:]
+    if chance.size:
+        _whole_numbers(path, "chance", chance[~np.isnan(chance)], None)
+        if chance[~np.isnan(chance)].size and not (0 <= np.nanmin(chance) and np.nanmax(chance) < 1 << 24):
+            raise refused(path, "its frames' chance column holds codes outside 0..2^24")
     noise = cols.get("context_noise", np.zeros(0))
     shown = noise[~np.isnan(noise)]  # NaN: a row that had none (the checkpoint's own then)
     if shown.size and not (np.isfinite(shown).all() and 0 <= shown.min() and shown.max() <= MAX_CONTEXT_NOISE):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STAGES = ("input", "agent", "game", "denoise", "fusion", "decode", "events", "interpolate", "present")
+STAGES = ("input", "agent", "game", "chance", "denoise", "fusion", "decode", "events", "interpolate", "present")
 
 
 class FrameStats:

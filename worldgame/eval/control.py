@@ -29,6 +29,14 @@ Per pair: ``dream_px`` (mean dream shift along the real direction), ``real_px`` 
 length), ``dream_xy`` / ``real_xy`` (mean shift vectors), ``contexts`` (counted / tried),
 ``agree_frac``, ``passed``; and overall ``passed`` (every pair with a verdict passed; null when
 none has one).
+
+FIRE (where the game has FIRE and NOOP): the same two continuations, holding FIRE and holding
+NOOP, for the first ``FIRE_FRAMES`` (4) frames (a punch shows at once; later the continuations
+drift apart for other reasons); what FIRE changes is the *area* (px) foreground in one
+continuation only, at the frame where it is largest (a punch extends and retracts; a bolt flies). A context counts when the real area is
+at least ``MIN_FIRE_PX``; it agrees when the dream's is at least ``AGREE_SHARE`` of the real one;
+the check passes when ``FIRE_PASS_SHARE`` (7/8) of the counted contexts agree. Keyed "FIRE/NOOP",
+``dream_px`` / ``real_px`` are the mean areas.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ PAIRS = (("RIGHT", "LEFT"), ("DOWN", "UP"))  # image y grows downwards
 MIN_REAL_PX = 1.0
 AGREE_SHARE = 1 / 3
 PASS_SHARE = 3 / 4
+MIN_FIRE_PX = 4.0
+FIRE_FRAMES = 4  # a punch shows within a few frames; later the two continuations drift apart anyway
+FIRE_PASS_SHARE = 7 / 8
 
 # (contexts, action index, frames) -> uint8 (len(contexts), frames, H, W, 3): the game continued
 # from each context holding the action
@@ -95,5 +106,36 @@ def control_check(dream: Continue, real: Continue, contexts: Sequence, backgroun
             "agree_frac": round(float(agree.mean()), 3) if n else None,
             "passed": bool(agree.mean() >= PASS_SHARE) if n >= 2 else None,
         }
+    index = {str(n).upper(): i for i, n in enumerate(action_names)}
+    if "FIRE" in index and "NOOP" in index:
+        pairs["FIRE/NOOP"] = fire_check(dream, real, contexts, backgrounds, index["FIRE"], index["NOOP"],
+                                        min(frames, FIRE_FRAMES))
     verdicts = [p["passed"] for p in pairs.values() if p["passed"] is not None]
     return {"frames": frames, "pairs": pairs, "passed": all(verdicts) if verdicts else None}
+
+
+def changed_area(a: np.ndarray, b: np.ndarray, background: torch.Tensor) -> float:
+    """Pixels foreground in exactly one of frames a and b (uint8 (H, W, 3))."""
+    fg = foreground_mask(frames_to_unit(torch.from_numpy(np.stack([a, b]))), background).numpy()
+    return float((fg[0] ^ fg[1]).sum())
+
+
+def fire_check(dream: Continue, real: Continue, contexts: Sequence, backgrounds: Sequence[torch.Tensor],
+               fire: int, noop: int, frames: int) -> dict:
+    """Does FIRE change the dream where it changes the game (the FIRE part of the docstring)?"""
+    areas = {}
+    for kind, cont in (("dream", dream), ("real", real)):
+        with_fire, without = cont(contexts, fire, frames), cont(contexts, noop, frames)
+        areas[kind] = np.array([max(changed_area(x, y, bg) for x, y in zip(xs, ys))
+                                for xs, ys, bg in zip(with_fire, without, backgrounds)])
+    counted = areas["real"] >= MIN_FIRE_PX
+    agree = areas["dream"][counted] >= AGREE_SHARE * areas["real"][counted]
+    n = int(counted.sum())
+    return {
+        "dream_px": round(float(areas["dream"][counted].mean()), 2) if n else None,
+        "real_px": round(float(areas["real"][counted].mean()), 2) if n else None,
+        "dream_xy": None, "real_xy": None,
+        "contexts": [n, len(contexts)],
+        "agree_frac": round(float(agree.mean()), 3) if n else None,
+        "passed": bool(agree.mean() >= FIRE_PASS_SHARE) if n >= 2 else None,
+    }

@@ -85,6 +85,8 @@ def run(cfg: EvalSettings) -> dict:
     fast = model.device.type == "cpu"
     dreamer = Sampler(model, sampler, spacing, trace_on_use=fast)
     teacher = None if model.teacher is None else dreamer if sampler == "teacher" else Sampler(model, "teacher", trace_on_use=fast)
+    for prepared in {id(s): s for s in (dreamer, teacher) if s is not None}.values():
+        prepared.chance_temperature = float(cfg.chance_temperature)  # the code drawn as play draws it
     # backend=onnx/auto: the dreamer's network and decoder run play's batch-1 ONNX Runtime sessions (fp32 or int8)
     backend = attach(dreamer, str(cfg.backend), cfg.threads or 1, cfg.precision and str(cfg.precision), any_batch=True)
     game_cfg, k = model.metadata["game_config"], model.context_length
@@ -174,7 +176,8 @@ def run(cfg: EvalSettings) -> dict:
         stage(f"game events: {cfg.event_games} whole games, teacher-forced and dreamed")
         games = event_eval.held_out_games(game_cfg, cfg.seed + 5000, cfg.event_games, cfg.event_frames, is_bouncer)
         events = {"games": len(games), "teacher_forced": event_eval.teacher_forced(model, games),
-                  "dream": event_eval.in_dreams(dreamer, games, cfg.rollout_steps, cfg.seed)}
+                  "dream": event_eval.in_dreams(dreamer, games, cfg.rollout_steps, cfg.seed,
+                                                bouncer_checks.pips if is_bouncer else None)}
     agent = None
     if model.agent is not None and cfg.agent_games:
         stage(f"the agent in the real game: {cfg.agent_games} games, against random{' and scripted' * is_bouncer}")
@@ -297,7 +300,8 @@ def summary(result: dict, health: dict) -> list[str]:
     control = result.get("objects", {}).get("control", {})
     for name, p in control.get("pairs", {}).items():
         verdict = {True: "passed", False: "FAILED", None: "no verdict"}[p["passed"]]
-        lines.append(f"control {name}: dream {p['dream_px']} px vs real {p['real_px']} px along the real move, "
+        what = "px changed by FIRE" if name == "FIRE/NOOP" else "px along the real move"
+        lines.append(f"control {name}: dream {p['dream_px']} vs real {p['real_px']} {what}, "
                      f"agree {p['agree_frac']} of {p['contexts'][0]} contexts: {verdict}")
     if control.get("skipped"):
         lines.append(f"control: skipped ({control['skipped']})")

@@ -130,9 +130,13 @@ def by_kind(signs: torch.Tensor, kinds: dict[str, torch.Tensor]) -> dict:
 
 
 @torch.no_grad()
-def in_dreams(sampler: Sampler, games: list[dict], steps: int, seed: int) -> dict:
+def in_dreams(sampler: Sampler, games: list[dict], steps: int, seed: int, pips=None) -> dict:
     """Every game dreamed at once from its first K frames on its own actions (shorter games padded
-    with action 0 and counted only up to their own end)."""
+    with action 0 and counted only up to their own end).
+
+    ``pips(frames) -> (score, lives)`` (the built-in game's HUD pips, eval/bouncer_checks.py): also
+    ``hud_agree``, the share of dream frames whose drawn pips say what the HUD says -- the score
+    and lives the event head's signs add up to from the first frame's pips (what play shows)."""
     model = sampler.model
     k, head, dev = model.context_length, model.events, model.device
     lengths = [len(g["frames"]) - k for g in games]
@@ -146,10 +150,18 @@ def in_dreams(sampler: Sampler, games: list[dict], steps: int, seed: int) -> dic
     gen = torch.Generator(device=dev).manual_seed(seed)
     signs = torch.zeros(len(games), horizon, dtype=torch.long)
     ends = torch.zeros(len(games), horizon, dtype=torch.bool)
+    agree = np.zeros((len(games), horizon), bool)
+    if pips is not None:
+        hud_score, hud_lives = (np.array(v) for v in pips(np.stack([g["frames"][k - 1] for g in games])))
     for h in range(horizon):
         rollout.advance(lambda c, a, o: sampler.step(c, a, steps=steps, generator=gen, out=o), actions[:, h])
         sign, end = head.predict(rollout.context, rollout.actions[:, -1])
         signs[:, h], ends[:, h] = sign.cpu(), end.cpu()
+        if pips is not None:
+            hud_score += signs[:, h].numpy() == 1
+            hud_lives -= signs[:, h].numpy() == -1
+            score, lives = pips(sampler.decode(rollout.context[:, -1]).cpu().numpy())
+            agree[:, h] = (score == np.clip(hud_score, 0, 12)) & (lives == np.clip(hud_lives, 0, 12))
     frames = sum(lengths)
     real_plus = sum(int((g["rewards"][k:] > 0).sum()) for g in games)
     real_minus = sum(int((g["rewards"][k:] < 0).sum()) for g in games)
@@ -163,4 +175,6 @@ def in_dreams(sampler: Sampler, games: list[dict], steps: int, seed: int) -> dic
         "points_per_1k": round(dream_plus * per_k, 2), "points_per_1k_real": round(real_plus * per_k, 2),
         "minus_per_1k": round(dream_minus * per_k, 2), "minus_per_1k_real": round(real_minus * per_k, 2),
         "first_end": first_end, "real_end": real_end,
+        **({"hud_agree": round(sum(int(agree[i, :n].sum()) for i, n in enumerate(lengths)) / max(frames, 1), 4)}
+           if pips is not None else {}),
     }

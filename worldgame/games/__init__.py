@@ -34,6 +34,8 @@ def game_metadata(game: Game, game_config: Mapping[str, Any]) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(game_config, resolve=True) if OmegaConf.is_config(game_config) else dict(game_config)
+    if getattr(game, "rules_version", None) is not None:  # Bouncer: the rules it plays by, always recorded
+        config.setdefault("rules_version", game.rules_version)
     return {
         "game": game.name,
         "game_config": config,

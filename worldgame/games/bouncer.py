@@ -3,14 +3,19 @@
 The green player (arrow keys / WASD) dodges red orbs that bounce off the walls, collects a
 yellow coin that appears at random places and times, and can shoot one white bolt upwards
 (space). A bolt that hits an orb sends it to a random place in the top of the arena. Touching an
-orb costs a life and puts the player back in the middle. Score (yellow pips, left) and lives
-(pink pips, right) are drawn in the top strip without text. Everything is axis-aligned squares
-on a flat background so that a small world model can learn it, yet the orbs move on their own,
-collide, and the coin and orb respawns are random draws the model must handle.
+orb costs a life and puts the player back at the start point below the middle; the orb that hit,
+and any orb near that point, reappear at a random place at least half the arena away from it,
+moving on a path that never crosses it (rules version 2; version 1 sent only the orbs near that
+point to the top third, at any heading, and a player standing still lost every life within 7 s on
+a third of the seeds). Score (yellow pips, left) and lives (pink pips, right) are drawn in the
+top strip without text. Everything is axis-aligned squares on a flat background so that a small
+world model can learn it, yet the orbs move on their own, collide, and the coin and orb respawns
+are random draws the model must handle.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,6 +40,12 @@ KEY_BINDINGS = {
     "RIGHT": ["right", "d"],
     "FIRE": ["space"],
 }
+# the rules Bouncer(rules_version=) knows: 1 the original game (what a game config without
+# rules_version means: every checkpoint and episode made before versions existed), 2 the kinder
+# respawn after a hit (an orb that hit the player reappears far away, on a path that misses the
+# start point)
+RULES_VERSIONS = (1, 2)
+RESPAWN_TRIES = 200  # draws for a far, safe respawn before the last far draw is taken as it is
 
 
 class Bouncer:
@@ -48,6 +59,9 @@ class Bouncer:
         max_steps: episode length limit (0 = none).
         infinite_lives: practice mode: a hit still sends the player back to the middle, but no
             life is lost and the episode never ends (evaluation uses it for long rollouts).
+        rules_version: 2 (the default): an orb that hits the player, and any orb near the start
+            point, reappears at least half the arena away from the start point, on a path that
+            never crosses it; 1: the original rules (such orbs go to the top third, any heading).
     """
 
     name = "bouncer"
@@ -62,9 +76,13 @@ class Bouncer:
         coin_chance: float = 0.05,
         max_steps: int = 0,
         infinite_lives: bool = False,
+        rules_version: int = 2,
     ) -> None:
         if frame_size < 32:
             raise ValueError(f"bouncer needs frame_size >= 32, got {frame_size}")
+        if rules_version not in RULES_VERSIONS:
+            raise ValueError(f"bouncer rules_version must be one of {RULES_VERSIONS}, got {rules_version}")
+        self.rules_version = rules_version
         self.frame_size = frame_size
         self.native_size = (frame_size, frame_size)
         self.tick_hz = 30.0  # the speed it was designed and recorded at
@@ -158,14 +176,45 @@ class Bouncer:
             self.lives -= 0 if self.infinite_lives else 1
             reward -= 1.0
             events.append("hit")
+            hitters = [_overlap(self.player, ps, orb, self.orb_size) for orb in self.orbs]
             self.player = self._centre()
-            # orbs near the respawn point move away so one touch costs one life
+            # orbs near the respawn point move away so one touch costs one life; from version 2 so
+            # do the orbs that hit, to a far place and on a path that misses the respawn point
             for i, orb in enumerate(self.orbs):
-                if _overlap(self.player, ps * 3, [orb[0] + ps, orb[1] + ps], self.orb_size):
+                near = _overlap(self.player, ps * 3, [orb[0] + ps, orb[1] + ps], self.orb_size)
+                if self.rules_version == 1 and near:
                     self.orbs[i] = self._random_orb(top_only=True)
+                elif self.rules_version >= 2 and (near or hitters[i]):
+                    self.orbs[i] = self._far_orb()
 
         done = self.lives <= 0 or (self.max_steps > 0 and self.t >= self.max_steps)
         return self.render(), reward, done, {**self.info(), "events": events}
+
+    def _far_orb(self) -> list[int]:
+        """A respawned orb at least half the arena from the player (its centre from the player's),
+        whose path never overlaps the player where it stands: random draws until one is both."""
+        s, ps = self.orb_size, self.player_size
+        px, py = self.player[0] + ps / 2, self.player[1] + ps / 2
+        orb = far = self._random_orb(top_only=False)
+        for _ in range(RESPAWN_TRIES):
+            if math.hypot(orb[0] + s / 2 - px, orb[1] + s / 2 - py) >= (self.hi - self.lo) / 2:
+                far = orb
+                if not self._path_meets_player(orb):
+                    return orb
+            orb = self._random_orb(top_only=False)
+        return far
+
+    def _path_meets_player(self, orb: list[int]) -> bool:
+        """Whether the orb, moving on its own, ever overlaps the player where it stands now: its path
+        repeats after the least common multiple of the two axes' bounce periods."""
+        span = 2 * (self.hi - self.orb_size - self.lo)
+        period = math.lcm(*(span // math.gcd(span, abs(v)) for v in orb[2:]))
+        o = list(orb)
+        for _ in range(period):
+            self._move_orb(o)
+            if _overlap(self.player, self.player_size, o, self.orb_size):
+                return True
+        return False
 
     def _move_orb(self, orb: list[int]) -> None:
         s = self.orb_size

@@ -27,6 +27,9 @@ class BouncerSettings:
     coin_chance: float = setting(0.05, ge=0.0, le=1.0)
     max_steps: int = setting(0, ge=0)
     infinite_lives: bool = False
+    # the game's rules (games/bouncer.py RULES_VERSIONS): conf/game/bouncer.yaml asks for the current
+    # one; a config without it was written before versions existed, so it means the original rules
+    rules_version: int = setting(1, ge=1, le=2)
 
 
 def _gym_id(value: Any) -> str | None:

@@ -56,6 +56,7 @@ import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_write, atomic_write_json, read_bounded, read_json_object
+from worldgame.models.chance import example_conditions
 from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
 from worldgame.models.sampler import ANY_BATCH
 
@@ -141,9 +142,31 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
     else:
         sampler.accelerate(1, runner.network, runner.decode)
     sampler.precision = runner.precision
+    if sampler.chance is not None:  # the chance prior, once per frame before the steps: beside the heads
+        _accelerate_prior(sampler, threads or torch.get_num_threads())
     if heads is not None:
         accelerate_heads(heads, threads or torch.get_num_threads())
     return "onnx"
+
+
+def _accelerate_prior(sampler: Sampler, threads: int) -> None:
+    """The chance prior's batch-1 forward on ONNX Runtime (exported in memory, as the heads are),
+    checked against torch on random latents; one that fails keeps torch, with a note."""
+    model, prior = sampler.model, sampler.chance
+    k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
+    args = (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long))
+    g = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+    try:
+        runner = _HeadRunner(prior, args, ("logits",), threads)
+        probe = (torch.randn(1, k, c, s, s, generator=g), torch.randint(0, prior.config.num_actions, (1, k), generator=g))
+        with torch.inference_mode():
+            diff = float((runner(*probe) - prior(*probe)).abs().max())
+        if not diff <= CHECK_TOLERANCE:
+            raise WorldgameError(f"its ONNX export differs from torch by {diff:.3g}")
+    except WorldgameError as e:
+        print(f"note: the chance prior stays on torch: {e}", file=sys.stderr)
+        return
+    sampler.accelerate_prior(1, runner)
 
 
 def _each(fn):
@@ -384,7 +407,7 @@ def _probe(model: WorldModel) -> tuple[torch.Tensor, ...]:
     example (fixed, so an export is reproducible; the check uses :func:`_random_probe`)."""
     g = torch.Generator().manual_seed(0)
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
-    actions = torch.randint(0, model.denoiser.config.num_actions, (1, k), generator=g)
+    actions = example_conditions(model.denoiser, 1, g)  # + a chance code where the denoiser has one
     return (torch.randn(1, c, s, s, generator=g), torch.tensor([499]), torch.randn(1, k, c, s, s, generator=g), actions,
             torch.full((1,), model.context_noise))
 
@@ -435,7 +458,7 @@ def _random_probe(model: WorldModel, g: torch.Generator, i: int) -> tuple[torch.
     span = model.scheduler.config.num_train_timesteps / CHECK_PROBES
     t = int(span * i + float(torch.rand((), generator=g)) * span)
     level = float(torch.rand((), generator=g)) * max(2 * model.context_noise, 0.1)
-    actions = torch.randint(0, model.denoiser.config.num_actions, (1, k), generator=g)
+    actions = example_conditions(model.denoiser, 1, g)
     return (torch.randn(1, c, s, s, generator=g), torch.tensor([t]), torch.randn(1, k, c, s, s, generator=g), actions,
             torch.full((1,), level))
 

@@ -99,10 +99,34 @@ def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any, 
                                  f"latent shape differ); the folder mixes parts of different checkpoints: retrain {name}")
 
 
+def check_chance(meta_file: Path, denoiser: Any, chance: Any) -> None:
+    """A denoiser conditioned on a chance code needs the prior that draws it, of the same G x V and
+    context; a chance/ part beside a denoiser without a code would be silently unused."""
+    groups = int(denoiser.config.get("chance_groups", 0))
+    if chance is None and groups:
+        raise WorldgameError(f"checkpoint {meta_file.parent}: its denoiser draws a chance code but there is no chance/ "
+                             "part; restore it (e.g. `git checkout`) or retrain the teacher stage")
+    if chance is None:
+        return
+    if not groups:
+        raise WorldgameError(f"checkpoint {meta_file.parent}: its chance/ part belongs to another model (the denoiser "
+                             "takes no chance code); remove chance/ or retrain the teacher stage")
+    ours = (groups, int(denoiser.config.chance_values), int(denoiser.config.context_length))
+    theirs = (int(chance.config.groups), int(chance.config.values), int(chance.config.context_length))
+    if ours != theirs:
+        raise WorldgameError(f"checkpoint {meta_file.parent}: its chance/ part draws {theirs[0]}x{theirs[1]} codes from "
+                             f"{theirs[2]} frames, its denoiser takes {ours[0]}x{ours[1]} from {ours[2]}; the folder "
+                             "mixes parts of different checkpoints: retrain the teacher stage")
+
+
 def check_part(cls: Any, folder: Path, hint: str) -> None:
     """Refuse a part whose config.json is not plain, sane JSON or describes more weights than
     its safetensors file holds (checked on the meta device: nothing is allocated)."""
     config = read_json_object(folder / "config.json", MAX_CONFIG_BYTES, f"checkpoint part {folder}: config.json", hint)
+    name = config.get("_class_name", cls.__name__)
+    if name != cls.__name__:  # a file never chooses the class: it must name the one this part is
+        raise WorldgameError(f"checkpoint part {folder}: config.json names the class {str(name)[:60]!r}, not "
+                             f"{cls.__name__}; {hint}")
     for key, value in config.items():
         if not _sane(value):
             raise WorldgameError(f"checkpoint part {folder}: config.json {key}={value!r:.60} is out of range; {hint}")

@@ -17,6 +17,8 @@ from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from worldgame.models.chance import CodeEmbedding
+
 
 class ActionDenoiser(ModelMixin, ConfigMixin):
     """Predicts the clean next latent (or v / epsilon, per the scheduler) from noisy target + context.
@@ -31,6 +33,8 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         action_dim: size of one action embedding before flattening.
         norm_num_groups: GroupNorm groups inside the UNet.
         noise_per_frame: one context-noise level per context frame (B, K) instead of one per sample (B,).
+        chance_groups, chance_values, chance_dim: the chance code the denoiser is conditioned on
+            (models/chance.py): G groups of V values, each embedded in ``chance_dim``; 0 groups = none.
     """
 
     @register_to_config
@@ -45,6 +49,9 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         action_dim: int = 32,
         norm_num_groups: int = 16,
         noise_per_frame: bool = False,
+        chance_groups: int = 0,
+        chance_values: int = 16,
+        chance_dim: int = 16,
     ) -> None:
         super().__init__()
         levels = len(block_out_channels)
@@ -62,25 +69,23 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
             add_attention=False,  # attention at 4x4 costs more than it brings here
         )
         self.action_embedding = nn.Embedding(num_actions, action_dim)
+        # the chance code (models/chance.py) beside the actions: none (0 groups) = as before it
+        self.chance_embedding = CodeEmbedding(chance_groups, chance_values, chance_dim) if chance_groups else None
         self.noise_level_proj = Timesteps(block_out_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         levels_dim = block_out_channels[0] * (context_length if noise_per_frame else 1)
         self.cond_proj = nn.Sequential(
-            nn.Linear(context_length * action_dim + levels_dim, emb_dim),
+            nn.Linear(context_length * action_dim + levels_dim + chance_groups * chance_dim, emb_dim),
             nn.SiLU(),
             nn.Linear(emb_dim, emb_dim),
         )
 
-    def condition(self, actions: torch.Tensor, context_noise: torch.Tensor) -> torch.Tensor:
+    def condition(self, actions: torch.Tensor, context_noise: torch.Tensor,
+                  chance: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K) actions + context-noise levels in [0, 1], (B,) or (B, K) -> (B, emb_dim) added to the
-        time embedding. A (B,) level is every frame's level; a model with one level reads the mean."""
-        a = self.action_embedding(actions).flatten(1)
-        b, k = actions.shape
-        if self.config.noise_per_frame:
-            levels = context_noise.reshape(b, -1).expand(b, k).reshape(-1)
-        else:
-            levels = context_noise.reshape(b, -1).mean(1)
-        n = self.noise_level_proj(levels * 1000).to(a.dtype).reshape(b, -1)
-        return self.cond_proj(torch.cat([a, n], dim=1))
+        time embedding. A (B,) level is every frame's level; a model with one level reads the mean.
+        With a chance code: ``actions`` (B, K + G) carries the drawn code after the K actions, or
+        ``chance`` (B, G, V) is training's straight-through one-hot code."""
+        return conditioning(self, actions, context_noise, chance)
 
     def forward(
         self,
@@ -89,8 +94,26 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         context: torch.Tensor,
         actions: torch.Tensor,
         context_noise: torch.Tensor,
+        chance: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """noisy (B, C, h, w), timesteps (B,), context (B, K, C, h, w), actions (B, K) long,
-        context_noise (B,) or (B, K) -> model output (B, C, h, w)."""
+        """noisy (B, C, h, w), timesteps (B,), context (B, K, C, h, w), actions (B, K) long (B, K + G
+        with a chance code), context_noise (B,) or (B, K), ``chance``: training's one-hot code ->
+        model output (B, C, h, w)."""
         x = torch.cat([context.flatten(1, 2), noisy], dim=1)
-        return self.unet(x, timesteps, class_labels=self.condition(actions, context_noise), return_dict=False)[0]
+        return self.unet(x, timesteps, class_labels=self.condition(actions, context_noise, chance), return_dict=False)[0]
+
+
+def conditioning(net, actions: torch.Tensor, context_noise: torch.Tensor, chance: torch.Tensor | None) -> torch.Tensor:
+    """Both denoiser variants' ``condition``: the K actions' embeddings, the context-noise levels'
+    and, where the net has a chance code, the code's -- concatenated and projected."""
+    k = net.config.context_length
+    b = actions.shape[0]
+    a = net.action_embedding(actions[:, :k]).flatten(1)
+    if net.config.noise_per_frame:
+        levels = context_noise.reshape(b, -1).expand(b, k).reshape(-1)
+    else:
+        levels = context_noise.reshape(b, -1).mean(1)
+    parts = [a, net.noise_level_proj(levels * 1000).to(a.dtype).reshape(b, -1)]
+    if net.chance_embedding is not None:
+        parts.append(net.chance_embedding(actions[:, k:], chance))
+    return net.cond_proj(torch.cat(parts, dim=1))

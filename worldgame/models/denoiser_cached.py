@@ -29,6 +29,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d_blocks import get_down_block
 from torch import nn
 
+from worldgame.models.chance import CodeEmbedding
+from worldgame.models.denoiser import conditioning
+
 
 class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
     """Predicts the clean next latent (or v / epsilon) like ActionDenoiser, with its context features
@@ -51,6 +54,9 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         action_dim: int = 32,
         norm_num_groups: int = 8,
         noise_per_frame: bool = False,
+        chance_groups: int = 0,
+        chance_values: int = 16,
+        chance_dim: int = 16,
         step_block_out_channels: tuple[int, ...] = (16, 32, 48),
     ) -> None:
         super().__init__()
@@ -73,10 +79,12 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         )
         # the conditioning, as ActionDenoiser.condition (one embedding per frame, computed with the features)
         self.action_embedding = nn.Embedding(num_actions, action_dim)
+        # the chance code (models/chance.py) beside the actions: none (0 groups) = as before it
+        self.chance_embedding = CodeEmbedding(chance_groups, chance_values, chance_dim) if chance_groups else None
         self.noise_level_proj = Timesteps(enc_w[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         levels_dim = enc_w[0] * (context_length if noise_per_frame else 1)
         self.cond_proj = nn.Sequential(
-            nn.Linear(context_length * action_dim + levels_dim, emb_dim),
+            nn.Linear(context_length * action_dim + levels_dim + chance_groups * chance_dim, emb_dim),
             nn.SiLU(),
             nn.Linear(emb_dim, emb_dim),
         )
@@ -93,22 +101,16 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         encoder_outputs = [enc_w[0], *enc_w]
         self.feature_proj = nn.ModuleList(nn.Conv2d(e, s, kernel_size=1) for e, s in zip(encoder_outputs, step_inputs))
 
-    def condition(self, actions: torch.Tensor, context_noise: torch.Tensor) -> torch.Tensor:
-        """(B, K) actions + context-noise levels (B,) or (B, K) -> (B, emb_dim): as ActionDenoiser.condition."""
-        a = self.action_embedding(actions).flatten(1)
-        b, k = actions.shape
-        if self.config.noise_per_frame:
-            levels = context_noise.reshape(b, -1).expand(b, k).reshape(-1)
-        else:
-            levels = context_noise.reshape(b, -1).mean(1)
-        n = self.noise_level_proj(levels * 1000).to(a.dtype).reshape(b, -1)
-        return self.cond_proj(torch.cat([a, n], dim=1))
+    def condition(self, actions: torch.Tensor, context_noise: torch.Tensor,
+                  chance: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K) actions (B, K + G with a chance code) + context-noise levels (B,) or (B, K) -> (B, emb_dim): as ActionDenoiser.condition."""
+        return conditioning(self, actions, context_noise, chance)
 
     def context_features(self, context: torch.Tensor, actions: torch.Tensor,
-                         context_noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                         context_noise: torch.Tensor, chance: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Once per frame: context (B, K, C, h, w), actions (B, K) long, context_noise (B,) or (B, K) ->
         ``(cond, feature before down level 0, ..., feature before the mid block)``, what :meth:`step` takes."""
-        cond = self.condition(actions, context_noise)
+        cond = self.condition(actions, context_noise, chance)
         h = self.context_in(context.flatten(1, 2))
         hidden = [h]
         for block in self.context_blocks:
@@ -143,7 +145,8 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         context: torch.Tensor,
         actions: torch.Tensor,
         context_noise: torch.Tensor,
+        chance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The concat denoiser's signature: :meth:`step` after :meth:`context_features` (training and
         every one-off call; the sampler computes the features once per frame instead)."""
-        return self.step(noisy, timesteps, self.context_features(context, actions, context_noise))
+        return self.step(noisy, timesteps, self.context_features(context, actions, context_noise, chance))

@@ -17,6 +17,7 @@ sampling loop (``world_model.scheduler_sample``) every plan here is tested again
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from worldgame.errors import WorldgameError
+from worldgame.models.chance import draw, example_conditions
 from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
 from worldgame.models.schedulers import (
     DEFAULT_SPACING,
@@ -88,6 +90,14 @@ class Sampler:
         self.trace_on_use = trace_on_use and model.device.type == "cpu" and model.dtype == torch.float32
         self._uses: dict[int, int] = {}  # samples per batch size without a fast path
         self.precision = "fp32" if model.dtype == torch.float32 else str(model.dtype).removeprefix("torch.")  # a backend may lower it (int8)
+        # the chance code (models/chance.py): drawn from the prior once per frame, before the steps
+        self.chance = model.chance if self.network.config.get("chance_groups", 0) else None
+        self.chance_temperature = 1.0  # 1 = the prior's odds, 0 = the most likely code
+        self._prior_fast: dict[int, Callable[..., torch.Tensor]] = {}  # batch size -> the prior on a backend
+        self._conditions: dict[int, torch.Tensor] = {}  # batch size -> (B, K + G) actions then code, reused
+        self.last_code: torch.Tensor | None = None  # (B, G): the code of the last sample
+        self._forced: torch.Tensor | None = None  # a recorded code the next sample uses instead of its draw
+        self.chance_ms = 0.0  # the last draw's time (prior + draw), ms
 
     # --- the fast path, per batch size ---------------------------------------------------------
     def accelerate(self, batch_size: int, denoise: Callable[..., torch.Tensor],
@@ -96,6 +106,34 @@ class Sampler:
         the torch modules: callables of the same signature (a traced graph, an inference backend).
         ``batch_size`` ANY_BATCH: every batch size that has no path of its own."""
         self._fast[batch_size] = (denoise, decode)
+
+    def accelerate_prior(self, batch_size: int, prior: Callable[..., torch.Tensor]) -> None:
+        """Run the chance prior's forward at ``batch_size`` through ``prior`` (an inference backend)."""
+        self._prior_fast[batch_size] = prior
+
+    def force_code(self, code: torch.Tensor | None) -> None:
+        """The next sample uses ``code`` (B, G) instead of the one it draws (it still draws it, so the
+        generator advances as it did): a recorded session regenerates its recorded codes."""
+        self._forced = code
+
+    def conditions(self, context: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``actions`` (B, K), followed by this frame's chance code when the network has one: drawn from
+        the prior at :attr:`chance_temperature` with ``generator`` (before any sampling noise)."""
+        if self.chance is None:
+            return actions
+        t0 = time.perf_counter()
+        b, k = actions.shape
+        buf = self._conditions.get(b)
+        if buf is None:
+            buf = self._conditions[b] = torch.zeros(b, k + self.chance.config.groups, dtype=torch.long, device=actions.device)
+        logits = self._prior_fast.get(b, self.chance)(context, actions)
+        code = draw(logits, generator, self.chance_temperature)
+        buf[:, :k] = actions
+        buf[:, k:] = code if self._forced is None else self._forced
+        self._forced = None
+        self.last_code = buf[:, k:]
+        self.chance_ms = (time.perf_counter() - t0) * 1000  # bench's "chance" stage (the draw syncs on the argmax)
+        return buf
 
     def fast_batches(self) -> set[int]:
         """The batch sizes that run on a fast path."""
@@ -116,7 +154,7 @@ class Sampler:
             torch.zeros(batch_size, c, s, s, **d),
             torch.zeros(batch_size, dtype=torch.long, device=self.model.device),
             torch.zeros(batch_size, k, c, s, s, **d),
-            torch.zeros(batch_size, k, dtype=torch.long, device=self.model.device),
+            example_conditions(self.network, batch_size, device=self.model.device),  # actions (+ code)
             torch.zeros(batch_size, **d),
         )
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -172,7 +210,8 @@ class Sampler:
         Args:
             context: (B, K, C, h, w) the last K latents, oldest first.
             actions: (B, K) long, the actions that produced context frames 2..K and, last, the
-                action being taken now (the one the predicted frame answers).
+                action being taken now (the one the predicted frame answers). A network with a
+                chance code gets this frame's code after them (:meth:`conditions`).
             steps: sampling steps (1..8; 1..1000 for the teacher).
             generator: torch generator for the sampling noise (same seed -> same frames).
             on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
@@ -183,6 +222,7 @@ class Sampler:
         plan = self.plan(steps, context)
         if out is None:
             out = torch.empty_like(plan.latents)
+        actions = self.conditions(context, actions, generator)  # + the chance code, drawn first
         return plan.sample(self._path(context.shape[0])[0], context, actions, generator, on_step, out)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

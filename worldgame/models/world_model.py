@@ -10,6 +10,8 @@ Checkpoint folder layout (diffusers-style, safetensors only, loads offline)::
     teacher/    ActionDenoiser before distillation (optional; eval compares against it)
     events/     EventHead: the reward's sign and the game's end per transition (optional; the dream's score)
     agent/      Agent: a policy and value trained only in the dream (optional; `play agent=true`)
+    chance/     ChanceCode: the prior the dream draws each frame's chance code from (and the posterior
+                training named it with); present exactly when the denoiser is conditioned on a code
     scheduler/  LCMScheduler config (the betas the teacher was trained with)
     worldgame.json  game, frame size, action names and key bindings, K, play-time context noise,
                     and where the weights came from (data, training time, eval figures)
@@ -28,7 +30,8 @@ from worldgame.errors import WorldgameError
 from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.agent import Agent
 from worldgame.models.autoencoder import TinyAutoencoder
-from worldgame.models.checkpoint_checks import check_against_weights, check_part, read_metadata
+from worldgame.models.chance import ChanceCode
+from worldgame.models.checkpoint_checks import check_against_weights, check_chance, check_part, read_metadata
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import denoiser_class
 from worldgame.models.events import EventHead
@@ -105,6 +108,7 @@ class WorldModel:
         teacher: ActionDenoiser | None = None,
         events: EventHead | None = None,
         agent: Agent | None = None,
+        chance: ChanceCode | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -115,6 +119,7 @@ class WorldModel:
         self.teacher = teacher.to(self.device, dtype).eval().requires_grad_(False) if teacher is not None else None
         self.events = events.to(self.device, dtype).eval().requires_grad_(False) if events is not None else None
         self.agent = agent.to(self.device, dtype).eval().requires_grad_(False) if agent is not None else None
+        self.chance = chance.to(self.device, dtype).eval().requires_grad_(False) if chance is not None else None
         self.metadata = metadata
         self.prediction_type = metadata.get("prediction_type", "sample")
         self.scheduler = lcm_scheduler(self.prediction_type)
@@ -143,8 +148,12 @@ class WorldModel:
         # the event head is optional: a checkpoint trained before it plays as before, keeping no score
         events = _load(EventHead, path / "events", dtype) if (path / "events").is_dir() else None
         agent = _load(Agent, path / "agent", dtype) if (path / "agent").is_dir() else None  # optional too
-        check_against_weights(meta_file, metadata, denoiser, ("events", events), ("agent", agent), vae=vae)
-        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype, events=events, agent=agent)
+        chance = _load(ChanceCode, path / "chance", dtype) if (path / "chance").is_dir() else None
+        check_against_weights(meta_file, metadata, denoiser, ("events", events), ("agent", agent), ("chance", chance), vae=vae)
+        for net in (denoiser, teach):
+            if net is not None:
+                check_chance(meta_file, net, chance)
+        model = cls(vae, denoiser, metadata, teacher=teach, device=dev, dtype=dtype, events=events, agent=agent, chance=chance)
         model.path = path
         return model
 
@@ -156,7 +165,8 @@ class WorldModel:
         the previous checkpoint as it was.
         """
         path = Path(path)
-        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher, "events": self.events, "agent": self.agent}
+        parts = {"vae": self.vae, "denoiser": self.denoiser, "teacher": self.teacher, "events": self.events, "agent": self.agent,
+                 "chance": self.chance}
         try:
             path.mkdir(parents=True, exist_ok=True)
             for name, module in parts.items():
@@ -202,7 +212,8 @@ class WorldModel:
         if net is None:
             raise WorldgameError("this checkpoint has no teacher/ folder; load it with teacher=True after training one")
         scheduler = play_scheduler("ddim" if sampler == "teacher" else sampler, spacing, self.prediction_type)
-        return scheduler_sample(net, scheduler, context, actions, steps, generator, self.context_noise, on_step)
+        draw_code = self.chance.drawer() if net.config.get("chance_groups", 0) else None  # the frame's chance code, first
+        return scheduler_sample(net, scheduler, context, actions, steps, generator, self.context_noise, on_step, draw_code)
 
 
 def to_frames(x: torch.Tensor) -> torch.Tensor:
@@ -212,14 +223,20 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 
 def scheduler_sample(net, scheduler, context: torch.Tensor, actions: torch.Tensor, steps: int,
                      generator: torch.Generator | None, context_noise: float = 0.0,
-                     on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+                     on_step: Callable[[int, torch.Tensor], None] | None = None,
+                     draw_code: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """THE sampling loop, any diffusers scheduler (LCM, DDIM), one ``scheduler.step`` per step; training's
     validation (train/sampling.py) and inference both run it. Returns the last denoised estimate.
 
     ``context_noise`` > 0 noises the context and tells the network so, as at play time. The noise is
     drawn from ``generator`` in a fixed order (context noise, start latent, then whatever each
-    ``scheduler.step`` draws), in ``context``'s dtype: :class:`LCMPlan` reproduces it bit for bit."""
+    ``scheduler.step`` draws), in ``context``'s dtype: :class:`LCMPlan` reproduces it bit for bit.
+
+    ``draw_code(context, actions, generator) -> (B, G)``: a chance code's prior (models/chance.py),
+    drawn once for the frame before anything else and handed to the network after the actions."""
     b, dev, dtype = context.shape[0], context.device, context.dtype
+    if draw_code is not None:
+        actions = torch.cat([actions, draw_code(context, actions, generator)], 1)
     set_timesteps(scheduler, steps, dev)
     noise_level = torch.full((b,), float(context_noise), device=dev, dtype=dtype)
     if context_noise > 0:

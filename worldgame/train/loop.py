@@ -46,6 +46,7 @@ def run(cfg: TrainSettings) -> dict:
     stages = STAGES if cfg.stage == "all" else (cfg.stage,)
     if any(s not in STAGES for s in stages):
         raise WorldgameError(f"stage={cfg.stage!r}: choose {', '.join(STAGES)} or all")
+    stages = _without_students(stages, cfg)
     ctx = distributed.setup(pick_device(cfg.device))  # one process unless started by torchrun
     device = ctx.device
     # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
@@ -65,6 +66,20 @@ def run(cfg: TrainSettings) -> dict:
         for stage in stages:
             report[stage] = train_stage(stage, cfg, train, val, out, device, ctx)
     return report
+
+
+def _without_students(stages: tuple[str, ...], cfg: TrainSettings) -> tuple[str, ...]:
+    """A model with a chance code plays its teacher's weights: its few steps need no student (given
+    the code the next frame is nearly deterministic). The student stages (distill, rollout) do not
+    draw a code yet: skipped where they would only copy the teacher (steps=0), refused otherwise."""
+    if not cfg.model.denoiser.chance_groups:
+        return stages
+    students = [s for s in ("distill", "rollout") if s in stages and getattr(cfg.train, s).steps > 0]
+    if students:
+        raise WorldgameError(f"train.{students[0]}.steps={getattr(cfg.train, students[0]).steps}: the {students[0]} stage "
+                             "does not train a model with a chance code (model.denoiser.chance_groups > 0); "
+                             f"set train.{students[0]}.steps=0 (the teacher plays) or model.denoiser.chance_groups=0")
+    return tuple(s for s in stages if s not in ("distill", "rollout"))
 
 
 @contextlib.contextmanager
@@ -286,9 +301,9 @@ class LossLog:
 
 def save_weights(stage: str, objective: Objective, cfg: TrainSettings, out: Path, data_meta: dict, history: list) -> None:
     """Write the stage's best weights and keep ``out`` a loadable checkpoint folder."""
-    with objective.checkpoint_weights() as net:
+    with objective.checkpoint_weights() as net:  # one module for every part, or one per part
         for part in objective.checkpoint_parts(out):
-            _save(net, out / part)
+            _save(net[part] if isinstance(net, dict) else net, out / part)
     meta_file = out / METADATA
     meta = read_json_object(meta_file, MAX_JSON_BYTES, str(meta_file), "use another out= or delete that folder") if meta_file.is_file() else {}
     game_cfg = data_meta.get("game_config", {})

@@ -15,18 +15,20 @@ from worldgame.train.latents import teacher_forced_psnr
 
 @torch.no_grad()
 def sample(net, scheduler, context: torch.Tensor, actions: torch.Tensor, steps: int, seed: int = 0,
-           context_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+           context_noise: float = 0.0, generator: torch.Generator | None = None, draw_code=None) -> torch.Tensor:
     """Run ``scheduler`` (LCM or DDIM) for ``steps`` steps with a bare network; returns the final
     estimate. The loop is inference's own (``world_model.scheduler_sample``), so validation
-    dreams exactly as play does (``context_noise`` > 0 noises the context and tells the model so)."""
+    dreams exactly as play does (``context_noise`` > 0 noises the context and tells the model so;
+    ``draw_code``: a chance prior's drawer, once per frame)."""
     gen = generator if generator is not None else torch.Generator(device=context.device).manual_seed(seed)
-    return scheduler_sample(net, scheduler, context, actions, steps, gen, context_noise)
+    return scheduler_sample(net, scheduler, context, actions, steps, gen, context_noise, draw_code=draw_code)
 
 
-def _bare_sampler(net, scheduler, steps: int, context_noise: float, generator: torch.Generator):
+def _bare_sampler(net, scheduler, steps: int, context_noise: float, generator: torch.Generator, draw_code=None):
     """A rollout's sample function (models/rollout.py) for a bare network in training."""
     def sample_next(context: torch.Tensor, actions: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-        return sample(net, scheduler, context, actions, steps, context_noise=context_noise, generator=generator)
+        return sample(net, scheduler, context, actions, steps, context_noise=context_noise, generator=generator,
+                      draw_code=draw_code)
     return sample_next
 
 
@@ -50,7 +52,7 @@ def own_rollout(net, scheduler, batches, ends: torch.Tensor, n: int, steps: int,
 
 @torch.no_grad()
 def closed_loop_check(net, scheduler, vae, batches, steps: int, context_noise: float, horizon: int = 60,
-                      dreams: int = 8, seed: int = 0) -> dict[str, float]:
+                      dreams: int = 8, seed: int = 0, draw_code=None) -> dict[str, float]:
     """Dream ``horizon`` frames from real contexts of held-out data with the recorded actions (the
     closed-loop rollout play runs, its frames as play shows them: ``fusion.show`` without fusion).
 
@@ -71,7 +73,7 @@ def closed_loop_check(net, scheduler, vae, batches, steps: int, context_noise: f
     context = torch.stack([batches.latents[s - k : s] for s in starts.tolist()]).float().to(dev)
     before, ahead = recorded_windows(batches.data.actions, starts, k, horizon)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    dream = closed_loop(_bare_sampler(net, scheduler, steps, context_noise, gen), context, before.to(dev), ahead.to(dev))
+    dream = closed_loop(_bare_sampler(net, scheduler, steps, context_noise, gen, draw_code), context, before.to(dev), ahead.to(dev))
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         return to_frames(vae.decode(z))

@@ -1,6 +1,12 @@
 """Stage 2: the teacher, a DDPM-family denoiser (sample- or v-prediction) with noise-augmented context.
 
-Loss: MSE between the network output and the scheduler's target at a uniform random timestep."""
+Loss: MSE between the network output and the scheduler's target at a uniform random timestep.
+
+With a chance code (``model.denoiser.chance_groups`` > 0, models/chance.py) the stage trains three
+nets at once: the posterior names the outcome of each real next latent (a straight-through one-hot
+code), the denoiser draws the frame given it, and the prior learns to predict the posterior's code
+from the context and actions alone (cross-entropy, no gradient into the posterior). The EMA spans
+all three, so the code's meaning the denoiser learnt is the one its prior draws."""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 
 from worldgame.errors import WorldgameError
+from worldgame.models.chance import ChanceCode, diversity_loss, straight_through, usage
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
@@ -30,14 +38,18 @@ class TeacherObjective:
         self.model = build_denoiser(num_actions, plain(cfg.model.denoiser)).to(device)  # its variant's class
         if self.cfg.init:  # continue a trained teacher (its EMA starts from its weights too)
             self.model.load_state_dict(_init_weights(Path(self.cfg.init), self.model).state_dict())
-        self.ema = EMAModel(self.model.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
+        d = cfg.model.denoiser
+        self.chance = ChanceCode(num_actions, d.context_length, d.latent_channels, d.latent_size, d.chance_groups,
+                                 d.chance_values, **plain(cfg.model.chance)).to(device) if d.chance_groups else None
+        self.nets = torch.nn.ModuleDict({"denoiser": self.model, **({"chance": self.chance} if self.chance is not None else {})})
+        self.ema = EMAModel(self.nets.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
         self.ddim = teacher_scheduler(self.lcm.config)
         self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
 
     def trainable(self) -> torch.nn.Module:
-        return self.model
+        return self.model if self.chance is None else self.nets  # the denoiser alone: old runs resume as before
 
     def loss(self, gen: torch.Generator) -> torch.Tensor:
         b = self.batches.sample(self.cfg.batch_size, gen)
@@ -45,30 +57,40 @@ class TeacherObjective:
         eps = torch.randn(z0.shape, generator=gen).to(z0.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (len(z0),), generator=gen).to(z0.device)
         zt = self.noise.add_noise(z0, eps, t)
-        out = self.model(zt, t, b["context"], b["actions"], b["context_noise"])
+        code, chance_loss = None, 0.0
+        if self.chance is not None:
+            posterior = self.chance.posterior(b["context"], b["actions"], z0)
+            code = straight_through(posterior, gen if z0.device.type == "cpu" else None, self.cfg.posterior_noise)  # (B, G, V) one-hot
+            prior = self.chance.prior(b["context"], b["actions"])
+            chance_loss = (self.cfg.prior_weight * F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten().detach())
+                           + self.cfg.usage_weight * diversity_loss(posterior))
+        out = self.model(zt, t, b["context"], b["actions"], b["context_noise"], code)
         if self.noise.config.prediction_type == "sample":
             target = z0
         elif self.noise.config.prediction_type == "v_prediction":
             target = self.noise.get_velocity(z0, eps, t)
         else:
             target = eps
-        return (out - target).square().mean()
+        return (out - target).square().mean() + chance_loss
 
     def after_step(self) -> None:
-        self.ema.step(self.model.parameters())
+        self.ema.step(self.nets.parameters())
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.ema.store(self.model.parameters())
-        self.ema.copy_to(self.model.parameters())
-        self.model.eval()
+        self.ema.store(self.nets.parameters())
+        self.ema.copy_to(self.nets.parameters())
+        self.nets.eval()
         vb = self.val_batch
+        draw = self.chance.drawer() if self.chance is not None else None  # the code drawn from the prior, as in play
         # 1 step: x0 straight from t=999 (LCM's schedule; DDIM's "leading" 1-step grid would start at t=0)
-        m = {"psnr1": teacher_forced_psnr(lambda c, a: sample(self.model, self.lcm, c, a, 1), self.vae, vb),
-             "psnr4": teacher_forced_psnr(lambda c, a: sample(self.model, self.ddim, c, a, 4), self.vae, vb)}
-        m.update(closed_loop_check(self.model, self.ddim, self.vae, self.val, 4, self.play_noise))
-        self.model.train()
-        self.ema.restore(self.model.parameters())
+        m = {"psnr1": teacher_forced_psnr(lambda c, a: sample(self.model, self.lcm, c, a, 1, draw_code=draw), self.vae, vb),
+             "psnr4": teacher_forced_psnr(lambda c, a: sample(self.model, self.ddim, c, a, 4, draw_code=draw), self.vae, vb)}
+        if self.chance is not None:
+            m.update(chance_figures(self.model, self.chance, self.lcm, self.vae, vb))
+        m.update(closed_loop_check(self.model, self.ddim, self.vae, self.val, 4, self.play_noise, draw_code=draw))
+        self.nets.train()
+        self.ema.restore(self.nets.parameters())
         m["score"] = object_score(m)
         return m
 
@@ -82,16 +104,17 @@ class TeacherObjective:
     @contextmanager
     def checkpoint_weights(self) -> Iterator[ActionDenoiser]:
         """The EMA weights, which are what validation measured; the trained ones again after the block."""
-        self.ema.store(self.model.parameters())
-        self.ema.copy_to(self.model.parameters())
+        self.ema.store(self.nets.parameters())
+        self.ema.copy_to(self.nets.parameters())
         try:
-            yield self.model
+            yield self.model if self.chance is None else {"teacher": self.model, "denoiser": self.model, "chance": self.chance}
         finally:
-            self.ema.restore(self.model.parameters())
+            self.ema.restore(self.nets.parameters())
 
     def checkpoint_parts(self, out: Path) -> tuple[str, ...]:
         # also the playable denoiser/ (a 1-4 step x0 sampler) until distillation has started writing its own
-        return ("teacher",) if (out / "state_distill.pt").exists() else ("teacher", "denoiser")
+        parts = ("teacher",) if (out / "state_distill.pt").exists() else ("teacher", "denoiser")
+        return parts if self.chance is None else (*parts, "chance")
 
 
 def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
@@ -116,3 +139,21 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
     if shape(init) != shape(model):
         raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
     return init
+
+
+@torch.no_grad()
+def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """What tells a working chance code from a dead one, on held-out pairs: each group's perplexity
+    under the posterior (1 = dead), the prior's cross-entropy against the posterior's code (nats;
+    log V = knows nothing), and 1-step teacher-forced PSNR given the posterior's code (what the
+    denoiser can draw when told the outcome) against the prior's most likely one."""
+    c, a = batch["context"], batch["actions"]
+    code = chance.posterior(c, a, batch["target"]).argmax(-1)
+    prior = chance.prior(c, a)
+    told = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, code], 1), 1)
+    likely = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, prior.argmax(-1)], 1), 1)
+    m = {f"code_ppl{g}": float(p) for g, p in enumerate(usage(code, chance.config.values))}
+    m["prior_ce"] = F.cross_entropy(prior.flatten(0, 1), code.flatten()).item()
+    m["psnr1_posterior"] = teacher_forced_psnr(told, vae, batch)
+    m["psnr1_likely"] = teacher_forced_psnr(likely, vae, batch)
+    return m

@@ -1,0 +1,230 @@
+"""The chance code's contract (issue 30): a game where after each step one object appears at one of
+two places by a fair draw. Without the code a 1-step sample draws the blend (both places part-lit);
+with it every sampled frame shows exactly one whole object, and each place is chosen about half the
+time. Trained for real (a tiny denoiser and chance code, the teacher stage's loss pieces), sampled
+through play's own Sampler (the prior's draw, then one LCM step)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from worldgame.errors import WorldgameError
+from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
+from worldgame.models.chance import ChanceCode, diversity_loss, draw, straight_through, usage
+from worldgame.models.sampler import Sampler
+from worldgame.models.schedulers import train_scheduler
+
+C, S, K, N_ACTIONS = 4, 8, 1, 2
+PLACES = ((slice(0, 3), slice(0, 3)), (slice(5, 8), slice(5, 8)))  # the two 3x3 places an object can take
+DRAWS = 256
+
+
+def _batch(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Context: an empty field (K frames); target: one object at a place chosen by a fair coin."""
+    context = torch.zeros(n, K, C, S, S) - 1
+    target = torch.zeros(n, C, S, S) - 1
+    place = torch.randint(0, 2, (n,), generator=gen)
+    for i, p in enumerate(place.tolist()):
+        target[i, :, PLACES[p][0], PLACES[p][1]] = 1
+    return context, torch.zeros(n, K, dtype=torch.long), target
+
+
+def _train(with_code: bool, steps: int = 300) -> WorldModel:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    groups = 1 if with_code else 0
+    net = ActionDenoiser(num_actions=N_ACTIONS, context_length=K, latent_channels=C, latent_size=S,
+                         block_out_channels=(16, 16), action_dim=8, norm_num_groups=8,
+                         chance_groups=groups, chance_values=4)
+    chance = ChanceCode(N_ACTIONS, K, C, S, groups=1, values=4, width=8, hidden=32) if with_code else None
+    params = list(net.parameters()) + (list(chance.parameters()) if chance is not None else [])
+    opt = torch.optim.AdamW(params, lr=2e-3)
+    noise = train_scheduler("sample")
+    for _ in range(steps):
+        context, actions, z0 = _batch(32, gen)
+        t = torch.randint(0, 1000, (32,), generator=gen)
+        zt = noise.add_noise(z0, torch.randn(z0.shape, generator=gen), t)
+        code, prior_loss = None, 0.0
+        if chance is not None:  # the teacher stage's pieces (train/teacher.py)
+            posterior = chance.posterior(context, actions, z0)
+            code = straight_through(posterior, gen, noise=False)  # the stage's default: the posterior's likeliest value
+            prior_loss = F.cross_entropy(chance.prior(context, actions).flatten(0, 1), code.argmax(-1).flatten())
+        loss = (net(zt, t, context, actions, torch.zeros(32), code) - z0).square().mean() + prior_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    meta = {"game": "two_places", "frame_size": 32, "action_names": ["NOOP", "FIRE"], "context_noise": 0.0,
+            "prediction_type": "sample", "context_length": K}
+    vae = TinyAutoencoder(latent_channels=C, width=8, encoder_blocks=1, decoder_blocks=1)
+    return WorldModel(vae, net, meta, chance=chance)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[bool, WorldModel]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ~10 s for both; two threads beside anything else stall for minutes
+    try:
+        return {False: _train(False), True: _train(True)}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sample(model: WorldModel, temperature: float = 1.0) -> tuple[torch.Tensor, Sampler]:
+    """DRAWS one-step samples from the empty field, each with its own generator state; (n, 2) the
+    mean brightness at each place, in [0, 1]."""
+    sampler = Sampler(model, "lcm")
+    sampler.chance_temperature = temperature
+    context, actions, _ = _batch(DRAWS, torch.Generator().manual_seed(1))
+    z = sampler.step(context, actions, steps=1, generator=torch.Generator().manual_seed(2))
+    lit = torch.stack([z[:, :, r, c].mean((1, 2, 3)) for r, c in PLACES], 1)
+    return ((lit + 1) / 2).clamp(0, 1), sampler
+
+
+def _clean(lit: torch.Tensor) -> torch.Tensor:
+    """Per sample: one place whole (> 0.8) and the other empty (< 0.2)."""
+    return (lit.max(1).values > 0.8) & (lit.min(1).values < 0.2)
+
+
+def test_without_the_code_one_step_draws_the_blend(models) -> None:
+    """The mean of the two outcomes: both places part-lit in many frames (measured 50 %; the start
+    noise tilts the rest one way or the other), one clean object in few (measured 36 %)."""
+    lit, _ = _sample(models[False])
+    both_part_lit = ((lit > 0.2) & (lit < 0.8)).all(1).float().mean()
+    assert both_part_lit > 0.3, lit[:4]
+    assert _clean(lit).float().mean() < 0.6
+
+
+def test_with_the_code_each_frame_shows_one_whole_object_at_fair_odds(models) -> None:
+    lit, sampler = _sample(models[True])
+    assert _clean(lit).all(), lit[~_clean(lit)][:4]  # measured: 256 of 256
+    first = (lit[:, 0] > lit[:, 1]).float().mean()
+    assert 0.35 <= first <= 0.65, first
+    assert sampler.last_code.shape == (DRAWS, 1)
+    assert usage(sampler.last_code, 4)[0] > 1.5  # the code is alive: more than one value drawn
+
+
+def test_temperature_zero_takes_the_most_likely_code(models) -> None:
+    model = models[True]
+    context, actions, _ = _batch(8, torch.Generator().manual_seed(3))
+    logits = model.chance(context, actions)
+    sampler = Sampler(model, "lcm")
+    sampler.chance_temperature = 0.0
+    sampler.step(context, actions, steps=1, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(sampler.last_code, logits.argmax(-1))
+    g0, g1 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    draw(logits, g0, 0.0)
+    draw(logits, g1, 1.0)
+    assert torch.equal(g0.get_state(), g1.get_state())  # the temperature never shifts the sampling noise after it
+
+
+def test_a_forced_code_replaces_the_draw_and_keeps_the_generator_in_step(models) -> None:
+    """What a recorded session's regeneration relies on."""
+    model = models[True]
+    context, actions, _ = _batch(1, torch.Generator().manual_seed(6))
+    sampler = Sampler(model, "lcm")
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    sampler.step(context, actions, steps=1, generator=g1)
+    drawn = sampler.last_code.clone()
+    other = (drawn + 1) % 4
+    sampler.force_code(other)
+    sampler.step(context, actions, steps=1, generator=g2)
+    assert torch.equal(sampler.last_code, other)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_a_mismatched_chance_part_is_one_line(tmp_path, models) -> None:
+    model = models[True]
+    bad = ChanceCode(N_ACTIONS, K, C, S, groups=2, values=4, width=8, hidden=32)
+    broken = WorldModel(model.vae, model.denoiser, {**model.metadata, "game_config": {}}, chance=bad)
+    from worldgame.models.checkpoint_checks import check_chance
+
+    with pytest.raises(WorldgameError, match="mixes parts"):
+        check_chance(tmp_path / "worldgame.json", broken.denoiser, broken.chance)
+    with pytest.raises(WorldgameError, match="no chance/"):
+        check_chance(tmp_path / "worldgame.json", model.denoiser, None)
+
+
+# --- a checkpoint with a code, through the commands a user runs ---------------------------------------
+
+def test_a_session_with_drawn_codes_regenerates_bit_identically(tmp_path, run_cli, tiny_chance_checkpoint) -> None:
+    """`play record=true` records each frame's code (the ``chance`` column); `replay regenerate=true`
+    forces the recorded codes and reproduces every frame."""
+    import json
+
+    from worldgame.data.episode import read_episode
+
+    r = run_cli("play", f"checkpoint={tiny_chance_checkpoint}", "fps=0", "frames=20", "record=true",
+                f"sessions={tmp_path / 'sessions'}", "seed=1", timeout=300)
+    assert r.returncode == 0, r.stderr
+    (session,) = (tmp_path / "sessions").glob("*.wgep")
+    codes = read_episode(session).timings_ms["chance"][1:]
+    assert len(set(codes.tolist())) > 1 and (codes == codes.round()).all()  # drawn, not one code for all
+    r = run_cli("replay", f"path={session}", "regenerate=true", "device=cpu", timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["identical"] and result["max_abs_diff"] == 0
+
+
+def test_the_prior_on_onnx_equals_torch(tiny_chance_checkpoint) -> None:
+    from worldgame.models.backends import attach
+
+    model = WorldModel.from_pretrained(tiny_chance_checkpoint, device="cpu")
+    sampler = Sampler(model)
+    assert attach(sampler, "onnx", threads=1) == "onnx"
+    prior = sampler._prior_fast[1]
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(1, 2, 4, 16, 16, generator=g)
+    actions = torch.randint(0, len(model.action_names), (1, 2), generator=g)
+    with torch.inference_mode():
+        assert torch.allclose(prior(context, actions), model.chance(context, actions), atol=1e-5)
+    # and the dream draws through it: the same code as the torch prior from the same generator state
+    torch_sampler = Sampler(model)
+    for s in (sampler, torch_sampler):
+        s.step(context, actions, steps=1, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sampler.last_code, torch_sampler.last_code)
+
+
+def test_a_denoiser_with_a_code_but_no_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkpoint) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_chance_checkpoint, broken)
+    shutil.rmtree(broken / "chance")
+    r = run_cli("play", f"checkpoint={broken}", "fps=0", "frames=2", timeout=300)
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+    assert "no chance/" in lines[-1] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("damage", ["nan", "class", "shape"])
+def test_a_crafted_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkpoint, damage) -> None:
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_chance_checkpoint, broken)
+    part = broken / "chance"
+    if damage == "nan":
+        (weights,) = part.glob("*.safetensors")
+        tensors = load_file(weights)
+        first = next(iter(tensors))
+        tensors[first] = torch.full_like(tensors[first], float("nan"))
+        save_file(tensors, weights)
+    else:
+        config = json.loads((part / "config.json").read_text())
+        config.update({"_class_name": "os.system"} if damage == "class" else {"width": 4096})
+        (part / "config.json").write_text(json.dumps(config))
+    r = run_cli("play", f"checkpoint={broken}", "fps=0", "frames=2", timeout=300)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "chance" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+def test_the_diversity_loss_is_zero_when_every_value_is_used_and_largest_for_one() -> None:
+    even = torch.zeros(4, 2, 4)  # a flat posterior: the batch's mean uses every value
+    one = torch.full((4, 2, 4), -30.0)
+    one[..., 0] = 30.0  # every frame the same value: a dead code
+    assert diversity_loss(even) < 1e-6 and diversity_loss(one) > 1.3  # log 4 = 1.39
