@@ -190,7 +190,7 @@ class Dream:
         sampler = self.sampler
         if sampler.chance is None or sampler.last_code is None or not self._chance_fits:
             return None
-        return float(pack(sampler.last_code, sampler.chance.config.values)[0])
+        return float(pack(sampler.last_code[0].tolist(), sampler.chance.config.values))
 
     def force_chance(self, packed: float) -> None:
         """The next step draws its code as usual but uses the recorded ``packed`` one."""

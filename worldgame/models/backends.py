@@ -152,21 +152,31 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
 def _accelerate_prior(sampler: Sampler, threads: int) -> None:
     """The chance prior's batch-1 forward on ONNX Runtime (exported in memory, as the heads are),
     checked against torch on random latents; one that fails keeps torch, with a note."""
-    model, prior = sampler.model, sampler.chance
+    model = sampler.model
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
-    args = (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long))
+    runner = _checked_runner("chance prior", sampler.chance, (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long)),
+                             ("logits",), threads)
+    if runner is not None:
+        sampler.accelerate_prior(1, runner)
+
+
+def _checked_runner(name: str, net: torch.nn.Module, args: tuple[torch.Tensor, ...], outputs: tuple[str, ...],
+                    threads: int) -> _HeadRunner | None:
+    """``net`` at batch 1 on ONNX Runtime, exported in memory and checked against torch on a random
+    latent window (the other inputs as ``args``); None, with a note, when it fails (torch stays)."""
     g = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
     try:
-        runner = _HeadRunner(prior, args, ("logits",), threads)
-        probe = (torch.randn(1, k, c, s, s, generator=g), torch.randint(0, prior.config.num_actions, (1, k), generator=g))
+        runner = _HeadRunner(net, args, outputs, threads)
+        probe = (torch.randn(args[0].shape, generator=g),) + args[1:]
         with torch.inference_mode():
-            diff = float((runner(*probe) - prior(*probe)).abs().max())
+            ref = _as_tuple(net(*probe))
+        diff = max(float((a - b).abs().max()) for a, b in zip(_as_tuple(runner(*probe)), ref))
         if not diff <= CHECK_TOLERANCE:
             raise WorldgameError(f"its ONNX export differs from torch by {diff:.3g}")
     except WorldgameError as e:
-        print(f"note: the chance prior stays on torch: {e}", file=sys.stderr)
-        return
-    sampler.accelerate_prior(1, runner)
+        print(f"note: the {name} stays on torch: {e}", file=sys.stderr)
+        return None
+    return runner
 
 
 def _each(fn):
@@ -189,7 +199,6 @@ def accelerate_heads(heads: Heads, threads: int = 1) -> None:
     on random latents; one that fails keeps torch, with a note."""
     model = heads.model
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
-    g = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
     for name, module in (("event head", model.events), ("agent", model.agent)):
         if module is None:
             continue
@@ -197,16 +206,8 @@ def accelerate_heads(heads: Heads, threads: int = 1) -> None:
         net = _Policy(module) if agent else module
         args = (torch.zeros(1, k, c, s, s),) if agent else (torch.zeros(1, k, c, s, s), torch.zeros(1, dtype=torch.long))
         outputs = ("logits",) if agent else ("logits", "end")
-        try:
-            runner = _HeadRunner(net, args, outputs, threads)
-            probe = (torch.randn(1, k, c, s, s, generator=g),) + args[1:]
-            with torch.inference_mode():
-                ref = _as_tuple(net(*probe))
-            diff = max(float((a - b).abs().max()) for a, b in zip(_as_tuple(runner(*probe)), ref))
-            if not diff <= CHECK_TOLERANCE:
-                raise WorldgameError(f"its ONNX export differs from torch by {diff:.3g}")
-        except WorldgameError as e:
-            print(f"note: the {name} stays on torch: {e}", file=sys.stderr)
+        runner = _checked_runner(name, net, args, outputs, threads)
+        if runner is None:
             continue
         if agent:
             heads.policy = runner

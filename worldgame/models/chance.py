@@ -127,9 +127,9 @@ def draw(logits: torch.Tensor, generator: torch.Generator | None, temperature: f
     return (logits.float() / temperature + noise).argmax(-1)
 
 
-def pack(codes: torch.Tensor, values: int) -> torch.Tensor:
-    """(B, G) codes -> (B,) one whole number each (group g counts values**g): a session column."""
-    return (codes.long() * values ** torch.arange(codes.shape[1], device=codes.device)).sum(1)
+def pack(code: list[int], values: int) -> int:
+    """One frame's G values -> one whole number (group g counts values**g): a session column."""
+    return sum(int(v) * values**g for g, v in enumerate(code))
 
 
 def unpack(packed: int, groups: int, values: int) -> torch.Tensor:
