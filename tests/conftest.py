@@ -12,7 +12,7 @@ import pytest
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
-# the ONNX export cache (models/backends.py) of tiny test checkpoints stays out of ~/.cache
+# the ONNX export cache (models/backends/) of tiny test checkpoints stays out of ~/.cache
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="worldgame-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent

@@ -258,7 +258,7 @@ def test_the_agent_plays_the_real_game_through_its_autoencoder(agent_checkpoint:
     steps = session.timings_ms["event"] == EVENT_STEP
     assert steps.sum() == 6 and (session.actions[steps] == AGENT_MOVE).all()
     r = run_cli("play", "engine=real", f"checkpoint={tmp_path / 'none'}", "agent=true", "frames=1", "fps=0")
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such folder" in r.stderr, r.stderr
 
 
 def test_heads_run_on_onnx_with_the_modules_decisions(tiny_checkpoint: Path, tmp_path: Path) -> None:

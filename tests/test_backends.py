@@ -1,4 +1,4 @@
-"""Inference backends (models/backends.py) and the prepared LCM sampler (schedulers.LCMPlan).
+"""Inference backends (models/backends/) and the prepared LCM sampler (sampler_lcm.LCMPlan).
 
 Real code paths: tiny checkpoints, the real diffusers LCMScheduler as the reference, real
 onnxruntime; the ONNX cache goes to a temporary XDG_CACHE_HOME.
@@ -104,7 +104,7 @@ def test_onnx_matches_torch_within_tolerance(tiny_checkpoint):
 def test_cache_is_keyed_by_weights_and_hash_checked(tiny_checkpoint, cache, monkeypatch, capfd):
     exports = []
     real_export = backends._export
-    monkeypatch.setattr(backends, "_export", lambda *a: exports.append(a[2]) or real_export(*a))
+    monkeypatch.setattr(backends.runner, "_export", lambda *a: exports.append(a[2]) or real_export(*a))
     model = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
     assert backends.attach(Sampler(model), "onnx") == "onnx" and len(exports) == 2
     key = backends.weights_key(model)

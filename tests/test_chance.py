@@ -228,3 +228,30 @@ def test_the_diversity_loss_is_zero_when_every_value_is_used_and_largest_for_one
     one = torch.full((4, 2, 4), -30.0)
     one[..., 0] = 30.0  # every frame the same value: a dead code
     assert diversity_loss(even) < 1e-6 and diversity_loss(one) > 1.3  # log 4 = 1.39
+
+
+def test_a_teacher_without_a_code_warm_starts_one_with_it(tiny_checkpoint, tmp_path):
+    """train.teacher.init from a code-less teacher: every shared weight copied, the code's columns of
+    cond_proj zero, so at step 0 the coded model predicts exactly what the old one did, whatever the
+    code (issue 30's warm start); a differently shaped model is still refused."""
+    import shutil
+
+    from worldgame.train.teacher import _init_weights
+
+    folder = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, folder)
+    shutil.copytree(folder / "denoiser", folder / "teacher")
+    old = WorldModel.from_pretrained(folder, device="cpu", teacher=True).teacher
+    shape = {k: v for k, v in old.config.items() if not k.startswith(("_", "chance_"))}
+    coded = _init_weights(folder, ActionDenoiser(**shape, chance_groups=2, chance_values=4, chance_dim=8))
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(3, 4, 16, 16, generator=g), torch.randn(3, 2, 4, 16, 16, generator=g)
+    actions, t, noise = torch.randint(0, 6, (3, 2), generator=g), torch.tensor([10, 500, 900]), torch.full((3,), 0.05)
+    with torch.no_grad():
+        want = old(x, t, ctx, actions, noise)
+        for code in ([0, 0], [3, 1]):
+            got = coded(x, t, ctx, torch.cat([actions, torch.tensor([code] * 3)], 1), noise)
+            assert torch.equal(got, want)
+    wider = {**shape, "action_dim": shape["action_dim"] * 2}
+    with pytest.raises(WorldgameError, match="another shape"):
+        _init_weights(folder, ActionDenoiser(**wider, chance_groups=2, chance_values=4, chance_dim=8))

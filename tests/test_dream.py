@@ -1,10 +1,8 @@
 """The per-frame path: the UI-free Dream, the real game played only when looked at (LockstepGame),
-the model engine's explicit interface, one sampling loop for training and play, no import cycles."""
+the model engine's explicit interface, one sampling loop for training and play (the import layers
+and cycles: tests/test_layers.py)."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,29 +154,3 @@ def test_training_validation_and_play_sample_with_one_loop(tiny_checkpoint):
                          context_noise=model.context_noise, generator=g_train)
         played = Sampler(model, "lcm").step(context, actions, steps, g_play)
         assert torch.equal(trained, played) and torch.equal(g_train.get_state(), g_play.get_state())
-
-
-def test_engine_frontend_commands_import_no_cycles_and_the_engine_no_ui():
-    """Every import among the engine, the window front-end and the commands counts (module level, in
-    functions, type-checking only): no cycles, and the engine (what the window and the web page both
-    drive) imports neither the front-end nor the commands."""
-    packages = ("engine", "frontend", "commands")
-    root = Path(__file__).resolve().parent.parent / "worldgame"
-    graph: dict[str, set[str]] = {}
-    for package in packages:
-        for path in (root / package).glob("*.py"):
-            deps = set()
-            for node in ast.walk(ast.parse(path.read_text())):
-                module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
-                parts = module.split(".")
-                if len(parts) == 3 and parts[0] == "worldgame" and parts[1] in packages:
-                    deps.add(f"{parts[1]}.{parts[2]}")
-            graph[f"{package}.{path.stem}"] = deps
-    assert len(graph) > 20
-
-    def reaches(start: str, target: str, seen: set[str]) -> bool:
-        return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph.get(start, ()))
-
-    assert [m for m in graph if reaches(m, m, {m})] == []
-    assert {m: sorted(d for d in deps if not d.startswith("engine.")) for m, deps in graph.items()
-            if m.startswith("engine.") and any(not d.startswith("engine.") for d in deps)} == {}

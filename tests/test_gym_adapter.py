@@ -245,3 +245,12 @@ def test_tracker_reads_a_resized_frame_as_the_native_one():
         both += native[0] is not None
     assert both > 100 and disagree <= 4, (both, disagree)  # the ball is in play most of the time, and seen in both
     assert max(errors) < 3  # native rows
+
+
+def test_an_atari_command_exits_without_leak_reports(tmp_path, run_cli):
+    """The ALE env is closed before the command freezes its heap at exit: no ~20 lines of
+    "nanobind: leaked instances" that read as a crash (issue 31's rough edges)."""
+    pytest.importorskip("ale_py")
+    r = run_cli("play", "checkpoint=checkpoints/boxing", "frames=3", "fps=0", f"sessions={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "nanobind" not in r.stderr and "leaked" not in r.stderr, r.stderr[-800:]

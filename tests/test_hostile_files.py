@@ -2,7 +2,7 @@
 
 Issue 19, items 1 and 4. Every user file is stat'ed before it is opened (a FIFO would block the
 open, ``/dev/zero`` never ends, a sparse 8 GB file costs no disk but would cost 8 GB of memory),
-and the ONNX export cache (models/backends.py) is untrusted input: private folders only, bounded
+and the ONNX export cache (models/backends/) is untrusted input: private folders only, bounded
 regular files only, checked against torch on random timesteps, exported again when wrong.
 
 Each case must end within 10 s (the ``deadline`` fixture turns a hang into a failure). The
@@ -297,7 +297,7 @@ def test_an_export_wrong_even_when_fresh_names_the_cache(tiny_checkpoint, cache,
     model = _model(tiny_checkpoint)
     folder = _plant(model, _timestep_dependent_wrong(model))
     real_export = backends._export
-    monkeypatch.setattr(backends, "_export", lambda module, *a: real_export(
+    monkeypatch.setattr(backends.runner, "_export", lambda module, *a: real_export(
         _WrongOffProbe(module) if module is model.denoiser else module, *a))
     with pytest.raises(WorldgameError) as e:
         backends.attach(Sampler(model), "onnx")

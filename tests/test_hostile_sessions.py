@@ -158,6 +158,7 @@ def session_cases(session: Path, root: Path) -> dict[str, tuple[Path, str]]:
         # per-frame columns the Driver is fed
         "column_lcm_steps_99": ({"columns": {"lcm_steps": col(99)}}, "lcm_steps"),
         "column_lcm_steps_nan": ({"columns": {"lcm_steps": col(np.nan)}}, "lcm_steps"),
+        "column_lcm_steps_1e30": ({"columns": {"lcm_steps": col(1e30)}}, "lcm_steps"),
         "column_fusion_mode_7": ({"columns": {"fusion_mode": col(7)}}, "fusion_mode"),
         "column_event_9": ({"columns": {"event": col(9)}}, "event"),
         "column_context_noise_inf": ({"columns": {"context_noise": col(np.inf)}}, "context_noise"),
@@ -240,3 +241,19 @@ def test_a_session_whose_checkpoint_holds_a_fifo_part_does_not_hang(session: Pat
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert json.dumps(str(checkpoint))[1:-1] in lines[0] or "FIFO" in lines[0], lines[0]
+
+
+def test_regenerate_states_its_work_and_refuses_above_max_steps(session: Path, tmp_path: Path) -> None:
+    """A session is a file from anywhere: it may ask 1,000 teacher steps on every row. regenerate
+    counts the work (the rows' steps) before anything loads and refuses above ``max_steps`` in one
+    line that says how to run it anyway (issue 33 item 3)."""
+    rows = len(read_episode(session))
+    heavy = craft(session, tmp_path / "heavy.wgep", meta={"sampler": "teacher"},
+                  columns={"lcm_steps": np.full(rows, 1000, np.float32)})
+    regen = ["regenerate=true", "device=cpu", "progress=false"]
+    got = run_driver([("heavy", ["replay", f"path={heavy}", *regen, "max_steps=10000"]),
+                      ("small_cap", ["replay", f"path={session}", *regen, "max_steps=1"])], tmp_path, timeout=120)
+    line = assert_one_line(got["heavy"], needle=f"{(rows - 1) * 1000:,} network steps")
+    assert f"pass max_steps={(rows - 1) * 1000}" in line and "up to 1000 steps each" in line
+    assert got["heavy"]["seconds"] < CASE_SECONDS
+    assert "pass max_steps=" in assert_one_line(got["small_cap"], needle="max_steps=1")

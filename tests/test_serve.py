@@ -370,9 +370,36 @@ def test_page_in_a_real_browser(tiny_checkpoint, tmp_path):
             assert f"view {view}" in driver.find_element(By.ID, "hud").text
             if view == "lcm_steps":
                 time.sleep(0.3)
-                assert driver.execute_script(sample)[2] == 4 * 400  # 4 steps: four panels, shrunk to fit 1600 px
+                room = driver.execute_script("return document.body.clientWidth")
+                assert driver.execute_script(sample)[2] <= max(320, room)  # 4 steps: four panels, shrunk to fit the page
+            if view == "world_model":  # its two panels are labelled, as in the window
+                deadline = time.monotonic() + 5
+                captions = []
+                while time.monotonic() < deadline and "real game" not in captions:
+                    captions = driver.execute_script("return (window.worldgame.stats || {}).captions || []")
+                    time.sleep(0.05)
+                assert captions == ["real game", "model"], captions
+        # the table's pause reaches the page: its button (lit while paused) holds the canvas, the P key goes on
+        pause = driver.find_element(By.ID, "command-pause")
+        assert pause.text == "pause (P)"
+
+        def lit() -> bool:
+            return "on" in (pause.get_attribute("class") or "").split()
+
+        for press, on in ((pause.click, True), (lambda: webdriver.ActionChains(driver).send_keys("p").perform(), False)):
+            press()
+            deadline = time.monotonic() + 5
+            while lit() != on and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert lit() == on
+            time.sleep(0.3)  # the frames in flight
+            before = driver.execute_script(sample)
+            time.sleep(0.6)
+            after = driver.execute_script(sample)
+            assert after[0] > before[0], "no frames come"
+            assert (after[1] == before[1]) == on, "the canvas changes while paused" if on else "the dream does not go on"
         hud = driver.find_element(By.ID, "hud").text
-        assert "LCM denoise" in hud and "VAE decode" in hud and "FPS" in hud
+        assert "denoise (all steps)" in hud and "VAE decode" in hud and "FPS" in hud
         logs = driver.get_log("browser") if hasattr(driver, "get_log") else []
         assert not [entry for entry in logs if entry.get("level") == "SEVERE"], logs
     finally:
@@ -475,5 +502,45 @@ def test_the_page_gets_its_step_set_and_commands_from_hello(tiny_checkpoint, tmp
             while (await ws.receive(timeout=10)).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED):
                 pass
             assert ws.close_code == 1008
+
+    asyncio.run(main())
+
+
+def test_the_page_pauses_through_the_table(tiny_checkpoint, tmp_path):
+    """P (the table's pause control, sent as a command) holds the dream in the page as in the window:
+    frames keep coming but stop changing, '.' steps exactly one, P again goes on; the stats say so."""
+
+    async def stats_until(ws, paused: bool) -> dict:
+        for _ in range(80):
+            stats = await _until_text(ws, "stats")
+            if stats["controls"].get("pause") is paused:
+                return stats
+        raise AssertionError(f"the stats never said pause={paused}")
+
+    async def main():
+        async with served(_cfg(tiny_checkpoint, tmp_path)) as client:
+            ws = await client.ws_connect("/ws")
+            hello = await _hello(ws)
+            assert {"value": "pause", "label": "pause", "keys": ["p"]} in hello["commands"]  # a button, key P
+            await _frames(ws, 3)
+            await ws.send_str(json.dumps({"type": "command", "value": "pause"}))
+            stats = await stats_until(ws, True)
+            assert stats["notice"].startswith("paused")
+            await _frames(ws, 1)  # the frame that went out with those stats
+            held = {rgb for *_, rgb in await _frames(ws, 6)}
+            assert len(held) == 1, "frames change while paused"
+            await ws.send_str(json.dumps({"type": "command", "value": "step_once"}))
+            stepped = None
+            for _ in range(60):
+                ((*_, rgb),) = await _frames(ws, 1)
+                if rgb not in held:
+                    stepped = rgb
+                    break
+            assert stepped is not None, "'.' did not step a frame"
+            assert {rgb for *_, rgb in await _frames(ws, 4)} == {stepped}  # one frame, then held again
+            await ws.send_str(json.dumps({"type": "command", "value": "pause"}))
+            await stats_until(ws, False)
+            assert len({rgb for *_, rgb in await _frames(ws, 6)}) > 1, "the dream does not go on"
+            await ws.close()
 
     asyncio.run(main())

@@ -1,4 +1,4 @@
-"""The README's speed table: `worldgame bench` of this tree (onnx and torch backends) against a
+"""The speed table of docs/results.md: `worldgame bench` of this tree (onnx and torch backends) against a
 baseline commit, interleaved in one run (machines of one kind differ up to 2x: only same-run
 ratios mean anything).
 

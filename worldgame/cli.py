@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": ("worldgame.commands.bench", "measure play speed headless; prints one JSON line"),
     "replay": ("worldgame.commands.replay", "play back or export an episode or session"),
     "serve": ("worldgame.commands.serve", "serve the game as a web page (one dream per player)"),
+    "export-web": ("worldgame.commands.export_web", "write a static web page that plays the dream in the browser"),
 }
 # -m sweeps run on hydra's joblib launcher (conf/base.yaml), each job with one torch thread (threads=0).
 # These commands' sweeps run one job at a time: parallel jobs would distort the speed they measure.
@@ -30,7 +31,7 @@ OWN_OUT = {"eval"}
 # the setting a bare first argument (no '=') stands for: `worldgame replay sessions/x.wgep`
 POSITIONAL = {"replay": "path"}
 USAGE = "usage: worldgame <command> [key=value ...] [-m]\n       worldgame --version\n\ncommands:\n" + "\n".join(
-    f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()
+    f"  {name:<10} {doc}" for name, (_, doc) in COMMANDS.items()
 ) + "\n\nShow a command's settings: worldgame <command> --cfg job"
 
 
@@ -57,15 +58,6 @@ def version() -> str:
         from worldgame import __version__
 
         return __version__
-
-
-def config_dir() -> Path:
-    """conf/ beside the package in a source checkout, or the copy inside an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "conf", here / "_conf"):
-        if candidate.is_dir():
-            return candidate
-    raise WorldgameError("the conf/ folder is missing; reinstall worldgame")
 
 
 def _one_line(e: BaseException) -> str:
@@ -97,6 +89,8 @@ def _keys(command: str) -> list[str]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from worldgame.settings import config_dir
+
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         cfg = OmegaConf.to_container(compose(config_name=command), resolve=False)
     flat: list[str] = []
@@ -114,6 +108,8 @@ def _keys(command: str) -> list[str]:
 def _compose(command: str, overrides: list[str]) -> Any:
     """Compose once before hydra runs so a typo is one line, not hydra's multi-line report."""
     from hydra import compose, initialize_config_dir
+
+    from worldgame.settings import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         return compose(config_name=command, overrides=overrides, return_hydra_config=True)
@@ -216,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides[0] = f"{POSITIONAL[command]}={_quoted(overrides[0])}"  # `worldgame replay x.wgep` as users type it
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from checkpoints/, never a hub
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from worldgame.settings import check_overrides, validate  # registers the schemas in hydra's ConfigStore
+    from worldgame.settings import check_overrides, config_dir, validate  # registers the ConfigStore schemas
 
     try:
         check_overrides(command, overrides)  # a value of the wrong type: our line, which names the setting

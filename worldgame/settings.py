@@ -10,22 +10,22 @@ a mapping here, checked there.
 """
 
 import enum
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import II, DictConfig, ListConfig, OmegaConf
 
-from worldgame.engine.engines import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
-from worldgame.engine.views import View  # the view modes (the loop's M key cycles them)
-from worldgame.frontend.tsr import Interpolation  # how in-between frames are made (display_hz)
+from worldgame.errors import WorldgameError
 from worldgame.games.registry import resolve as resolve_game
 from worldgame.schema import SettingError, check, setting, show
+from worldgame.vocabulary import PHI, STEP_COUNTS, Interpolation, View  # the shared words
+from worldgame.vocabulary import FusionMode as Fusion  # the fusion modes (the loop's F key cycles them)
 
 SEED_MAX = 2**32 - 1
-STEP_COUNTS = (1, 2, 4, 8)  # sampling steps the play samplers run (keys 1/2/4/8; prepared before play)
 TEACHER_STEPS_MAX = 1000  # sampler=teacher: DDIM steps of the undistilled reference
-PHI = 1.618033988749895  # the golden ratio: fusion's default decay base
 
 
 def check_steps(name: str, steps: Any, sampler: str | None) -> None:
@@ -65,6 +65,42 @@ def _path(value: Any) -> str | None:
     return None
 
 
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def _checkpoint(value: Any) -> str | None:
+    """A checkpoint folder that exists (said at once, before torch loads, with the likeliest folder
+    meant); null is the shipped one."""
+    bad = _path(value)
+    if bad is not None or value is None or Path(str(value)).is_dir():
+        return bad
+    return f"no such folder{did_you_mean(Path(str(value)))}"
+
+
+def did_you_mean(path: Path) -> str:
+    """``; did you mean X?`` among the folders beside ``path`` and the shipped checkpoints, by name
+    (or the shipped ones listed); at most 256 entries of each folder are looked at."""
+    import difflib
+    import itertools
+
+    shipped = Path(os.path.relpath(SHIPPED_CHECKPOINTS)) if SHIPPED_CHECKPOINTS.is_relative_to(Path.cwd()) else SHIPPED_CHECKPOINTS
+    candidates: dict[str, Path] = {}
+    for folder, shown in ((SHIPPED_CHECKPOINTS, shipped), (path.parent, path.parent)):
+        try:
+            entries = list(itertools.islice(os.scandir(folder), 256)) if folder.is_dir() else []
+        except OSError:
+            entries = []
+        candidates |= {e.name: shown / e.name for e in entries if e.is_dir(follow_symlinks=False)}
+    near = difflib.get_close_matches(path.name, list(candidates), n=1, cutoff=0.75)
+    if near:
+        return f"; did you mean {candidates[near[0]]}?"
+    try:
+        games = sorted(e.name for e in os.scandir(SHIPPED_CHECKPOINTS) if e.is_dir())[:6]
+    except OSError:
+        games = []
+    return f"; the shipped ones are {', '.join(str(shipped / g) for g in games)}" if games else ""
+
+
 # --- one enum per concept (StrEnum: a member equals its name as text, and prints as it) --------------
 class Engine(enum.StrEnum):
     model = "model"  # the world model dreams the game
@@ -80,7 +116,7 @@ class Backend(enum.StrEnum):
 
 class Precision(enum.StrEnum):
     fp32 = "fp32"
-    int8 = "int8"  # ONNX Runtime static quantization, calibrated on a short dream of the game (models/backends.py)
+    int8 = "int8"  # ONNX Runtime static quantization, calibrated on a short dream of the game (models/backends/)
 
 
 class Policy(enum.StrEnum):
@@ -116,7 +152,7 @@ class Prediction(enum.StrEnum):
 # --- the model and speed settings play, bench and serve share ----------------------------------------
 @dataclass
 class Runtime:
-    checkpoint: str | None = setting(None, check=_path)  # checkpoint folder; null = the one shipped for the game (checkpoints/<game>)
+    checkpoint: str | None = setting(None, check=_checkpoint)  # checkpoint folder; null = the one shipped for the game (checkpoints/<game>)
     steps: int = setting(4, choices=list(STEP_COUNTS))  # sampling steps per frame: 1, 2, 4 or 8 (keys 1/2/4/8)
     sampler: Sampler | None = None  # null = the checkpoint's play default (worldgame.json "play"; lcm if none) | lcm | ddim | dpmsolver (docs/fidelity.md)
     spacing: Spacing | None = None  # ddim / dpmsolver timestep spacing: leading | trailing | linspace (null = the sampler's default)
@@ -129,7 +165,7 @@ class Runtime:
     optimize: bool = True  # prepare the fast path (trace the denoiser; backend=torch)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads; 0 = auto (1 on CPU: faster than 2 on a 2-core machine, and robust to load)
     backend: Backend = Backend.auto  # auto (onnx on CPU when onnxruntime works, else torch) | torch | onnx
-    precision: Precision | None = None  # ONNX Runtime: fp32 | int8 (null = the measured default, README "Precision"); int8 needs backend=onnx or auto
+    precision: Precision | None = None  # ONNX Runtime: fp32 | int8 (null = the measured default, docs/results.md "Precision"); int8 needs backend=onnx or auto
     chance_temperature: float = setting(1.0, ge=0.0, le=10.0)  # chance code (where the checkpoint has one): 1 = drawn at the prior's odds, 0 = the most likely code
     agent: bool = False  # the checkpoint's agent plays from the start (attract mode; key G hands the controls over at any time)
     game: dict[str, Any] = field(default_factory=dict)  # the game: the defaults list's `game:` choice (conf/game/*.yaml); a checkpoint names its own
@@ -211,11 +247,23 @@ class ReplaySettings:
     progress: bool = True  # export and regenerate: show a progress bar
     regenerate: bool = False  # model sessions: re-run the model on the recorded actions and compare frames
     device: str = setting("auto", check=_device)  # regenerate only: auto | cpu | cuda | mps
+    # regenerate only: the most network steps (frames x sampling steps) a session may ask for; a
+    # session is a file from anywhere, and 2M steps is about two hours of one CPU core
+    max_steps: int = setting(2_000_000, ge=1, le=10**10)
+
+
+@dataclass
+class ExportWebSettings:
+    checkpoint: str | None = setting(None, check=_checkpoint)  # checkpoint folder; null = the one shipped for the built-in game (checkpoints/bouncer)
+    out: str = setting("site", check=_path)  # the folder written: new, empty, or a previous export (never the checkpoint); serve it with `python -m http.server -d site`
+    seeds: int = setting(8, ge=1, le=256)  # real start contexts written: the game reset at seeds 0..N-1, its first K frames encoded (Backspace cycles them)
+    steps: int = setting(4, choices=list(STEP_COUNTS))  # the page's sampling steps when it opens (keys 1/2/4/8 change them)
+    ort_web: str | None = setting(None, check=_path)  # a folder holding ONNX Runtime Web's files; null = $WORLDGAME_ORT_WEB, else the cache, fetched with `npm pack` when missing
 
 
 @dataclass
 class EvalSettings:
-    checkpoint: str | None = setting(None, check=_path)  # null = the shipped checkpoint of the built-in game
+    checkpoint: str | None = setting(None, check=_checkpoint)  # null = the shipped checkpoint of the built-in game
     device: str = setting("auto", check=_device)
     threads: int = setting(0, ge=0, le=1024)  # torch CPU threads (0 = 1)
     backend: Backend = Backend.torch  # the sampler's network and decoder: torch (batched) | onnx | auto (batch-1 ONNX Runtime sessions, one sample at a time: what play computes)
@@ -458,6 +506,7 @@ SCHEMAS = {
     "replay": ReplaySettings,
     "eval": EvalSettings,
     "train": TrainSettings,
+    "export-web": ExportWebSettings,
 }
 
 
@@ -565,9 +614,24 @@ def _eval_relations(cfg: Any) -> None:
         raise SettingError("object_horizons", cfg.object_horizons, f"at least one must be <= rollout_frames ({cfg.rollout_frames})")
 
 
-def _display_relations(cfg: Any) -> None:
-    from worldgame.frontend.tsr import frames_per_tick  # numpy only
+def frames_per_tick(fps: float, display_hz: float) -> int:
+    """Frames the window shows per model frame: 1 when ``display_hz`` is 0 (off), else
+    ``display_hz / fps``, which must be a whole number of at least 2."""
+    given, fps, display_hz = display_hz, float(fps), float(display_hz)
+    if display_hz == 0:
+        return 1
+    if display_hz < 0:
+        raise SettingError("display_hz", given, "must be 0 (off) or a whole multiple (2x or more) of fps")
+    if fps <= 0:
+        raise SettingError("display_hz", given, "needs a paced model tick: set fps > 0 (or display_hz=0)")
+    n = round(display_hz / fps)
+    if n < 2 or abs(n * fps - display_hz) > 1e-6 * display_hz:
+        choices = ", ".join(f"{k * fps:g}" for k in (2, 3, 4))
+        raise SettingError("display_hz", given, f"must be 0 (off) or a whole multiple of fps={fps:g} ({choices}, ...)")
+    return n
 
+
+def _display_relations(cfg: Any) -> None:
     check_steps("steps", cfg.steps, cfg.sampler)
     _spacing_relation(cfg)
     if cfg.fps is not None:  # play's null: the game's own rate, checked again once known (commands/play.py)
@@ -600,8 +664,15 @@ def load(command: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     outside the CLI, e.g. tests): composed by hydra from conf/, then validated."""
     from hydra import compose, initialize_config_dir
 
-    from worldgame.cli import config_dir
-
     check_overrides(command, list(overrides))  # our line for a value of the wrong type, as the CLI gives
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         return validate(command, compose(config_name=command, overrides=list(overrides)))
+
+
+def config_dir() -> Path:
+    """conf/ beside the package in a source checkout, or the copy inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "conf", here / "_conf"):
+        if candidate.is_dir():
+            return candidate
+    raise WorldgameError("the conf/ folder is missing; reinstall worldgame")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from worldgame.data.episode import Episode, list_episodes, read_episode, read_metadata
+from worldgame.engine.keys import COLUMNS
 from worldgame.errors import WorldgameError
 from worldgame.frontend.export import check_export_path, check_fps, export_episode
 from worldgame.settings import ReplaySettings
@@ -48,6 +49,7 @@ HELP = [
     "Esc      quit",
 ]
 HUD_LINES = 4
+SETTING_COLUMNS = ("event", *(c.name for c in COLUMNS))  # the per-frame settings a session records (not timings)
 
 
 @dataclass
@@ -81,7 +83,7 @@ def run(cfg: ReplaySettings) -> Any:
         print(f"wrote {len(episode)} frames of {files[index]} to {out}")
         result = str(out)
     if cfg.regenerate:
-        result = run_regenerate(files[index], cfg.device, progress=cfg.progress)
+        result = run_regenerate(files[index], cfg.device, progress=cfg.progress, max_steps=cfg.max_steps)
     return result
 
 
@@ -112,7 +114,7 @@ def load(path: Path) -> Episode:
     return episode
 
 
-def run_regenerate(path: Path, device: str, progress: bool = True) -> dict[str, Any]:
+def run_regenerate(path: Path, device: str, progress: bool = True, max_steps: int | None = None) -> dict[str, Any]:
     """Re-run the model of a recorded session; print a summary, then the result as one JSON line.
     ``progress`` shows a progress bar on a terminal."""
     meta = load(path).metadata
@@ -123,12 +125,12 @@ def run_regenerate(path: Path, device: str, progress: bool = True) -> dict[str, 
         )
     from worldgame.engine.session import regenerate  # imports torch: only when asked
 
-    def announce(checkpoint: str) -> None:  # the folder resolved, once the session checks out: torch and the model take seconds
-        print(f"loading {checkpoint} ...", flush=True)
+    def announce(checkpoint: str, work: int) -> None:  # once the session checks out: torch and the model take seconds
+        print(f"loading {checkpoint} ... (then {work:,} network steps)", flush=True)
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*unfinished")  # already noted by load() above
-        result = regenerate(path, device=device, progress=progress, announce=announce)
+        result = regenerate(path, device=device, progress=progress, announce=announce, max_steps=max_steps)
     if result["identical"]:
         print(f"regenerated {result['frames']} frames of {path}: bit-identical to the recording")
     else:
@@ -314,11 +316,15 @@ class _Player:
         action = "(reset)" if t == 0 else (self.names[a] if 0 <= a < len(self.names) else str(a))
         flags = ("  PAUSED" if self.state.paused else "") + ("" if ep.complete else "  unfinished file")
         policy = ep.metadata.get("policy", "?")
-        timings = "  ".join(f"{k} {v[t]:.1f}" for k, v in ep.timings_ms.items() if t < len(v))
+        # the per-frame settings as recorded (steps, fusion, context noise 0.05, the chance code), then timings in ms
+        cols = {k: v[t] for k, v in ep.timings_ms.items() if t < len(v)}
+        settings = "  ".join(f"{k} {v:g}" for k, v in cols.items() if k in SETTING_COLUMNS)
+        ms = "  ".join(f"{k} {v:.1f}" for k, v in cols.items() if k not in SETTING_COLUMNS)
+        timings = "  ".join(x for x in (settings, f"ms  {ms}" if ms else "") if x)
         return [
             f"frame {t}/{len(ep) - 1}  action {action}  policy {policy}{flags}",
             f"reward {ep.rewards[t]:+g}  return {self.returns[t]:g}  done {'YES' if ep.dones[t] else 'no'}",
-            f"ms  {timings}" if timings else "H help",
+            timings or "H help",
         ]
 
 

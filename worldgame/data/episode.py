@@ -417,7 +417,8 @@ def list_episodes(path: str | Path) -> list[Path]:
     """The ``.wgep`` files at ``path`` (a file, or a folder searched recursively), sorted."""
     path = Path(path)
     if not path.exists():
-        raise WorldgameError(f"{path}: no such file or folder")
+        raise WorldgameError(f"{path}: no such file or folder; record episodes there first with "
+                             f"`worldgame collect out={path}` (or name the folder you collected into)")
     if not path.is_dir():
         check_regular(path, f"episode {path}", "pass a .wgep file or a folder of them")
         return [path]

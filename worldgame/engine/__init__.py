@@ -1,5 +1,5 @@
 """The engine: everything one tick needs, free of any UI, driven alike by the window
-(frontend/loop.py) and by each browser tab (commands/serve.py). In reading order:
+(frontend/loop.py) and by each browser tab (commands/serve/). In reading order:
 
     tick_core.py    TickCore: pending events and live settings -> Driver.tick -> panels, recorder, stats, HUD state
     keys.py         the command table (keys, live controls, the page's buttons) and the one key rule
@@ -12,5 +12,7 @@
     views.py        which frames a view shows; hud.py the text under them; stats.py the timings
 
 Around it: factory.py (engines from typed settings, the thread policy), session.py (record, and
-regenerate through the same Driver). A test keeps this package from importing frontend/ or commands/.
+regenerate through the same Driver), calibration.py (precision=int8's calibration dream, handed to
+the fast path by its attach). tests/test_layers.py keeps this package from importing frontend/ or
+commands/ (the shared words -- views, fusion modes, step counts, φ -- are worldgame/vocabulary.py).
 """

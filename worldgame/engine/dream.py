@@ -62,6 +62,8 @@ class Dream:
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
         self.display = Fusion(FusionMode.off, fusion_window, fusion_base)
         self.steps, self._timesteps = 0, []
+        # the context noise this dream steps with (N cycles it): the dream's own, never the shared model's
+        self.context_noise = float(model.context_noise)
         self.nonfinite = 0  # predicted latents holding NaN/inf (should stay 0)
 
     @property
@@ -137,11 +139,12 @@ class Dream:
         return reward, done
 
     def _sample_into(self, context: torch.Tensor, actions: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-        return self.sampler.step(context, actions, steps=self.steps, generator=self.generator, out=out)
+        return self.sampler.step(context, actions, steps=self.steps, generator=self.generator, out=out,
+                                 context_noise=self.context_noise)
 
     def _sample_showing_steps(self, context: torch.Tensor, actions: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return self.sampler.step(context, actions, steps=self.steps, generator=self.generator,
-                                 on_step=self._capture_step, out=out)
+                                 on_step=self._capture_step, out=out, context_noise=self.context_noise)
 
     def warm_up(self) -> None:
         """Run the sampler and decoder on throwaway inputs (the traced graph optimises itself on its
@@ -150,9 +153,10 @@ class Dream:
         generator is not touched."""
         scratch = torch.Generator(device=self.model.device).manual_seed(0)
         for steps in (1, 2):
-            self.sampler.decode(self.sampler.step(self.context, self.actions, steps=steps, generator=scratch))
+            self.sampler.decode(self.sampler.step(self.context, self.actions, steps=steps, generator=scratch,
+                                                  context_noise=self.context_noise))
         for steps in STEP_COUNTS:  # the teacher's other step counts are prepared on first use
-            self.sampler.plan(steps, self.context)
+            self.sampler.plan(steps, self.context, self.context_noise)
         self._sync()
 
     def snapshot(self) -> dict[str, Any]:

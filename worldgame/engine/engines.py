@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
 
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC
+from worldgame.engine.keys import COLUMNS
 from worldgame.games import Game
+from worldgame.vocabulary import FusionMode  # the fusion modes (defined with the other shared words)
 
 # the line a checkpoint without an agent gets, for agent=true (an error) and for the G key (a notice)
 NO_AGENT = "checkpoint {} has no agent/: train one with `worldgame train stage=agent`"
@@ -70,43 +71,6 @@ class StepResult:
     real: np.ndarray | None = None
 
 
-class FusionMode(StrEnum):
-    """Where fusion is applied: not at all, on latents before decoding, or on decoded pixels.
-    (Defined here rather than in fusion.py, which needs torch: the loop and the real game don't.)
-    The ``fusion=`` setting (settings.py): members are named as they are typed."""
-
-    off = "off"
-    latent = "latent"
-    pixel = "pixel"
-
-    @property
-    def label(self) -> str:
-        """Short name for the HUD."""
-        return {"off": "off", "latent": "φ latent", "pixel": "φ pixel"}[self.value]
-
-    def next(self) -> FusionMode:
-        """The next mode in the F-key cycle: off → φ pixel → φ latent → off (pixel first: in the fusion
-        study, docs/fusion.md, it is no worse than latent on any measure and ghosts less)."""
-        cycle = [FusionMode.off, FusionMode.pixel, FusionMode.latent]
-        return cycle[(cycle.index(self) + 1) % len(cycle)]
-
-    @property
-    def code(self) -> int:
-        """Stable integer code stored per frame in sessions (0 off, 1 latent, 2 pixel)."""
-        return list(FusionMode).index(self)
-
-    @classmethod
-    def parse(cls, value: str | int | FusionMode) -> FusionMode:
-        """From a config string, a session code or a mode."""
-        if isinstance(value, FusionMode):
-            return value
-        if value is False:  # YAML reads a bare `off` as false
-            return cls.off
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return list(cls)[int(value)]
-        return cls(str(value).lower())
-
-
 @dataclass(frozen=True)
 class Wants:
     """What the view on screen draws besides the frame; an engine computes only what is wanted."""
@@ -132,19 +96,19 @@ class EngineStatus:
 
     @property
     def columns(self) -> dict[str, float]:
-        """The settings as per-frame session columns (what regeneration sets before each row)."""
-        if self.steps is None or self.fusion is None:
+        """The settings as per-frame session columns (what regeneration sets before each row): the
+        table's columns (keys.COLUMNS) this status has; none where it lacks a required one (a real game)."""
+        values = {c: getattr(self, c.status) for c in COLUMNS}
+        if any(values[c] is None for c in COLUMNS if c.required):
             return {}
-        noise = {} if self.context_noise is None else {"context_noise": self.context_noise}
-        chance = {} if self.chance is None else {"chance": self.chance}
-        return {"lcm_steps": self.steps, "fusion_mode": self.fusion.code, **noise, **chance}
+        return {c.name: v if c.encode is None else c.encode(v) for c, v in values.items() if v is not None}
 
 
 class Engine(Protocol):
     """What the play loop drives (see the module docstring)."""
 
     kind: str  # "real" or "model"
-    live: frozenset[str]  # the live controls it takes: "steps", "fusion", "views", "resync"
+    live: frozenset[str]  # the live controls it takes ("steps", "fusion", "views" ...: the ``needs`` of keys.CONTROLS)
     frame_size: int
     action_names: list[str]
     key_bindings: dict[str, list[str]]

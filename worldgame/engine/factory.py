@@ -18,6 +18,7 @@ from worldgame.errors import WorldgameError
 from worldgame.fileio import open_regular
 from worldgame.games import game_metadata, make_game
 from worldgame.settings import PHI, plain
+from worldgame.threads import cap_threads
 
 
 def exit_quickly() -> None:
@@ -38,6 +39,7 @@ def configure_threads(threads: int, device: Any) -> int:
     frame) as soon as another process wants a core. Returns the thread count now in use."""
     import torch
 
+    threads = cap_threads(threads)  # never more than the machine's cores (one line when asked for more)
     if threads > 0:
         torch.set_num_threads(threads)
     elif torch.device(device).type == "cpu":

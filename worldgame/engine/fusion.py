@@ -13,17 +13,14 @@ decoded frames as float (``pixel`` mode). Buffers are allocated once, on the fir
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 import torch
 
-from worldgame.engine.engines import FusionMode  # the engine interface's setting (torch-free there)
+from worldgame.vocabulary import PHI, FusionMode  # the shared words: the decay base and the modes
 
 __all__ = ["PHI", "Fusion", "FusionMode", "TemporalFusion", "decay_weights", "show"]
-
-PHI = (1 + math.sqrt(5)) / 2
 
 
 def decay_weights(window: int, base: float = PHI, available: int | None = None) -> list[float]:

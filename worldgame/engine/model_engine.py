@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldgame.engine.calibration import attach  # the fast path, with the int8 calibration dream
 from worldgame.engine.dream import Dream
 from worldgame.engine.engines import NO_AGENT, EngineStatus, StepResult, Wants, ms_since
 from worldgame.engine.fusion import PHI, FusionMode
 from worldgame.engine.lockstep import LockstepGame
 from worldgame.games import make_game
-from worldgame.models.backends import attach
 from worldgame.models.heads import Heads
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import SAMPLER_LABELS
@@ -80,7 +80,7 @@ class ModelEngine:
         fusion_base: decay base (φ by default).
         seed: seeds the sampling generator (``reset`` re-seeds it) for reproducible sessions.
         optimize: trace the sampled network for batch 1 on CPU (Sampler.trace), ~2x faster (torch backend).
-        backend: ``torch``, ``onnx`` or ``auto`` (models/backends.py); ``self.backend`` is the one in use.
+        backend: ``torch``, ``onnx`` or ``auto`` (models/backends/); ``self.backend`` is the one in use.
         precision: ``fp32`` or ``int8`` on ONNX Runtime (None: its default); ``dream.sampler.precision`` is the one in use.
         sampler, spacing: the sampler the dream runs (models/sampler.py ``choose``; None: the
             checkpoint's play default).
@@ -196,7 +196,7 @@ class ModelEngine:
     def set_context_noise(self, level: float) -> None:
         """The context noise of the next steps: the level of :attr:`context_noise_levels` nearest
         ``level`` (a session column, stored as float32, comes back exactly)."""
-        self.model.context_noise = min(self.context_noise_levels, key=lambda x: abs(x - float(level)))
+        self.dream.context_noise = min(self.context_noise_levels, key=lambda x: abs(x - float(level)))
 
     def force_chance(self, packed: float) -> None:
         """The next step uses this recorded chance code (a session's ``chance`` column) instead of
@@ -216,7 +216,7 @@ class ModelEngine:
             nonfinite=d.nonfinite,
             score=self.score.text() if self.score is not None else "none (no event head)",
             real_score=None if real_score is None else str(real_score),
-            context_noise=self.model.context_noise,
+            context_noise=self.dream.context_noise,
             chance=self.dream.chance_column(),
         )
 

@@ -40,14 +40,13 @@ from worldgame.data.episode import (  # the event codes are read from here too (
 )
 from worldgame.engine.engines import Driver, Engine
 from worldgame.engine.factory import checkpoint_id, configure_threads, load_model, model_engine
+from worldgame.engine.keys import COLUMNS
 from worldgame.engine.session_checks import SessionFacts, check_against_model, check_session, read_snapshot
+from worldgame.errors import WorldgameError
 
 PER_FRAME = {
     "event": "0 step, 1 reset, 2 re-sync to the real game then step, 3 first frame of the recording",
-    "lcm_steps": "LCM sampling steps used for this frame (model sessions)",
-    "fusion_mode": "display fusion: 0 off, 1 latent, 2 pixel (model sessions)",
-    "context_noise": "the context noise the model stepped with (model sessions; before it: the checkpoint's)",
-    "chance": "the chance code the frame was drawn with, sum of code[g] * V**g (checkpoints with a chance code)",
+    **{c.name: c.doc for c in COLUMNS},  # the settings, from the table of live controls (keys.py)
     "latency": "ms from the action being read to its frame being presented",
 }
 
@@ -141,7 +140,7 @@ class SessionRecorder:
 
 
 def regenerate(path: str | Path, device: str = "auto", progress: bool = False,
-               announce: Callable[[str], None] | None = None) -> dict:
+               announce: Callable[[str, int], None] | None = None, max_steps: int | None = None) -> dict:
     """Re-run the model of a recorded model session on its actions and settings; compare frames.
 
     Returns ``{'frames', 'identical', 'psnr', 'max_abs_diff'}``: ``frames`` counts the session's
@@ -151,7 +150,9 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False,
     device and dtype that recorded it), and then ``psnr`` is ``inf``; ``max_abs_diff`` is the
     largest per-pixel difference. Also ``checkpoint_changed`` when the weights' id differs.
     ``progress`` shows a progress bar on a terminal (each frame is a full model step).
-    ``announce`` is told the checkpoint folder (resolved) before it loads, which takes seconds.
+    ``announce`` is told the checkpoint folder (resolved) and the work (network steps: the rows'
+    sampling steps summed) before it loads, which takes seconds; a session asking more than
+    ``max_steps`` is refused before anything loads.
 
     The session is a file from anywhere: everything taken from it is checked first
     (session_checks.py), the checkpoint it names is loaded by the one checkpoint loader.
@@ -159,8 +160,13 @@ def regenerate(path: str | Path, device: str = "auto", progress: bool = False,
     path = Path(path)
     episode = read_episode(path)
     facts, snapshot = check_session(path, episode)  # before torch and the model load: bad sessions fail at once
+    work = int(np.asarray(episode.timings_ms["lcm_steps"][1:], dtype=np.int64).sum())  # checked whole 1..1000
+    if max_steps is not None and work > max_steps:
+        raise WorldgameError(f"{path}: regenerating asks {work:,} network steps ({len(episode) - 1:,} frames at up to "
+                             f"{int(np.max(episode.timings_ms['lcm_steps'][1:], initial=0))} steps each), more than "
+                             f"max_steps={max_steps:,}; pass max_steps={work} to run it anyway")
     if announce is not None:
-        announce(facts.checkpoint)
+        announce(facts.checkpoint, work)
     import torch
 
     from worldgame.models.world_model import pick_device
@@ -200,13 +206,13 @@ def _regenerate(episode: Episode, engine: Any, state: dict[str, Any], facts: Ses
     cols = episode.timings_ms
     events = cols.get("event", np.zeros(len(episode)))
     sq_err, max_diff, identical, same_events = 0.0, 0, True, True
+    # each recorded setting's engine setter (the table's columns, keys.COLUMNS; checked: session_checks),
+    # called with the row's value before it ticks; the chance column forces the recorded draw
+    setters = [(c, cols[c.name], getattr(engine, c.setter)) for c in COLUMNS if c.name in cols]
     for i in tqdm(range(1, len(episode)), desc="regenerate", unit="frame", disable=None if progress else True):
-        engine.set_steps(int(cols["lcm_steps"][i]))
-        engine.set_fusion(int(cols["fusion_mode"][i]))
-        if "context_noise" in cols:
-            engine.set_context_noise(float(cols["context_noise"][i]))
-        if "chance" in cols and not np.isnan(cols["chance"][i]):
-            engine.force_chance(float(cols["chance"][i]))  # the recorded draw (checked: session_checks)
+        for column, values, setter in setters:
+            if not (column.nan == "skip" and np.isnan(values[i])):
+                setter(int(values[i]) if column.whole else float(values[i]))
         ticked = driver.tick(int(events[i]), int(episode.actions[i]))
         # the dream's predicted events (its score and game over) come back with its frames
         same_events = same_events and bool(ticked.reward == episode.rewards[i] and ticked.done == episode.dones[i])

@@ -33,6 +33,7 @@ import numpy as np
 from worldgame.data.chunks import ChunkError, read_exact, read_npy_header
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_START, EVENT_STEP, Episode
 from worldgame.engine.engines import FusionMode
+from worldgame.engine.keys import COLUMNS, Column
 from worldgame.engine.lockstep import LOG_CAPACITY
 from worldgame.errors import WorldgameError, shorten
 from worldgame.schema import SettingError, check, setting
@@ -51,7 +52,6 @@ MAX_RESETS = 1 << 31  # resets before a recording started; the game's seed is se
 REF_SEED_MAX = 2**63 - 1  # the real game's seed in the snapshot (game-over restarts count it up)
 DREAM_SCORE_MAX = 1 << 31  # the dream's own score in the snapshot (model_engine.DreamScore)
 DREAM_LIVES_MAX = 1 << 16
-MAX_CONTEXT_NOISE = 10.0  # as checkpoint_checks allows for a checkpoint's own
 MAX_SNAPSHOT_BYTES = 256 << 20  # all arrays of one snapshot: far above a real one, far below the memory it would take
 MAX_SNAPSHOT_TEXT = 256  # longest string value (fusion_mode) a snapshot holds, in characters
 EVENTS = (EVENT_STEP, EVENT_RESET, EVENT_RESYNC, EVENT_START)
@@ -141,36 +141,42 @@ def _resolved(path: Path, checkpoint: str) -> str:
 
 
 def _check_columns(path: Path, episode: Episode, sampler: str) -> None:
-    """The per-frame settings the Driver is fed for rows 1.. (row 0 is the snapshot's)."""
+    """The per-frame settings the Driver is fed for rows 1.. (row 0 is the snapshot's): each column of
+    the table of live controls (keys.COLUMNS) within its range, then the events."""
     cols = episode.timings_ms
-    for name in ("lcm_steps", "fusion_mode"):
-        if name not in cols:
-            raise refused(path, f"its frames lack the {name} column")
-    steps = _whole_numbers(path, "lcm_steps", cols["lcm_steps"][1:])
-    try:
-        check_steps("lcm_steps", sorted(set(steps.tolist())) or [1], sampler)
-    except SettingError as e:
-        raise refused(path, f"its frames' {e}") from None
-    _whole_numbers(path, "fusion_mode", cols["fusion_mode"][1:], range(len(FusionMode)))
+    for column in COLUMNS:
+        if column.name in cols:
+            _check_column(path, column, cols[column.name][1:], sampler)
+        elif column.required:
+            raise refused(path, f"its frames lack the {column.name} column")
     if "event" in cols:
         _whole_numbers(path, "event", cols["event"][1:], EVENTS)
-    chance = cols.get("chance", np.zeros(0))[1:]
-    if chance.size:
-        _whole_numbers(path, "chance", chance[~np.isnan(chance)], None)
-        if chance[~np.isnan(chance)].size and not (0 <= np.nanmin(chance) and np.nanmax(chance) < 1 << 24):
-            raise refused(path, "its frames' chance column holds codes outside 0..2^24")
-    noise = cols.get("context_noise", np.zeros(0))
-    shown = noise[~np.isnan(noise)]  # NaN: a row that had none (the checkpoint's own then)
-    if shown.size and not (np.isfinite(shown).all() and 0 <= shown.min() and shown.max() <= MAX_CONTEXT_NOISE):
-        raise refused(path, f"its frames' context_noise column holds values outside 0..{MAX_CONTEXT_NOISE:g}")
+
+
+def _check_column(path: Path, column: Column, values: np.ndarray, sampler: str) -> None:
+    """One setting column: NaN rows only where the column allows them (``nan``), whole numbers
+    where it is ``whole``, every value within ``low..high`` and, for the steps, the sampler's own."""
+    shown = values if column.nan == "refuse" else values[~np.isnan(values)]
+    if column.whole:
+        shown = _whole_numbers(path, column.name, shown)
+    if shown.size and not (np.isfinite(shown).all() and column.low <= shown.min() and shown.max() <= column.high):
+        raise refused(path, f"its frames' {column.name} column holds values outside {column.low:g}..{column.high:g}")
+    if column.sampler_steps:
+        try:
+            check_steps(column.name, sorted(set(shown.tolist())) or [1], sampler)
+        except SettingError as e:
+            raise refused(path, f"its frames' {e}") from None
 
 
 def _whole_numbers(path: Path, name: str, column: np.ndarray, allowed: Any = None) -> np.ndarray:
     """A float column that must hold whole numbers (among ``allowed``), as int64."""
-    ok = np.isfinite(column).all() and (column == np.round(column)).all()
+    def whole(v: float) -> bool:  # finite, whole and within int64 (1e30 would not cast)
+        return bool(np.isfinite(v) and abs(v) < 2.0**62 and v == round(v))
+
+    ok = bool(np.isfinite(column).all() and (np.abs(column) < 2.0**62).all() and (column == np.round(column)).all())
     ints = column.astype(np.int64) if ok else column
     if not ok or (allowed is not None and not np.isin(ints, list(allowed)).all()):
-        bad = next(v for v in column if not (np.isfinite(v) and v == round(v) and (allowed is None or int(v) in allowed)))
+        bad = next(v for v in column if not (whole(v) and (allowed is None or int(v) in allowed)))
         wanted = f"one of {', '.join(map(str, allowed))}" if allowed is not None else "a whole number"
         raise refused(path, f"its frames' {name} column holds {bad:g}, not {wanted}")
     return ints

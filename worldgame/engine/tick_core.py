@@ -4,8 +4,8 @@ TSR) and the web server's connection (serve.py: sockets, JSON) both drive.
 It owns what a tick decides and what it leaves behind: the pending events (reset, re-sync, one
 frame while paused) and live settings (steps, fusion, view, pause, context noise), the
 ``Driver.tick`` call, what the view wants from the engine, the panels to draw, the recorder and the
-frame statistics. A front-end reads input its own way, turns it into :class:`Command` s or setter
-calls, and per tick::
+frame statistics. A front-end reads input its own way, turns it into controls (keys.py's
+table) or setter calls, and per tick::
 
     event = core.next_event()            # None: paused or the GAME OVER screen, nothing to step
     action = core.action(event, keys)    # the agent's while it has the controls, else the keys'
@@ -13,7 +13,8 @@ calls, and per tick::
     ...present core.panels(result)...
     core.finish(result, event, action, stages, latency, presented_at)   # stats, recording, game over
 
-A new live control is a row of the command table (commands.py) and a branch of :meth:`TickCore.command`.
+A new live control is a record of the table (keys.py: its keys, page message, column ...) naming its
+handler, a method here; :meth:`TickCore.command` dispatches through the table.
 
 Game over ends like an arcade game's: the last frame stays on screen under a GAME OVER box with the
 final score for ``game_over_ticks`` ticks (any game key ends it sooner), then a new game starts from
@@ -29,15 +30,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from worldgame.data.episode import EVENT_RESET, EVENT_RESYNC, EVENT_STEP
 from worldgame.engine.engines import Driver, Engine, EngineStatus, FusionMode, StepResult, ms_since
 from worldgame.engine.hud import HudState
-from worldgame.engine.keys import LIVE_CONTROLS, STEP_COMMANDS, Command
+from worldgame.engine.keys import CONTROLS, Control
 from worldgame.engine.session import SessionRecorder
 from worldgame.engine.stats import FrameStats, RunStats
-from worldgame.engine.views import Panel, View, panels
+from worldgame.engine.views import Panel, View, detail, panels, wants
 
 NOTICE_S = 2.5  # how long a notice ("fusion φ pixel", "saved ...") stays in the HUD
 
@@ -157,41 +159,31 @@ class TickCore:
             fn(*args)
 
     # --- commands ---------------------------------------------------------------------------------
-    def command(self, command: Command) -> None:
-        """What a command key (or the page's button) does."""
-        needs = LIVE_CONTROLS.get(command)
-        if command is Command.AGENT:  # before the live check: no agent gets its own notice
-            self.set_agent(not self.agent_playing)
-        elif needs is not None and needs not in self.engine.live:
-            self.say(f"{command.value}: model engine only")
-        elif command is Command.QUIT:
-            self.quit = True
-        elif command is Command.PAUSE:
-            self.paused = not self.paused
-        elif command is Command.STEP_ONCE:
-            self._step_once = self.paused
-        elif command is Command.RESET:
-            self.request_reset()
-        elif command is Command.RECORD:
-            self.set_recording(not self.recording)
-        elif command is Command.HELP:
-            self.show_help = not self.show_help
-        elif command in STEP_COMMANDS:
-            self.set_steps(STEP_COMMANDS[command])
-        elif command is Command.FUSION:
-            fusion = self.engine.status().fusion
-            assert fusion is not None  # an engine with the "fusion" control has a mode
-            self.set_fusion(fusion.next())
-        elif command is Command.VIEW:
-            self.set_view(self.view.next())
-        elif command is Command.RESYNC:
-            self.request_resync()
-        elif command is Command.CONTEXT_NOISE:  # the checkpoint's own, none, twice: how much the dream leans on its past
-            levels = self.engine.context_noise_levels
-            level = levels[(levels.index(self.engine.status().context_noise) + 1) % len(levels)]
-            self.engine.set_context_noise(level)
-            self.say(f"context noise {level:g}" + (" (the checkpoint's)" if level == levels[0] else ""))
+    def command(self, control: Control) -> None:
+        """What a control's key (or the page's button) does: its handler, from the table (keys.py),
+        where the engine has what it needs (else a notice: the engine's own word, or "model engine only")."""
+        if control.needs is not None and control.needs not in self.engine.live:
+            self.say(getattr(self.engine, f"{control.needs}_missing", f"{control.label}: model engine only"))
+        else:
+            handler = getattr(self, control.handler) if isinstance(control.handler, str) else partial(control.handler, self)
+            handler(*control.args(self, self.engine.status() if control.current is not None else None))
         self.changed = True
+
+    def request_quit(self) -> None:
+        self.quit = True
+
+    def set_help(self, on: bool) -> None:
+        self.show_help = on
+
+    def set_paused(self, on: bool) -> None:
+        """Hold the frame on screen (nothing is stepped or recorded) or go on."""
+        if on != self.paused:
+            self.paused = on
+            self.say("paused: P goes on, '.' steps one frame" if on else "playing")
+
+    def step_once(self) -> None:
+        """Step one frame while paused (a no-op while playing)."""
+        self._step_once = self.paused
 
     def any_key(self) -> None:
         """A game key went down: it ends the GAME OVER screen (the next :meth:`next_event` starts a new game)."""
@@ -217,6 +209,12 @@ class TickCore:
         self.engine.set_fusion(FusionMode.parse(mode))
         self.stats.clear()
         self.say(f"fusion {FusionMode.parse(mode).label}")
+
+    def set_context_noise(self, level: float) -> None:
+        """How much the dream leans on its past: one of the engine's ``context_noise_levels``."""
+        self.engine.set_context_noise(level)  # type: ignore[attr-defined]  # engines listing "context_noise" have it
+        own = self.engine.context_noise_levels[0]  # type: ignore[attr-defined]
+        self.say(f"context noise {level:g}" + (" (the checkpoint's)" if level == own else ""))
 
     def set_view(self, view: View | str) -> None:
         self.view = View.parse(view)
@@ -256,7 +254,7 @@ class TickCore:
     # --- what the front-ends show -----------------------------------------------------------------
     def apply_view(self) -> None:
         """Tell the engine what the view draws (and the front-end that the layout may change)."""
-        self.engine.want(self.view.wants)
+        self.engine.want(wants(self.view))
         if self.on_layout is not None:
             self.on_layout()
 
@@ -269,7 +267,8 @@ class TickCore:
 
     def settings_shown(self, status: EngineStatus) -> list[str]:
         """Live settings the HUD's mode line shows besides steps, fusion and view."""
-        return [] if status.context_noise is None else [f"context noise {status.context_noise:g}"]
+        shown = (c.hud(c.current(self, status)) for c in CONTROLS if c.hud is not None and c.current is not None)
+        return [text for text in shown if text is not None]
 
     def score_shown(self, status: EngineStatus) -> tuple[str, str | None]:
         """(label, text) of the score the HUD and the page show: the engine's (a dream's own, from its
@@ -313,7 +312,7 @@ class TickCore:
             view=self.view.label if "views" in self.engine.live else None,
             recording=self.recording,
             paused=self.paused,
-            detail=self.notice if now < self.notice_until else self.view.detail(status),
+            detail=self.notice if now < self.notice_until else detail(self.view, status),
             nonfinite=status.nonfinite,
             display_hz=display_hz,
             display_fps=display_fps,

@@ -2,33 +2,34 @@
 and the size a frame is shown at (``display_size``, shared by the window and video export).
 
 * **Stream** — the generated game alone.
-* **LCM Steps** — the denoised estimate after each sampling step (what each step adds).
+* **Steps** (``view=lcm_steps``) — the denoised estimate after each sampling step of whichever sampler plays (what each step adds).
 * **Temporal** — the unfused and the fused frame, the fusion weights in the HUD.
 * **World Model** — the real game (on the same actions, engine/lockstep.py) beside the model.
 
-Each view tells the engine what it will draw (``View.wants``), so the engine computes nothing else.
+Each view tells the engine what it will draw (:func:`wants`), so the engine computes nothing else.
 """
 
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 
 import numpy as np
 
 from worldgame.engine.engines import EngineStatus, StepResult, Wants
+from worldgame.vocabulary import View  # the view modes (defined with the other shared words)
 
 Panel = tuple[np.ndarray, str | None]
 MAX_NATIVE_SIDE = 4096
+MAX_NATIVE_ASPECT = 8  # longer side over shorter: a window at 4096:1 cannot open
 
 
 def parse_native_size(value: object) -> tuple[int, int] | None:
     """A game's own frame geometry ``(height, width)`` from metadata's ``native_size`` (or a game's
-    attribute); None, meaning square, for anything but two whole numbers in 1..4096 (the value may
+    attribute); None, meaning square, for anything but two whole numbers in 1..4096 at most 8:1 (the value may
     come from any file, so nothing else is trusted)."""
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_NATIVE_SIDE for v in value
-    ):
+    ) and max(value) <= MAX_NATIVE_ASPECT * min(value):
         return int(value[0]), int(value[1])
     return None
 
@@ -50,48 +51,18 @@ def display_size(frame_size: int, native_size: object, scale: int) -> tuple[int,
     return (short_side, long_side) if h > w else (long_side, short_side)
 
 
-class View(StrEnum):
-    """A view mode (M or Tab cycles them in the model engine); the ``view=`` setting (settings.py).
-    Members are named as they are typed (hydra reads a setting by name)."""
+def wants(view: View) -> Wants:
+    """What the engine must compute for ``view`` besides the frame."""
+    return Wants(step_frames=view is View.lcm_steps, unfused=view is View.temporal, real=view is View.world_model)
 
-    stream = "stream"
-    lcm_steps = "lcm_steps"
-    temporal = "temporal"
-    world_model = "world_model"
 
-    @property
-    def label(self) -> str:
-        """Name for the HUD."""
-        return {"stream": "Stream", "lcm_steps": "LCM Steps", "temporal": "Temporal", "world_model": "World Model"}[
-            self.value
-        ]
-
-    def next(self) -> View:
-        """The next view in the cycle."""
-        views = list(View)
-        return views[(views.index(self) + 1) % len(views)]
-
-    @classmethod
-    def parse(cls, value: str | View) -> View:
-        """From a config value ('stream', 'lcm_steps', 'temporal', 'world_model')."""
-        return value if isinstance(value, View) else cls(str(value).lower())
-
-    def panel_count(self, steps: int) -> int:
-        """How many frames this view shows side by side at ``steps`` LCM steps."""
-        return {View.stream: 1, View.lcm_steps: steps, View.temporal: 2, View.world_model: 2}[self]
-
-    @property
-    def wants(self) -> Wants:
-        """What the engine must compute for this view besides the frame."""
-        return Wants(step_frames=self is View.lcm_steps, unfused=self is View.temporal, real=self is View.world_model)
-
-    def detail(self, status: EngineStatus) -> str:
-        """The HUD's line about this view ("" for Stream)."""
-        if self is View.temporal:
-            weights = status.fusion_weights
-            return "weights " + " ".join(f"{w:.2f}" for w in weights) if weights else "fusion off: F turns it on"
-        return {View.lcm_steps: "denoised estimate after each LCM step",
-                View.world_model: "left: real game, right: model | Y re-syncs"}.get(self, "")
+def detail(view: View, status: EngineStatus) -> str:
+    """The HUD's line about ``view`` ("" for Stream)."""
+    if view is View.temporal:
+        weights = status.fusion_weights
+        return "weights " + " ".join(f"{w:.2f}" for w in weights) if weights else "fusion off: F turns it on"
+    return {View.lcm_steps: "denoised estimate after each LCM step",
+            View.world_model: "left: real game, right: model | Y re-syncs"}.get(view, "")
 
 
 def panels(view: View, result: StepResult, status: EngineStatus) -> list[Panel]:

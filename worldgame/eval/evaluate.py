@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from worldgame.engine.calibration import attach  # the fast path, with the int8 calibration dream
 from worldgame.engine.factory import choose_sampler
 from worldgame.engine.fusion import Fusion, FusionMode
 from worldgame.engine.views import display_size
@@ -62,17 +63,18 @@ from worldgame.fileio import atomic_path, atomic_write_json, output_folder
 from worldgame.frontend.export import resize_nearest
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
-from worldgame.models.backends import attach
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel, default_checkpoint
 from worldgame.settings import EvalSettings
+from worldgame.threads import cap_threads
 
 STAGES = 6  # the stage lines: held-out play, teacher-forced, long dreams, short dreams, control, objects (+ game events, + the agent)
 
 
 def run(cfg: EvalSettings) -> dict:
     t0 = time.perf_counter()
-    torch.set_num_threads(cfg.threads or 1)  # 0 = 1 thread: two collapse when another process takes a core
+    threads = cap_threads(cfg.threads) or 1  # 0 = 1 thread: two collapse when another process takes a core
+    torch.set_num_threads(threads)
     path = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
     model = WorldModel.from_pretrained(path, device=cfg.device, teacher=True)
     # the report folder, checked before minutes of work; never inside a (shipped) checkpoint
@@ -88,7 +90,7 @@ def run(cfg: EvalSettings) -> dict:
     for prepared in {id(s): s for s in (dreamer, teacher) if s is not None}.values():
         prepared.chance_temperature = float(cfg.chance_temperature)  # the code drawn as play draws it
     # backend=onnx/auto: the dreamer's network and decoder run play's batch-1 ONNX Runtime sessions (fp32 or int8)
-    backend = attach(dreamer, str(cfg.backend), cfg.threads or 1, cfg.precision and str(cfg.precision), any_batch=True)
+    backend = attach(dreamer, str(cfg.backend), threads, cfg.precision and str(cfg.precision), any_batch=True)
     game_cfg, k = model.metadata["game_config"], model.context_length
     is_bouncer = _is_bouncer(game_cfg)
     # one line per stage on stderr, terminal or log alike (a long eval is never silent; stdout stays
@@ -104,7 +106,7 @@ def run(cfg: EvalSettings) -> dict:
     stage("held-out play")
     episodes = [held_out_episode(game_cfg, cfg.seed + i, cfg.episode_frames) for i in range(cfg.episodes)]
     long_frames, long_actions = held_out_episode(game_cfg, cfg.seed + 1000, cfg.rollout_frames + k)
-    ep_frames, ep_actions = episodes[0]
+    ep_frames = episodes[0][0]
     horizons = [h for h in cfg.horizons if h + k <= len(ep_frames)]
     if not horizons:
         raise WorldgameError(f"horizons={list(cfg.horizons)}: each needs episode_frames >= horizon + K ({k}); "
@@ -112,36 +114,8 @@ def run(cfg: EvalSettings) -> dict:
     gen = np.random.default_rng(cfg.seed)
 
     stage(f"teacher-forced ({cfg.samples} samples; {sampler} at {list(cfg.steps)} steps, teacher {cfg.teacher_steps} steps)")
-    # teacher-forced: real context, one predicted frame
-    picks = [(e, int(gen.integers(k, len(episodes[e][0])))) for e in gen.integers(len(episodes), size=cfg.samples)]
-    ctx_frames = np.stack([episodes[e][0][t - k : t] for e, t in picks])
-    ctx_actions = np.stack([episodes[e][1][t - k + 1 : t + 1] for e, t in picks])
-    real = torch.from_numpy(np.stack([episodes[e][0][t] for e, t in picks]))
-    flat = model.encode(ctx_frames.reshape(-1, *ctx_frames.shape[2:]))
-    context = flat.view(len(picks), k, *flat.shape[1:])
-    actions = torch.as_tensor(ctx_actions, device=model.device)
-    real_u = frames_to_unit(real)
-    # each pick's background: the per-pixel median of its held-out episode; foreground = away from it
-    backgrounds = [median_background(f) for f, _ in episodes]
-    bg = torch.stack([backgrounds[e] for e, _ in picks])
-    recon = frames_to_unit(model.decode(model.encode(real.numpy())).cpu())
-    vae_psnr = psnr(recon, real_u).mean().item()
-    vae_fg = foreground_scores(recon, real_u, bg)
-    vae_small = small_object_recall(recon, real_u, bg)
-    copy_last = frames_to_unit(torch.from_numpy(ctx_frames[:, -1]))  # a model that predicts nothing
-    tf_psnr, tf_ssim = {"copy_last": psnr(copy_last, real_u).mean().item()}, {"copy_last": ssim(copy_last, real_u).mean().item()}
-    tf_fg = {"copy_last": foreground_scores(copy_last, real_u, bg)}
-    tf_small = {"copy_last": small_object_recall(copy_last, real_u, bg)}  # a moving ball is elsewhere by now
-    samplers = {str(s): s for s in cfg.steps}
-    for name, s in [*samplers.items(), ("teacher", cfg.teacher_steps)]:
-        g = torch.Generator(device=model.device).manual_seed(cfg.seed)
-        if name == "teacher" and teacher is None:
-            continue
-        latent = (teacher if name == "teacher" else dreamer).step(context, actions, steps=s, generator=g)
-        pred = frames_to_unit((model if name == "teacher" else dreamer).decode(latent).cpu())  # as play decodes (backend=onnx: its decoder)
-        tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
-        tf_fg[name] = foreground_scores(pred, real_u, bg)
-        tf_small[name] = small_object_recall(pred, real_u, bg)
+    backgrounds = [median_background(f) for f, _ in episodes]  # per held-out episode; foreground = away from it
+    tf = teacher_forced(cfg, model, dreamer, teacher, episodes, backgrounds, gen)
 
     # closed loop: one long rollout (player tracking, collapse) + many short ones (PSNR by horizon)
     stage(f"{cfg.long_rollouts} dreams of {cfg.rollout_frames} frames")
@@ -152,15 +126,7 @@ def run(cfg: EvalSettings) -> dict:
     long_gen, long_real = dreams[0], long_frames[k : k + cfg.rollout_frames]
     player = _player_tracking(dreams, long_real) if is_bouncer else {}  # the built-in game's green player
     stage(f"{cfg.horizon_rollouts} short dreams")
-    max_h = max(horizons)
-    starts = sorted(int(s) for s in gen.integers(k, len(ep_frames) - max_h + 1, size=cfg.horizon_rollouts))
-    short = closed_loop(dreamer, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg),
-                        desc="short dreams")
-    by_h, fg_by_h = {}, {}
-    for h in horizons:
-        truth = frames_to_unit(torch.from_numpy(np.stack([ep_frames[s + h - 1] for s in starts])))
-        by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), truth).mean().item()
-        fg_by_h[str(h)] = foreground_scores(frames_to_unit(short[:, h - 1]), truth, backgrounds[0])["fg_psnr"]
+    short = short_dreams(cfg, dreamer, episodes[0], horizons, backgrounds[0], gen)
     stage(f"control: {cfg.control_contexts} contexts, {cfg.control_frames} frames holding each move")
     control = _control(cfg, dreamer, game_cfg, episodes, backgrounds)
     stage("objects alive")
@@ -184,11 +150,11 @@ def run(cfg: EvalSettings) -> dict:
         agent = agent_eval.real_game_scores(model, game_cfg, cfg.seed, cfg.agent_games, cfg.agent_frames)
 
     result = {
-        "frames": int(len(picks) + cfg.rollout_frames * cfg.long_rollouts + len(starts) * max_h),  # dreamed, not control
-        "vae_psnr": round(vae_psnr, 2),
-        "vae_foreground": _r(vae_fg, 3),
-        "teacher_forced": {"sampler": sampler, "spacing": spacing, "psnr": _r(tf_psnr), "ssim": _r(tf_ssim, 4),
-                           **{key: {name: round(v[key], 3) for name, v in tf_fg.items()}
+        "frames": int(tf["samples"] + cfg.rollout_frames * cfg.long_rollouts + short["frames"]),  # dreamed, not control
+        "vae_psnr": round(tf["vae_psnr"], 2),
+        "vae_foreground": _r(tf["vae_fg"], 3),
+        "teacher_forced": {"sampler": sampler, "spacing": spacing, "psnr": _r(tf["psnr"]), "ssim": _r(tf["ssim"], 4),
+                           **{key: {name: round(v[key], 3) for name, v in tf["fg"].items()}
                               for key in ("fg_psnr", "fg_recall", "fg_precision")}},
         "rollout": {
             "frames": int(cfg.rollout_frames),
@@ -199,15 +165,15 @@ def run(cfg: EvalSettings) -> dict:
             **{key: player[key] for key in ("player_err_px", "player_lost_frac") if key in player},
             "rollouts": int(cfg.long_rollouts),
             **{key: player[key] for key in ("first_hit_frame", "player_err_px_until_first_hit") if key in player},
-            "psnr_by_horizon": _r(by_h),
-            "fg_psnr_by_horizon": _r(fg_by_h),
+            "psnr_by_horizon": _r(short["psnr"]),
+            "fg_psnr_by_horizon": _r(short["fg_psnr"]),
             "fusion": fusion.mode.value if fusion else "off",
             "collapsed": not health["ok"],
         },
         "objects": objects,
-        "small_objects": {"max_px": SMALL_OBJECT_PX, "vae": vae_small,
-                          "teacher_forced": {"recall": {n: v["recall"] for n, v in tf_small.items()},
-                                             "objects": tf_small["copy_last"]["objects"]},
+        "small_objects": {"max_px": SMALL_OBJECT_PX, "vae": tf["vae_small"],
+                          "teacher_forced": {"recall": {n: v["recall"] for n, v in tf["small"].items()},
+                                             "objects": tf["small"]["copy_last"]["objects"]},
                           "dream": small_objects_in_dreams(dreams, long_real, median_background(long_frames))},
         "display": display,
         **({"events": events} if events is not None else {}),
@@ -227,6 +193,62 @@ def run(cfg: EvalSettings) -> dict:
     print(f"wrote {out / 'report.md'}, {out / 'strip.png'}")
     print(json.dumps(result))  # the contract: the last stdout line, one JSON object
     return result
+
+
+# --- the stages (each shaped like a training objective's validation: inputs in, figures out) -------
+def teacher_forced(cfg: EvalSettings, model: WorldModel, dreamer: Sampler, teacher: Sampler | None, episodes: list,
+                   backgrounds: list, gen: np.random.Generator) -> dict:
+    """Real context, one predicted frame, on ``cfg.samples`` picks of the held-out episodes: the
+    autoencoder's round trip, copy-last (a model that predicts nothing), the play sampler at each
+    of ``cfg.steps`` and the teacher -- PSNR, SSIM, foreground and small-object recall."""
+    k = model.context_length
+    picks = [(e, int(gen.integers(k, len(episodes[e][0])))) for e in gen.integers(len(episodes), size=cfg.samples)]
+    ctx_frames = np.stack([episodes[e][0][t - k : t] for e, t in picks])
+    ctx_actions = np.stack([episodes[e][1][t - k + 1 : t + 1] for e, t in picks])
+    real = torch.from_numpy(np.stack([episodes[e][0][t] for e, t in picks]))
+    flat = model.encode(ctx_frames.reshape(-1, *ctx_frames.shape[2:]))
+    context = flat.view(len(picks), k, *flat.shape[1:])
+    actions = torch.as_tensor(ctx_actions, device=model.device)
+    real_u = frames_to_unit(real)
+    bg = torch.stack([backgrounds[e] for e, _ in picks])
+    recon = frames_to_unit(model.decode(model.encode(real.numpy())).cpu())
+    vae_psnr = psnr(recon, real_u).mean().item()
+    vae_fg = foreground_scores(recon, real_u, bg)
+    vae_small = small_object_recall(recon, real_u, bg)
+    copy_last = frames_to_unit(torch.from_numpy(ctx_frames[:, -1]))  # a model that predicts nothing
+    tf_psnr, tf_ssim = {"copy_last": psnr(copy_last, real_u).mean().item()}, {"copy_last": ssim(copy_last, real_u).mean().item()}
+    tf_fg = {"copy_last": foreground_scores(copy_last, real_u, bg)}
+    tf_small = {"copy_last": small_object_recall(copy_last, real_u, bg)}  # a moving ball is elsewhere by now
+    samplers = {str(s): s for s in cfg.steps}
+    for name, s in [*samplers.items(), ("teacher", cfg.teacher_steps)]:
+        g = torch.Generator(device=model.device).manual_seed(cfg.seed)
+        if name == "teacher" and teacher is None:
+            continue
+        latent = (teacher if name == "teacher" else dreamer).step(context, actions, steps=s, generator=g)
+        pred = frames_to_unit((model if name == "teacher" else dreamer).decode(latent).cpu())  # as play decodes (backend=onnx: its decoder)
+        tf_psnr[name], tf_ssim[name] = psnr(pred, real_u).mean().item(), ssim(pred, real_u).mean().item()
+        tf_fg[name] = foreground_scores(pred, real_u, bg)
+        tf_small[name] = small_object_recall(pred, real_u, bg)
+
+    return {"samples": len(picks), "vae_psnr": vae_psnr, "vae_fg": vae_fg, "vae_small": vae_small,
+            "psnr": tf_psnr, "ssim": tf_ssim, "fg": tf_fg, "small": tf_small}
+
+
+def short_dreams(cfg: EvalSettings, dreamer: Sampler, episode: tuple, horizons: list[int], background: torch.Tensor,
+                 gen: np.random.Generator) -> dict:
+    """``cfg.horizon_rollouts`` closed-loop dreams from real starts of one held-out episode: PSNR
+    and foreground PSNR against the real frame at each horizon."""
+    k, (ep_frames, ep_actions) = dreamer.model.context_length, episode
+    max_h = max(horizons)
+    starts = sorted(int(s) for s in gen.integers(k, len(ep_frames) - max_h + 1, size=cfg.horizon_rollouts))
+    short = closed_loop(dreamer, ep_frames, ep_actions, starts, max_h, cfg.rollout_steps, cfg.seed, fusion=_fusion(cfg),
+                        desc="short dreams")
+    by_h, fg_by_h = {}, {}
+    for h in horizons:
+        truth = frames_to_unit(torch.from_numpy(np.stack([ep_frames[s + h - 1] for s in starts])))
+        by_h[str(h)] = psnr(frames_to_unit(short[:, h - 1]), truth).mean().item()
+        fg_by_h[str(h)] = foreground_scores(frames_to_unit(short[:, h - 1]), truth, background)["fg_psnr"]
+    return {"frames": len(starts) * max_h, "psnr": by_h, "fg_psnr": fg_by_h}
 
 
 def _is_bouncer(game_cfg: dict) -> bool:

@@ -2,10 +2,10 @@
 
 Game keys come from the game's (or checkpoint's) ``key_bindings``: action name → pygame key names,
 where one name may be a combination such as ``"up+space"``; the action is chosen by the one key
-rule, ``commands.chosen_action`` (the web page's too).
+rule, ``keys.chosen_action`` (the web page's too).
 
-Command keys are fixed and listed in ``commands.COMMAND_KEYS``; they win over a game binding of the same
-key. Held keys are tracked from KEYDOWN/KEYUP events rather than ``pygame.key.get_pressed`` so
+Command keys are the live controls' keys, from the one table (engine/keys.py, ``COMMAND_KEYS``); they
+win over a game binding of the same key. Held keys are tracked from KEYDOWN/KEYUP events rather than ``pygame.key.get_pressed`` so
 that synthetic events (tests, bench, scripted input) behave exactly like a keyboard.
 """
 
@@ -16,15 +16,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import pygame
 
-from worldgame.engine.keys import (  # noqa: F401 -- the command table, re-exported for the window's callers
+from worldgame.engine.keys import (  # noqa: F401 -- the table of live controls, re-exported for the window's callers
     COMMAND_KEYS,
-    LIVE_CONTROLS,
-    STEP_COMMANDS,
+    CONTROLS,
     Command,
+    Control,
     chosen_action,
     help_lines,
     parse_bindings,
 )
+from worldgame.errors import WorldgameError, shorten
 
 
 def key_code(name: str) -> int:
@@ -34,7 +35,7 @@ def key_code(name: str) -> int:
         try:
             return pygame.key.key_code(name)
         except ValueError as e:
-            raise ValueError(f"unknown key name {name!r} in key bindings") from e
+            raise ValueError(f"unknown key name {shorten(repr(name), 40)} in key bindings") from e
 
 
 class Controls:
@@ -47,7 +48,11 @@ class Controls:
 
     def __init__(self, action_names: Sequence[str], key_bindings: Mapping[str, Sequence[str]]) -> None:
         self.action_names = list(action_names)
-        self._bindings = parse_bindings(self.action_names, key_bindings, key_code)
+        try:
+            self._bindings = parse_bindings(self.action_names, key_bindings, key_code)
+        except ValueError as e:  # a checkpoint's worldgame.json names a key or action the window lacks
+            raise WorldgameError(f"key_bindings: {shorten(e, 120)}; fix key_bindings in the checkpoint's worldgame.json "
+                                 "(key names as pygame.key.name spells them: up, a, space)") from None
         self._commands = {key_code(k): c for k, c in COMMAND_KEYS.items()}
         self._held: dict[int, int] = {}  # key code -> press order
         self._presses = 0
@@ -61,8 +66,8 @@ class Controls:
         """Forget held keys (focus lost, reset)."""
         self._held.clear()
 
-    def handle(self, event: pygame.event.Event) -> Command | None:
-        """Update held keys from one event; return the command it triggers, if any."""
+    def handle(self, event: pygame.event.Event) -> Control | None:
+        """Update held keys from one event; return the control it triggers, if any."""
         if event.type == pygame.QUIT:
             return Command.QUIT
         if event.type == pygame.KEYDOWN:

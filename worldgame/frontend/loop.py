@@ -13,7 +13,7 @@ Backspace reset; R start/stop recording; H help; G hands the controls to the che
 back (attract mode; ``agent``); Esc or closing the window quits (a recording in progress is saved).
 A game over holds the last frame under a GAME OVER box with the final score (``game_over_ticks``,
 or until a game key), then a new game starts. Live controls, for the engines that list them in ``engine.live`` (the model):
-1/2/4/8 LCM steps; F fusion off → φ latent → φ pixel; M or Tab view Stream → LCM Steps → Temporal →
+1/2/4/8 LCM steps; F fusion off → φ latent → φ pixel; M or Tab view Stream → Steps → Temporal →
 World Model; Y re-syncs the model's context to the real game. The view tells the engine what it
 will draw (``engine.want``); the HUD reads the engine's ``status()``.
 

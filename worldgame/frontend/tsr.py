@@ -37,40 +37,14 @@ would have been, plus that cost. Keys are read once per model tick.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from worldgame.schema import SettingError
-
-
-class Interpolation(StrEnum):
-    """How in-between frames are made (the ``display_interp=`` setting)."""
-
-    warp = "warp"  # motion-compensated: sharp
-    blend = "blend"  # a 50/50 mix: ghosts
-
+from worldgame.settings import frames_per_tick  # noqa: F401 -- the display_hz relation, checked with the settings
+from worldgame.vocabulary import Interpolation  # the display_interp= setting's words
 
 INTERPOLATIONS = tuple(Interpolation)
 LUMA = np.array([77, 150, 29], np.int32)  # BT.601 weights / 256: the motion search runs on luma
-
-
-def frames_per_tick(fps: float, display_hz: float) -> int:
-    """Frames the window shows per model frame: 1 when ``display_hz`` is 0 (off), else
-    ``display_hz / fps``, which must be a whole number of at least 2."""
-    given, fps, display_hz = display_hz, float(fps), float(display_hz)
-    if display_hz == 0:
-        return 1
-    if display_hz < 0:
-        raise SettingError("display_hz", given, "must be 0 (off) or a whole multiple (2x or more) of fps")
-    if fps <= 0:
-        raise SettingError("display_hz", given, "needs a paced model tick: set fps > 0 (or display_hz=0)")
-    n = round(display_hz / fps)
-    if n < 2 or abs(n * fps - display_hz) > 1e-6 * display_hz:
-        choices = ", ".join(f"{k * fps:g}" for k in (2, 3, 4))
-        raise SettingError("display_hz", given, f"must be 0 (off) or a whole multiple of fps={fps:g} ({choices}, ...)")
-    return n
 
 
 class Interpolator:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import re
+import weakref
 from typing import Any
 
 import numpy as np
@@ -9,6 +13,8 @@ from PIL import Image
 
 from worldgame.errors import WorldgameError
 
+# gymnasium turns an id like "some.module:Env-v0" into an import of some.module: no colon, ever
+GYM_ID = re.compile(r"^(?:[A-Za-z0-9_-]+/)?[A-Za-z0-9_.-]+(?:-v\d+)?$")
 # ALE action meanings are made of these words; each maps to a key
 _WORD_KEYS = {"UP": "up", "DOWN": "down", "LEFT": "left", "RIGHT": "right", "FIRE": "space"}
 # Games whose action names say another direction than the one the player sees: Pong's paddle
@@ -27,8 +33,6 @@ class GymGame:
     """
 
     def __init__(self, id: str, frame_size: int = 64, kwargs: dict[str, Any] | None = None) -> None:
-        from worldgame.games.registry import GYM_ID
-
         if not isinstance(id, str) or not GYM_ID.match(id):
             # "pkg.module:Env-v0" would make gymnasium import pkg.module: ids only, never code paths
             raise WorldgameError(f"{id!r} is not a gymnasium env id like ALE/Breakout-v5 or CartPole-v1")
@@ -60,6 +64,16 @@ class GymGame:
         # Atari observations are (210, 160, 3); other envs' rendered frames set it on reset
         self.native_size = (int(shape[0]), int(shape[1])) if len(shape) == 3 and shape[-1] == 3 else (frame_size, frame_size)
         self.native_frame: np.ndarray | None = None
+        # closed and dropped at exit, before the commands freeze the heap (factory.exit_quickly): an env
+        # still alive then is reported by ALE's bindings as ~20 lines of "nanobind: leaked instances"
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def close(self) -> None:
+        """Close the env and drop it (idempotent)."""
+        env, self.env = getattr(self, "env", None), None
+        if env is not None:
+            with contextlib.suppress(Exception):  # a half-made env may fail to close; exiting goes on
+                env.close()
 
     def _frame(self, obs: Any) -> np.ndarray:
         img = obs if isinstance(obs, np.ndarray) and obs.ndim == 3 and obs.shape[-1] == 3 else self.env.render()
@@ -76,6 +90,12 @@ class GymGame:
     def step(self, action: int) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self._frame(obs), float(reward), bool(terminated or truncated), dict(info)
+
+
+def _close_at_exit(game: weakref.ref) -> None:
+    alive = game()
+    if alive is not None:
+        alive.close()
 
 
 def key_bindings(action_names: tuple[str, ...] | list[str], seen: dict[str, str] | None = None) -> dict[str, list[str]]:

@@ -15,8 +15,6 @@ from worldgame.errors import WorldgameError
 from worldgame.schema import SettingError, check, setting
 
 MAX_FRAME_SIZE = 1024
-# gymnasium turns an id like "some.module:Env-v0" into an import of some.module: no colon, ever
-GYM_ID = re.compile(r"^(?:[A-Za-z0-9_-]+/)?[A-Za-z0-9_.-]+(?:-v\d+)?$")
 
 
 @dataclass
@@ -33,6 +31,8 @@ class BouncerSettings:
 
 
 def _gym_id(value: Any) -> str | None:
+    from worldgame.games.gym_adapter import GYM_ID  # the ids the adapter takes (imports PIL: on use)
+
     if isinstance(value, str) and GYM_ID.match(value) and len(value) <= 128:
         return None
     return "must be a registered gymnasium env id like ALE/Breakout-v5 or CartPole-v1 (no module path)"

@@ -10,6 +10,7 @@ PyTorch's ``meta`` device to count its parameters, which allocates nothing.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_INT = 1 << 16
 MAX_CONFIG_LIST = 16
 MAX_FRAME_SIZE = 1024
+MAX_ASPECT = 8  # a game's own frame, height:width either way (Atari's 210x160 is 1.3)
+# an end logit threshold below this would end (nearly) every frame: P(end) > 1 / (1 + e^20)
+MIN_END_THRESHOLD = -20.0
 PREDICTIONS = ("sample", "v_prediction", "epsilon")
 
 
@@ -56,13 +60,17 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
         raise bad("play", f"is {str(play)[:80]}, not {{\"sampler\": lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null}}")
     bindings = meta.get("key_bindings", {})
     if not isinstance(bindings, dict) or not all(
-        isinstance(v, list) and all(isinstance(k, str) for k in v) for v in bindings.values()
+        isinstance(v, list) and len(v) <= 16 and all(_combo_ok(k) for k in v) for v in bindings.values()
     ):
-        raise bad("key_bindings", "is not a mapping of action names to key lists")
+        raise bad("key_bindings", "is not a mapping of action names to lists of key names like \"up\" or \"up+space\"")
+    stray = [a for a in bindings if a not in names]
+    if stray:
+        raise bad("key_bindings", f"names the action {stray[0][:40]!r}, which is not one of action_names")
     native = meta.get("native_size")
     if native is not None and not (isinstance(native, list) and len(native) == 2
-                                   and all(type(v) is int and 1 <= v <= 4096 for v in native)):
-        raise bad("native_size", "is not [height, width] in pixels")
+                                   and all(type(v) is int and 1 <= v <= 4096 for v in native)
+                                   and max(native) <= MAX_ASPECT * min(native)):
+        raise bad("native_size", f"is not [height, width] in pixels (1..4096, at most {MAX_ASPECT}:1)")
     tick = meta.get("tick_hz")
     if tick is not None and not (type(tick) in (int, float) and 1 <= tick <= 1000):
         raise bad("tick_hz", "is not the game's steps per second (1..1000)")
@@ -91,12 +99,23 @@ def check_against_weights(meta_file: Path, meta: dict[str, Any], denoiser: Any, 
             "the folder mixes parts of different checkpoints"
         )
     shape = (denoiser.config.latent_channels, denoiser.config.latent_size)
+    k = int(denoiser.config.context_length)
     for name, part in others:
         if part is None:
             continue
         if (int(part.config.num_actions), (part.config.latent_channels, part.config.latent_size)) != (n, shape):
             raise WorldgameError(f"checkpoint {meta_file}: its {name}/ part was made for another model (actions or "
                                  f"latent shape differ); the folder mixes parts of different checkpoints: retrain {name}")
+        seen = part.config.get("frames_seen")
+        if seen is not None and (type(seen) is not int or not 1 <= seen <= k):  # it reads the last frames_seen latents of the K kept
+            raise WorldgameError(f"checkpoint {meta_file}: its {name}/ part sees {seen} frames but the denoiser keeps "
+                                 f"{k}; the folder mixes parts of different checkpoints: retrain {name}")
+        threshold = part.config.get("end_threshold") if name == "events" else None
+        number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if threshold is not None and not (number and MIN_END_THRESHOLD <= threshold <= -MIN_END_THRESHOLD):
+            raise WorldgameError(f"checkpoint {meta_file}: its events/ end_threshold {threshold!r:.20} is not a number in "
+                                 f"{MIN_END_THRESHOLD:g}..{-MIN_END_THRESHOLD:g} (outside, it would end every game, or none); "
+                                 "retrain events")
 
 
 def check_chance(meta_file: Path, denoiser: Any, chance: Any) -> None:
@@ -138,24 +157,40 @@ def check_part(cls: Any, folder: Path, hint: str) -> None:
         from safetensors import safe_open
 
         with safe_open(str(weights[0]), "pt") as f:
-            stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 -- safe_open has no __iter__
-        with torch.device("meta"):
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 -- safe_open has no __iter__
+        with torch.device("meta"), warnings.catch_warnings():  # a 0-wide layer warns; the shapes below say why
+            warnings.simplefilter("ignore")
             module = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
-        wanted = sum(p.numel() for p in module.parameters())
+        wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     except WorldgameError:
         raise
     except Exception as e:
         raise WorldgameError(f"checkpoint part {folder} is damaged or incomplete ({type(e).__name__}); {hint}") from e
-    if wanted > stored:
-        raise WorldgameError(
-            f"checkpoint part {folder}: config.json describes {wanted} weights but the file holds {stored}; {hint}"
-        )
+    # every tensor the config builds, of its shape, and nothing else (an unused tensor would be read
+    # for nothing; a missing one would leave the module's memory uninitialised)
+    missing, extra = sorted(wanted.keys() - stored.keys()), sorted(stored.keys() - wanted.keys())
+    if missing or extra:
+        which = f"lacks {missing[0][:60]!r}" if missing else f"holds {extra[0][:60]!r}"
+        raise WorldgameError(f"checkpoint part {folder}: its weights do not match config.json ({len(missing)} missing, "
+                             f"{len(extra)} unknown; it {which}); {hint}")
+    for key, want in wanted.items():
+        if stored[key] != want:
+            raise WorldgameError(f"checkpoint part {folder}: weight {key[:60]!r} is {list(stored[key])[:8]}, config.json "
+                                 f"builds {list(want)}; {hint}")
+
+
+def _combo_ok(combo: Any) -> bool:
+    """A key binding: one key name or a combination ``"up+space"``; each name short and non-empty
+    (whether the window knows it is the frontend's to say)."""
+    return isinstance(combo, str) and len(combo) <= 64 and all(k.strip() for k in combo.split("+"))
 
 
 def _sane(value: Any, depth: int = 0) -> bool:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return not isinstance(value, str) or len(value) <= 256
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):  # a JSON integer may have 400 digits: compared as an int, never as a float
+        return abs(value) <= MAX_CONFIG_INT
+    if isinstance(value, float):
         return math.isfinite(value) and abs(value) <= MAX_CONFIG_INT
     if isinstance(value, list):
         return depth < 2 and len(value) <= MAX_CONFIG_LIST and all(_sane(v, depth + 1) for v in value)

@@ -4,10 +4,10 @@ one WorldModel, with everything play, bench, eval and serve need to run it fast.
 * the choice: ``lcm``, ``ddim`` or ``dpmsolver`` run the checkpoint's denoiser/, ``teacher`` runs
   its teacher/ with DDIM (any step count) -- the same prepared plans either way, only the network
   and the step limit differ;
-* the prepared per-step-count plans (models/schedulers.py, sampler_ddim.py, sampler_dpmsolver.py),
+* the prepared per-step-count plans (models/plans.py: sampler_lcm.py, sampler_ddim.py, sampler_dpmsolver.py),
   made once per (step count, input shape) and kept;
 * the fast path, keyed by batch size: a traced graph (:meth:`Sampler.trace`) or an inference
-  backend (models/backends.py, :meth:`Sampler.accelerate`) for the denoiser and the VAE decoder.
+  backend (models/backends/, :meth:`Sampler.accelerate`) for the denoiser and the VAE decoder.
   Every batch size without one runs the torch modules, so eval can trace the batch sizes its
   batched dreams use (``trace_on_use``) while play keeps batch 1.
 
@@ -27,15 +27,9 @@ import torch
 from worldgame.errors import WorldgameError
 from worldgame.models.chance import draw, example_conditions
 from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
-from worldgame.models.schedulers import (
-    DEFAULT_SPACING,
-    SAMPLERS,
-    SPACINGS,
-    PreparedSampler,
-    make_plan,
-    play_scheduler,
-    set_timesteps,
-)
+from worldgame.models.plans import make_plan
+from worldgame.models.sampler_base import PreparedSampler
+from worldgame.models.schedulers import DEFAULT_SPACING, SAMPLERS, SPACINGS, play_scheduler, set_timesteps
 from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel, play_default
 
 MAX_PLAY_STEPS = 8  # the few-step samplers' limit (keys 1/2/4/8); the teacher's is MAX_TEACHER_STEPS
@@ -182,16 +176,19 @@ class Sampler:
         return fast or (self.network, None)
 
     # --- sampling ------------------------------------------------------------------------------
-    def plan(self, steps: int, context: torch.Tensor) -> PreparedSampler:
-        """This sampler prepared for ``steps`` and ``context``'s shape, made on first use and kept."""
-        key = (steps, tuple(context.shape), self.model.context_noise)
+    def plan(self, steps: int, context: torch.Tensor, context_noise: float | None = None) -> PreparedSampler:
+        """This sampler prepared for ``steps``, ``context``'s shape and a context-noise level (None:
+        the checkpoint's), made on first use and kept. The level is the caller's (each dream owns
+        its own): the sampler itself holds no player's setting, so any number of dreams share it."""
+        noise = self.model.context_noise if context_noise is None else float(context_noise)
+        key = (steps, tuple(context.shape), noise)
         plan = self._plans.get(key)
         if plan is None:
             if not 1 <= steps <= self.max_steps:
                 raise ValueError(f"steps must be 1..{self.max_steps} for sampler {self.name}, got {steps}")
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = make_plan(self.plan_kind, self.scheduler, steps, context, self.model.context_noise)
+            plan = self._plans[key] = make_plan(self.plan_kind, self.scheduler, steps, context, noise)
         return plan
 
     @torch.inference_mode()
@@ -203,6 +200,7 @@ class Sampler:
         generator: torch.Generator | None = None,
         on_step: Callable[[int, torch.Tensor], None] | None = None,
         out: torch.Tensor | None = None,
+        context_noise: float | None = None,
     ) -> torch.Tensor:
         """Predict the next latent with ``steps`` steps: a prepared plan, bit-identical to running the
         diffusers scheduler it mirrors step by step (``world_model.scheduler_sample``).
@@ -216,10 +214,11 @@ class Sampler:
             generator: torch generator for the sampling noise (same seed -> same frames).
             on_step: called with (step index, denoised estimate) after each step (LCM Steps view).
             out: (B, C, h, w) tensor to write the result into (play reuses one); None: a new one.
+            context_noise: the level the context is noised with (None: the checkpoint's).
         Returns:
             (B, C, h, w) predicted latent (``out`` when given).
         """
-        plan = self.plan(steps, context)
+        plan = self.plan(steps, context, context_noise)
         if out is None:
             out = torch.empty_like(plan.latents)
         actions = self.conditions(context, actions, generator)  # + the chance code, drawn first

@@ -12,7 +12,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,6 +31,7 @@ from worldgame.models.checkpoint_checks import MAX_JSON_BYTES, check_part
 from worldgame.models.denoisers import denoiser_class
 from worldgame.models.world_model import METADATA, WorldModel, pick_device
 from worldgame.settings import TRAIN_STAGES, TrainSettings, plain
+from worldgame.threads import cap_threads
 from worldgame.train import distributed
 from worldgame.train.agent import AgentObjective
 from worldgame.train.data import load_frame_data
@@ -47,13 +52,17 @@ def run(cfg: TrainSettings) -> dict:
     if any(s not in STAGES for s in stages):
         raise WorldgameError(f"stage={cfg.stage!r}: choose {', '.join(STAGES)} or all")
     stages = _without_students(stages, cfg)
+    _check_heads_fit(stages, cfg)
     ctx = distributed.setup(pick_device(cfg.device))  # one process unless started by torchrun
     device = ctx.device
     # 0 = 1 thread on CPU: two torch threads collapse when anything else takes a core
-    torch.set_num_threads(cfg.threads or (1 if device.type == "cpu" else torch.get_num_threads()))
+    torch.set_num_threads(cap_threads(cfg.threads) or (1 if device.type == "cpu" else torch.get_num_threads()))
     torch.manual_seed(cfg.seed)
+    made = not Path(cfg.out).exists()
     out = output_folder(cfg.out, "out")
     with contextlib.ExitStack() as held:
+        held.enter_context(_terminate_as_interrupt())  # SIGTERM saves the resumable state, as Ctrl-C does
+        held.push(lambda failed, *_: _forget_if_empty(out) if failed and made and ctx.main else None)
         if ctx.main:  # one writer per out= folder; under torchrun rank 0 stands for the run
             held.enter_context(out_lock(out))
         _check_no_overwrite(out, stages, cfg)
@@ -62,10 +71,94 @@ def run(cfg: TrainSettings) -> dict:
         ctx.log(f"data: {len(train.frames)} train frames, {len(val.frames)} held-out frames from {cfg.data}")
         _check_same_game(out, train.metadata)
         _check_game_config(train.metadata)
+        stages = _with_points(stages, cfg, train, out, ctx.log)
         report = {}
         for stage in stages:
             report[stage] = train_stage(stage, cfg, train, val, out, device, ctx)
     return report
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, a job scheduler, torchrun stopping its workers) stops training as Ctrl-C
+    does: the stage in progress saves its resumable state (:func:`train_stage`); then the command
+    exits 143 with one line on stderr. Only the main thread can take signals (a library caller's
+    other thread keeps the default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not received:
+            raise
+        print("worldgame train: stopped by SIGTERM; the same command resumes from the state saved (resume=true)",
+              file=sys.stderr, flush=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_heads_fit(stages: tuple[str, ...], cfg: TrainSettings) -> None:
+    """The event head and the agent read the last ``frames_seen`` latents of the dream's context, so
+    they can see at most its K frames: said before any data loads."""
+    k = cfg.model.denoiser.context_length
+    for stage in ("events", "agent"):
+        seen = getattr(cfg.model, stage).frames_seen
+        if stage in stages and seen > k:
+            raise WorldgameError(f"model.{stage}.frames_seen={seen} is more than the {k} context frames the dream keeps "
+                                 f"(model.denoiser.context_length); use model.{stage}.frames_seen<={k}")
+
+
+def _with_points(stages: tuple[str, ...], cfg: TrainSettings, train, out: Path, log) -> tuple[str, ...]:
+    """The event head learns the score from the data's rewards, and the agent plays for the head's
+    points: data without a single point would make a head that never scores, and an agent trained on
+    such a head would have nothing to play for. Said in one line -- refused when asked for by name,
+    left out of stage=all. The agent alone is judged by its head's own training record."""
+    heads = [s for s in ("events", "agent") if s in stages]
+    if "events" not in heads:
+        if heads and _head_saw_no_points(out):
+            raise WorldgameError(f"stage=agent: the event head in {out} was trained on data holding no points "
+                                 "(no positive reward), so the agent would have nothing to play for; retrain "
+                                 "stage=events on data where the game scores (record your own play with "
+                                 "`worldgame play engine=real record=true`, or collect with another policy)")
+        return stages
+    if train.rewards is None or bool((train.rewards > 0).any()):
+        if getattr(train, "dones", None) is not None and not bool(train.dones.any()):
+            log(f"note: the data ({len(train.frames):,} frames of {cfg.data}) holds no game over, so the event head "
+                "will never end a dream (record or collect games played to their end to teach it)")
+        return stages
+    why = (f"the data ({len(train.frames):,} frames of {cfg.data}) holds no points (no positive reward), so an event head "
+           "would never score and the agent would have nothing to play for; record your own play (`worldgame play "
+           "engine=real record=true`) or collect with another policy (`worldgame collect policy=...`)")
+    if cfg.stage != "all":
+        raise WorldgameError(f"stage={cfg.stage}: {why}")
+    log(f"note: skipping the events and agent stages: {why}")
+    return tuple(s for s in stages if s not in heads)
+
+
+def _head_saw_no_points(out: Path) -> bool:
+    """The events stage's record in ``out``/worldgame.json says its validation held no point."""
+    from worldgame.fileio import read_json_object
+
+    meta_file = out / "worldgame.json"
+    if not meta_file.is_file():
+        return False
+    try:
+        meta = read_json_object(meta_file, 16 << 20, f"checkpoint {meta_file}", "retrain the checkpoint")
+    except WorldgameError:
+        return False  # the loader says what is wrong with it, in its own line
+    record = (meta.get("training") or {}).get("events") if isinstance(meta.get("training"), dict) else None
+    history = record.get("history") if isinstance(record, dict) else None
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    return last.get("plus_events") == 0
 
 
 def _without_students(stages: tuple[str, ...], cfg: TrainSettings) -> tuple[str, ...]:
@@ -80,6 +173,16 @@ def _without_students(stages: tuple[str, ...], cfg: TrainSettings) -> tuple[str,
                              "does not train a model with a chance code (model.denoiser.chance_groups > 0); "
                              f"set train.{students[0]}.steps=0 (the teacher plays) or model.denoiser.chance_groups=0")
     return tuple(s for s in stages if s not in ("distill", "rollout"))
+
+
+def _forget_if_empty(out: Path) -> None:
+    """A run that failed before writing anything leaves no folder behind (only its lock was in it)."""
+    try:
+        if {p.name for p in out.iterdir()} <= {".train.lock"}:
+            (out / ".train.lock").unlink(missing_ok=True)
+            out.rmdir()
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager

@@ -133,12 +133,34 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
         init = cls.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
     except Exception as e:
         raise WorldgameError(f"train.teacher.init={folder}: its teacher/ is damaged ({type(e).__name__}); {hint}") from e
+    if not all(torch.isfinite(p).all() for p in init.parameters()):  # as the play loader refuses them
+        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ weights hold NaN or inf; {hint}")
     def shape(m: ActionDenoiser) -> dict:  # the public settings, lists and tuples alike
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in m.config.items() if not k.startswith("_")}
 
-    if shape(init) != shape(model):
-        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
-    return init
+    chance = ("chance_groups", "chance_values", "chance_dim")
+    unchanced = {k: v for k, v in shape(model).items() if k not in chance}
+    if shape(init) == shape(model):
+        return init
+    if init.chance_embedding is None and model.chance_embedding is not None and \
+            {k: v for k, v in shape(init).items() if k not in chance} == unchanced:
+        return _with_code(init, model)
+    raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
+
+
+def _with_code(init: ActionDenoiser, model: ActionDenoiser) -> ActionDenoiser:
+    """A teacher without a chance code continued by one with it (issue 30): every shared weight is
+    copied and the code's input columns of ``cond_proj`` start at zero, so at step 0 the new model
+    draws exactly what the old one drew and learns to read the code from there (the embedding
+    keeps its own init; its gradient arrives once those columns move)."""
+    state = model.state_dict()
+    for name, value in init.state_dict().items():
+        if name == "cond_proj.0.weight":  # (emb, inputs): the code's inputs are the last columns
+            state[name] = torch.cat([value, torch.zeros_like(state[name][:, value.shape[1]:])], dim=1)
+        else:
+            state[name] = value
+    model.load_state_dict(state)
+    return model
 
 
 @torch.no_grad()

@@ -1,5 +1,7 @@
 // worldgame serve's page: frames from the WebSocket onto a canvas, keys and controls back.
-// Protocol: worldgame/commands/serve.py (binary frame: "WGF1", u32 number, u16 panels, u16 h, u16 w, RGB...).
+// Protocol: worldgame/commands/serve/protocol.py (binary frame: "WGF1", u32 number, u16 panels, u16 h, u16 w, RGB...).
+// The live controls (their keys, buttons and the message each sends) come in hello.commands, from the
+// one table in worldgame/engine/keys.py: nothing here names a control.
 "use strict";
 (function () {
   const canvas = document.getElementById("game");
@@ -27,7 +29,8 @@
       const short = Math.max(1, Math.round(long * Math.min(ns[0], ns[1]) / Math.max(ns[0], ns[1])));
       if (ns[0] > ns[1]) { w = short; h = long; } else { w = long; h = short; }
     }
-    const shrink = Math.min(1, 1600 / (w * panels));
+    const room = Math.max(320, document.body.clientWidth || 1600);  // never wider than the page
+    const shrink = Math.min(1, room / (w * panels));
     w = Math.max(1, Math.floor(w * shrink)); h = Math.max(1, Math.floor(h * shrink));
     if (canvas.width !== w * panels || canvas.height !== h) { canvas.width = w * panels; canvas.height = h; }
     return [w, h];
@@ -49,12 +52,25 @@
       sctx.putImageData(img, 0, 0);
       ctx.drawImage(scratch, 0, 0, w, h, p * pw, 0, pw, ph);
     }
+    if (stats && stats.captions && panels > 1) drawCaptions(stats.captions, pw, ph);
     if (stats && stats.game_over) drawGameOver(stats.game_over);
     if (!page.frames) notice.textContent = `playing ${hello.game} (seed ${hello.seed})`;
     lastNumber = number; page.frames++;
     const now = performance.now();
     frameTimes.push(now);
     while (frameTimes.length && now - frameTimes[0] > 2000) frameTimes.shift();
+  }
+
+  // each panel's caption (the World Model view: real / model; Steps: the timestep), as the window draws them
+  function drawCaptions(captions, pw, ph) {
+    const size = Math.max(10, Math.round(ph / 24));
+    ctx.font = `${size}px monospace`; ctx.textAlign = "left"; ctx.textBaseline = "top";
+    captions.forEach((c, p) => {
+      if (!c) return;
+      const w = ctx.measureText(c).width;
+      ctx.fillStyle = "rgba(0,0,0,0.6)"; ctx.fillRect(p * pw + 2, 2, w + 6, size + 4);
+      ctx.fillStyle = "#eee"; ctx.fillText(c, p * pw + 5, 4);
+    });
   }
 
   // the GAME OVER screen (the server holds the last frame): a box over the frame, title large
@@ -93,8 +109,9 @@
       if (stats.weights) lines.push("  φ weights " + stats.weights.map((x) => x.toFixed(2)).join(" "));
     }
     lines.push("keys: " + Object.entries(hello.key_bindings).map(([a, k]) => `${a} ${k.join("/")}`).join("  "));
-    const more = hello.commands.map((c) => `  ${c.keys.join("/").toUpperCase()} ${c.label}`).join("");
-    lines.push(`${hello.step_counts.join("/")} steps  F fusion  M/Tab view  Y re-sync  Backspace reset  R record${more}`);
+    const shown = new Map();  // label -> keys (the step controls share one: 1/2/4/8 steps)
+    for (const c of hello.commands) shown.set(c.label, [...(shown.get(c.label) || []), ...c.keys.map(keyLabel)]);
+    lines.push([...shown].map(([label, keys]) => `${keys.join("/")} ${label}`).join("  "));
     hud.textContent = lines.join("\n");
   }
 
@@ -103,8 +120,25 @@
     document.querySelectorAll("#modes button").forEach((b) => b.classList.toggle("on", b.dataset.view === stats.view));
     document.getElementById("steps").querySelectorAll("button").forEach((b) => b.classList.toggle("on", +b.dataset.steps === stats.steps));
     const f = document.getElementById("fusion"); if (document.activeElement !== f) f.value = stats.fusion;
-    document.getElementById("record").classList.toggle("on", recording);
-    const agent = document.getElementById("command-agent"); if (agent) agent.classList.toggle("on", stats.player === "agent");
+    const states = stats.controls || {};
+    for (const c of hello.commands) {  // a toggle's button is lit while it is on (pause, record, agent)
+      const b = document.getElementById("command-" + c.value); if (b) b.classList.toggle("on", states[c.value] === true);
+    }
+  }
+
+  // a key's name as the page shows it: N, Backspace, Tab
+  function keyLabel(k) { return k.length === 1 ? k.toUpperCase() : k[0].toUpperCase() + k.slice(1); }
+
+  // what a control sends (hello.commands, from the table): its own message with its fixed value, the
+  // level after the current one, or nothing more; by default {"type": "command", "value": its name}
+  function run(c) {
+    const type = c.send || "command";
+    if (type === "command") send({ type, value: c.value });
+    else if (c.arg !== undefined) send({ type, value: c.arg });
+    else if (c.levels) {
+      const states = (stats && stats.controls) || {}, at = c.levels.indexOf(c.value in states ? states[c.value] : c.levels[0]);
+      send({ type, value: c.levels[(at + 1) % c.levels.length] });
+    } else send({ type });
   }
 
   function buildControls() {
@@ -127,9 +161,10 @@
     const commands = document.getElementById("commands");  // the live controls the server offers as buttons
     commands.textContent = "";
     for (const c of hello.commands) {
+      if (c.button === false) continue;
       const b = document.createElement("button");
-      b.textContent = `${c.label} (${c.keys.join("/").toUpperCase()})`; b.id = "command-" + c.value;
-      b.onclick = () => { send({ type: "command", value: c.value }); canvas.focus(); };
+      b.textContent = `${c.label} (${c.keys.map(keyLabel).join("/")})`; b.id = "command-" + c.value;
+      b.onclick = () => { run(c); canvas.focus(); };
       commands.appendChild(b);
     }
   }
@@ -145,18 +180,8 @@
     if (!hello || e.target.tagName === "SELECT") return;
     const name = keyName(e);
     if (e.repeat) { if (hello.keys.includes(name)) e.preventDefault(); return; }
-    if (hello.step_counts.map(String).includes(name)) { send({ type: "steps", value: +name }); return; }
-    const command = hello.commands.find((c) => c.keys.includes(name));
-    if (command) { send({ type: "command", value: command.value }); return; }
-    if (name === "f") { const order = ["off", "pixel", "latent"]; send({ type: "fusion", value: order[(order.indexOf(stats ? stats.fusion : "off") + 1) % 3] }); return; }
-    if (name === "m" || name === "tab") {
-      e.preventDefault();
-      const order = hello.views.map((v) => v.value);
-      send({ type: "view", value: order[(order.indexOf(stats ? stats.view : "stream") + 1) % order.length] }); return;
-    }
-    if (name === "y") { send({ type: "resync" }); return; }
-    if (name === "backspace") { e.preventDefault(); send({ type: "reset" }); return; }
-    if (name === "r") { send({ type: "record", value: !recording }); return; }
+    const control = hello.commands.find((c) => c.keys.includes(name));  // a control's key wins over a game key
+    if (control) { if (!e.ctrlKey && !e.metaKey) e.preventDefault(); run(control); return; }
     if (hello.keys.includes(name) && !held.includes(name) && held.length < 8) {
       e.preventDefault(); held.push(name); sendKeys();
     }
@@ -167,9 +192,6 @@
     if (i >= 0) { held.splice(i, 1); sendKeys(); }
   });
   window.addEventListener("blur", () => { if (held.length) { held = []; sendKeys(); } });
-  document.getElementById("reset").onclick = () => { send({ type: "reset" }); canvas.focus(); };
-  document.getElementById("resync").onclick = () => { send({ type: "resync" }); canvas.focus(); };
-  document.getElementById("record").onclick = () => { send({ type: "record", value: !recording }); canvas.focus(); };
   document.getElementById("fusion").onchange = (e) => { send({ type: "fusion", value: e.target.value }); canvas.focus(); };
 
   ws.onmessage = (e) => {
@@ -178,9 +200,13 @@
     if (m.type === "hello") { hello = m; buildControls(); notice.textContent = `starting ${m.game} (seed ${m.seed})…`; canvas.focus(); }
     else if (m.type === "stats") {
       if (m.notice && (!stats || stats.notice !== m.notice)) notice.textContent = m.notice;  // "the agent plays ..."
-      stats = m; recording = m.recording; setButtons();
+      stats = page.stats = m; recording = m.recording; setButtons();
     }
-    else if (m.type === "recording") { recording = m.active; notice.textContent = m.message; setButtons(); }
+    else if (m.type === "recording") {
+      recording = m.active; notice.textContent = m.message;
+      if (stats && stats.controls) stats.controls.record = m.active;  // until the next stats say so too
+      setButtons();
+    }
     else if (m.type === "busy" || m.type === "error" || m.type === "refused") { notice.textContent = m.message; }
   };
   ws.onopen = () => { notice.textContent = "connected: starting a dream…"; };
