@@ -241,3 +241,20 @@ def test_a_start_that_compiles_torch_says_so(tmp_path, monkeypatch, capsys, keep
     err = capsys.readouterr().err
     assert "torch and diffusers" in err and err.count("\n") == 1
     assert ("later starts skip it" in err) == keeps and ("every start" in err) == (not keeps)
+
+
+def test_the_temporal_view_with_fusion_off_says_why_its_panels_agree():
+    """Fusion off: the Temporal view's two panels are the same frame, and its caption says so (F
+    turns fusion on); with fusion on the second panel names the mode (issue 31's rough edges)."""
+    import numpy as np
+
+    from worldgame.engine.engines import EngineStatus, StepResult
+    from worldgame.engine.views import panels
+    from worldgame.vocabulary import FusionMode
+
+    frame = np.zeros((64, 64, 3), np.uint8)
+    result = StepResult(frame)
+    off = panels(View.temporal, result, EngineStatus(steps=4, fusion=FusionMode.off))
+    assert [c for _, c in off] == ["unfused", "fusion off (F): the same frame"]
+    on = panels(View.temporal, result, EngineStatus(steps=4, fusion=FusionMode.latent))
+    assert on[1][1] == "fused: " + FusionMode.latent.label

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from worldgame.engine.engines import EngineStatus, StepResult, Wants
-from worldgame.vocabulary import View  # the view modes (defined with the other shared words)
+from worldgame.vocabulary import FusionMode, View  # the view modes (defined with the other shared words)
 
 Panel = tuple[np.ndarray, str | None]
 MAX_NATIVE_SIDE = 4096
@@ -83,7 +83,9 @@ def panels(view: View, result: StepResult, status: EngineStatus) -> list[Panel]:
         return [(sf[i], f"step {i + 1}" + (f" t={ts[i]}" if ts[i] is not None else "")) for i in range(steps)]
     if view is View.temporal:
         unfused = result.unfused if result.unfused is not None else frame
-        return [(unfused, "unfused"), (frame, "fused: " + (status.fusion.label if status.fusion else "off"))]
+        if status.fusion is None or status.fusion is FusionMode.off:  # two equal panels would need a word why
+            return [(unfused, "unfused"), (frame, "fusion off (F): the same frame")]
+        return [(unfused, "unfused"), (frame, "fused: " + status.fusion.label)]
     if result.real is None:
         return [(frame, "(next frame)"), (frame, "model")]
     return [(result.real, "real game"), (frame, "model")]
