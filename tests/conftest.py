@@ -48,6 +48,30 @@ def run_cli():
 
 
 @pytest.fixture(scope="session")
+def run_cli_batch(tmp_path_factory):
+    """Run several ``worldgame`` command lines, in order, through the real CLI (``worldgame.cli.main``)
+    in ONE driver process (tests/hostile/driver.py), so torch and hydra import once instead of once
+    per command; in the repository as ``run_cli``. Returns one CompletedProcess per command line
+    (an exception escaping main counts as exit 1, its traceback in stderr, as in a process of its own).
+    For command lines whose outcome a test reads afterwards; not for signals, nor anything a process
+    of its own must show."""
+    from hostile.batch import run_driver
+
+    def run(*argvs: list[str] | tuple[str, ...], timeout: float = 600) -> list[subprocess.CompletedProcess[str]]:
+        work = tmp_path_factory.mktemp("cli_batch")
+        got = run_driver([(str(i), list(a)) for i, a in enumerate(argvs)], work, timeout=timeout, cap=None, cwd=REPO)
+        done = []
+        for i, argv in enumerate(argvs):
+            res = got[str(i)]
+            rc = 1 if res["rc"] is None else res["rc"]
+            done.append(subprocess.CompletedProcess([sys.executable, "-m", "worldgame.cli", *argv], rc,
+                                                    res["stdout"], res["stderr"]))
+        return done
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """An untrained tiny world-model checkpoint for the built-in game (loads and runs in
     milliseconds; its frames are noise, so tests check plumbing, not quality)."""

@@ -176,13 +176,16 @@ def test_teacher_forced_reports_kinds_for_bouncer_only(tiny_checkpoint, tmp_path
     assert "kinds" not in event_eval.teacher_forced(model, games)
 
 
-def test_eval_writes_the_agent_in_the_real_game(tiny_checkpoint, tmp_path, run_cli) -> None:
+def test_eval_writes_the_agent_in_the_real_game(tiny_checkpoint, tmp_path, run_cli_batch) -> None:
     ck = _with_parts(tiny_checkpoint, tmp_path / "ck", sign=1)
     small = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", "steps=[1]", "rollout_frames=8",
              "rollout_steps=1", "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1", "object_horizons=[8]",
              "control_contexts=1", "control_frames=2", "event_games=1", "event_frames=200", "threads=1",
              "agent_games=2", "agent_frames=50"]
-    r = run_cli("eval", f"checkpoint={ck}", f"out={tmp_path / 'eval'}", *small, timeout=600)
+    # both evals in one driver process (the second: agent_games=0 skips it)
+    r, r0 = run_cli_batch(["eval", f"checkpoint={ck}", f"out={tmp_path / 'eval'}", *small],
+                          ["eval", f"checkpoint={ck}", f"out={tmp_path / 'eval0'}", *small[:-2], "event_games=0",
+                           "agent_games=0"])
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     agent = result["agent"]
@@ -194,8 +197,7 @@ def test_eval_writes_the_agent_in_the_real_game(tiny_checkpoint, tmp_path, run_c
     assert "the agent in the real game" in r.stderr and "the agent in the real game" in r.stdout
     assert "The agent in the real game" in (tmp_path / "eval" / "report.md").read_text()
     # agent_games=0 skips it
-    r = run_cli("eval", f"checkpoint={ck}", f"out={tmp_path / 'eval0'}", *small[:-2], "event_games=0",
-                "agent_games=0", timeout=600)
+    r = r0
     assert r.returncode == 0, r.stderr
     assert "agent" not in json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -62,6 +62,26 @@ def ending_checkpoint(tiny_checkpoint: Path, tmp_path_factory) -> Path:
     return _rig(tiny_checkpoint, tmp_path_factory.mktemp("ending") / "ck", agent=True, ending=True)
 
 
+@pytest.fixture(scope="module")
+def cli(agent_checkpoint: Path, ending_checkpoint: Path, tiny_checkpoint: Path, tmp_path_factory, run_cli_batch) -> dict:
+    """The module's command lines, as a user runs them, in one driver process (torch loads once);
+    each test reads its own: {name: CompletedProcess} and the sessions folders."""
+    work = tmp_path_factory.mktemp("agent_cli")
+    runs = {
+        "dream": ["play", f"checkpoint={agent_checkpoint}", "agent=true", "frames=8", "fps=0", "record=true",
+                  f"sessions={work / 'dream'}", "steps=1", "backend=torch", "seed=5"],
+        "no_agent": ["play", f"checkpoint={tiny_checkpoint}", "agent=true", "frames=2", "fps=0", "backend=torch"],
+        "attract": ["play", f"checkpoint={ending_checkpoint}", "agent=true", "frames=14", "fps=0", "game_over_s=0.1",
+                    "record=true", f"sessions={work / 'attract'}", "steps=1", "backend=torch", "seed=9"],
+        "bench": ["bench", f"checkpoint={agent_checkpoint}", "agent=true", "steps=[1]", "frames=6", "warmup=2",
+                  "backend=torch"],
+        "real": ["play", "engine=real", f"checkpoint={agent_checkpoint}", "agent=true", "frames=6", "fps=0", "record=true",
+                 f"sessions={work / 'real'}", "device=cpu"],
+        "real_none": ["play", "engine=real", f"checkpoint={work / 'none'}", "agent=true", "frames=1", "fps=0"],
+    }
+    return {**dict(zip(runs, run_cli_batch(*runs.values()))), "work": work}
+
+
 def _loop(checkpoint: Path, script, **kwargs):
     """A real PlayLoop in an off-screen window on ``checkpoint`` (the caller runs it)."""
     from worldgame.engine.model_engine import ModelEngine
@@ -77,13 +97,12 @@ def _hud(loop) -> list[str]:
     return hud_lines(loop.stats, loop.core.hud_state(time.perf_counter(), 0.0))[0]
 
 
-def test_the_agent_plays_the_dream_and_its_moves_are_the_session_s(agent_checkpoint: Path, tmp_path: Path, run_cli) -> None:
+def test_the_agent_plays_the_dream_and_its_moves_are_the_session_s(cli: dict) -> None:
     """play agent=true: every stepped row holds the agent's move (not the keys', none held), the agent
     has a stage of its own, and regenerate reproduces the session bit for bit without any agent."""
-    r = run_cli("play", f"checkpoint={agent_checkpoint}", "agent=true", "frames=8", "fps=0", "record=true",
-                f"sessions={tmp_path / 's'}", "steps=1", "backend=torch", "seed=5")
+    r = cli["dream"]
     assert r.returncode == 0, r.stderr
-    path = next((tmp_path / "s").glob("*.wgep"))
+    path = next((cli["work"] / "dream").glob("*.wgep"))
     session = read_episode(path)
     steps = session.timings_ms["event"] == EVENT_STEP
     assert steps.sum() >= 7 and (session.actions[steps] == AGENT_MOVE).all()
@@ -108,10 +127,10 @@ def test_g_hands_the_controls_over_and_back_and_the_hud_says_who_plays(agent_che
     assert all(line.startswith("player agent") for _, line in seen[3:6])
 
 
-def test_no_agent_is_one_line_for_agent_true_and_a_notice_for_g(tiny_checkpoint: Path, run_cli) -> None:
+def test_no_agent_is_one_line_for_agent_true_and_a_notice_for_g(tiny_checkpoint: Path, cli: dict) -> None:
     from worldgame.frontend.controls import tap
 
-    r = run_cli("play", f"checkpoint={tiny_checkpoint}", "agent=true", "frames=2", "fps=0", "backend=torch")
+    r = cli["no_agent"]
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(tiny_checkpoint) in lines[0] and "worldgame train stage=agent" in lines[0], r.stderr
@@ -180,14 +199,12 @@ def test_the_game_over_screen_is_drawn_over_the_held_frame(ending_checkpoint: Pa
     assert (held[:4, :w] == plain[:4, :w]).all()  # the frame itself stays
 
 
-def test_attract_mode_game_over_starts_a_new_game_by_itself_and_regenerates(ending_checkpoint: Path, tmp_path: Path,
-                                                                            run_cli) -> None:
+def test_attract_mode_game_over_starts_a_new_game_by_itself_and_regenerates(cli: dict) -> None:
     """The agent plays, every frame ends the game: the hold passes, new games start on their own, the
     agent's moves are recorded, and regenerate brings frames and events back bit for bit."""
-    r = run_cli("play", f"checkpoint={ending_checkpoint}", "agent=true", "frames=14", "fps=0", "game_over_s=0.1",
-                "record=true", f"sessions={tmp_path / 's'}", "steps=1", "backend=torch", "seed=9")
+    r = cli["attract"]
     assert r.returncode == 0, r.stderr
-    path = next((tmp_path / "s").glob("*.wgep"))
+    path = next((cli["work"] / "attract").glob("*.wgep"))
     session = read_episode(path)
     events = session.timings_ms["event"]
     assert (events == EVENT_RESET).sum() >= 2 and session.dones[events == EVENT_STEP].all()
@@ -196,9 +213,8 @@ def test_attract_mode_game_over_starts_a_new_game_by_itself_and_regenerates(endi
     assert result["identical"] and result["events_identical"], result
 
 
-def test_bench_measures_play_with_the_agent_acting(agent_checkpoint: Path, run_cli) -> None:
-    r = run_cli("bench", f"checkpoint={agent_checkpoint}", "agent=true", "steps=[1]", "frames=6", "warmup=2",
-                "backend=torch")
+def test_bench_measures_play_with_the_agent_acting(cli: dict) -> None:
+    r = cli["bench"]
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])["results"][0]
     assert result["stages_ms"]["agent"] > 0
@@ -250,14 +266,13 @@ def test_the_page_shows_who_plays_its_button_hands_over_and_game_over_is_sent(en
     asyncio.run(main())
 
 
-def test_the_agent_plays_the_real_game_through_its_autoencoder(agent_checkpoint: Path, tmp_path: Path, run_cli) -> None:
-    r = run_cli("play", "engine=real", f"checkpoint={agent_checkpoint}", "agent=true", "frames=6", "fps=0", "record=true",
-                f"sessions={tmp_path / 's'}", "device=cpu")
+def test_the_agent_plays_the_real_game_through_its_autoencoder(cli: dict) -> None:
+    r = cli["real"]
     assert r.returncode == 0, r.stderr
-    session = read_episode(next((tmp_path / "s").glob("*.wgep")))
+    session = read_episode(next((cli["work"] / "real").glob("*.wgep")))
     steps = session.timings_ms["event"] == EVENT_STEP
     assert steps.sum() == 6 and (session.actions[steps] == AGENT_MOVE).all()
-    r = run_cli("play", "engine=real", f"checkpoint={tmp_path / 'none'}", "agent=true", "frames=1", "fps=0")
+    r = cli["real_none"]
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such folder" in r.stderr, r.stderr
 
 

@@ -145,8 +145,22 @@ SMALL = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", "ste
 BOUNCER_ONLY = ("player_err_px", "player_lost_frac", "first_hit_frame", "player_err_px_until_first_hit")
 
 
-def _eval(run_cli, checkpoint, out):
-    r = run_cli("eval", f"checkpoint={checkpoint}", f"out={out}", *SMALL)
+@pytest.fixture(scope="module")
+def evals(request, tiny_checkpoint, tmp_path_factory, run_cli_batch) -> dict:
+    """`worldgame eval` of the tiny Bouncer checkpoint and (with ale_py) the Breakout one, both in one
+    driver process (torch loads once): {name: (CompletedProcess, out folder)}."""
+    import importlib.util
+
+    checkpoints = {"bouncer": tiny_checkpoint}
+    if importlib.util.find_spec("ale_py") is not None:  # else the Breakout test skips on its own
+        checkpoints["breakout"] = request.getfixturevalue("breakout_checkpoint")
+    outs = {name: tmp_path_factory.mktemp(f"eval_{name}") for name in checkpoints}
+    runs = run_cli_batch(*(["eval", f"checkpoint={ck}", f"out={outs[name]}", *SMALL] for name, ck in checkpoints.items()))
+    return {name: (r, outs[name]) for name, r in zip(checkpoints, runs)}
+
+
+def _eval(run: tuple):
+    r, out = run
     assert r.returncode == 0, r.stderr
     # not a terminal: one plain line per stage on stderr (a long eval is never silent), no bar redraws
     stages = [line for line in r.stderr.splitlines() if line.startswith("eval [")]
@@ -157,12 +171,12 @@ def _eval(run_cli, checkpoint, out):
     return json.loads(lines[-1]), "\n".join(lines[:-1]), (out / "report.md").read_text()
 
 
-def test_gym_eval_shows_only_what_applies(breakout_checkpoint, run_cli, tmp_path) -> None:
-    result, printed, report = _eval(run_cli, breakout_checkpoint, tmp_path)
+def test_gym_eval_shows_only_what_applies(breakout_checkpoint, evals) -> None:
+    result, printed, report = _eval(evals["breakout"])
     from PIL import Image
 
     # the strip at the game's 210x160 aspect (each frame 3x: 192 tall, 146 wide), real over dreamed
-    assert Image.open(tmp_path / "strip.png").size == (146, 2 * 192 + 6)
+    assert Image.open(evals["breakout"][1] / "strip.png").size == (146, 2 * 192 + 6)
     assert not set(BOUNCER_ONLY) & set(result["rollout"]) and "bouncer" not in result["objects"]
     assert "collapsed" in result["rollout"]
     control = result["objects"]["control"]
@@ -172,8 +186,8 @@ def test_gym_eval_shows_only_what_applies(breakout_checkpoint, run_cli, tmp_path
         assert "RIGHT/LEFT" in text and "foreground" in text
 
 
-def test_bouncer_eval_keeps_its_checks_and_adds_control(tiny_checkpoint, run_cli, tmp_path) -> None:
-    result, printed, report = _eval(run_cli, tiny_checkpoint, tmp_path)
+def test_bouncer_eval_keeps_its_checks_and_adds_control(evals) -> None:
+    result, printed, report = _eval(evals["bouncer"])
     assert set(BOUNCER_ONLY) <= set(result["rollout"]) and "control" in result["objects"]["bouncer"]
     assert list(result["objects"]["control"]["pairs"]) == ["RIGHT/LEFT", "DOWN/UP", "FIRE/NOOP"]
     assert "player" in printed and "player position error" in report and "orbs" in report

@@ -106,14 +106,31 @@ def test_the_dream_keeps_score_and_lives_and_its_end_starts_a_new_game(tiny_chec
     assert plain.status().score == "none (no event head)"
 
 
-def test_a_predicted_game_over_ends_the_game_in_play_and_the_session_regenerates_it(tiny_checkpoint: Path,
-                                                                                   tmp_path: Path, run_cli) -> None:
+SMALL_EVAL = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", "steps=[1]", "rollout_frames=8",
+              "rollout_steps=1", "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1", "object_horizons=[8]",
+              "control_contexts=1", "control_frames=2", "event_games=2", "event_frames=40"]
+
+
+@pytest.fixture(scope="module")
+def cli(tiny_checkpoint: Path, tmp_path_factory, run_cli_batch) -> dict:
+    """The module's command lines, as a user runs them, in one driver process (torch loads once):
+    play on a head that always sees the end, eval of a head that calls every transition a point."""
+    work = tmp_path_factory.mktemp("events_cli")
+    ending = _rigged(tiny_checkpoint, work / "ending", 1, True)
+    always = _rigged(tiny_checkpoint, work / "always", 1, False)
+    play, evaluated = run_cli_batch(
+        ["play", f"checkpoint={ending}", "frames=12", "fps=0", "game_over_s=0.1", "record=true", f"sessions={work / 's'}",
+         "steps=1", "backend=torch", "seed=3"],
+        ["eval", f"checkpoint={always}", f"out={work / 'eval'}", *SMALL_EVAL])
+    return {"play": play, "eval": evaluated, "work": work}
+
+
+def test_a_predicted_game_over_ends_the_game_in_play_and_the_session_regenerates_it(cli: dict) -> None:
     """Through the CLI: a head that always sees the end makes every frame a game over; play holds the
     GAME OVER screen a moment (game_over_s: 3 ticks at Bouncer's 30 Hz), then resets to a new game
     each time, records it, and regenerate brings frames and events back bit for bit."""
-    ending = _rigged(tiny_checkpoint, tmp_path / "ending", 1, True)
-    r = run_cli("play", f"checkpoint={ending}", "frames=12", "fps=0", "game_over_s=0.1", "record=true",
-                f"sessions={tmp_path / 's'}", "steps=1", "backend=torch", "seed=3")
+    tmp_path = cli["work"]
+    r = cli["play"]
     assert r.returncode == 0, r.stderr
     session = read_episode(next((tmp_path / "s").glob("*.wgep")))
     assert session.dones[1:].any() and session.rewards[1:].max() == 1.0
@@ -140,13 +157,9 @@ def test_crafted_event_parts_are_refused(tiny_checkpoint: Path, tmp_path: Path) 
         WorldModel.from_pretrained(folder, device="cpu")
 
 
-def test_eval_reports_the_events_teacher_forced_and_in_dreams(tiny_checkpoint: Path, tmp_path: Path, run_cli) -> None:
+def test_eval_reports_the_events_teacher_forced_and_in_dreams(cli: dict) -> None:
     """A head that calls every transition a point: eval's JSON says so in both of its event figures."""
-    always = _rigged(tiny_checkpoint, tmp_path / "always", 1, False)
-    small = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", "steps=[1]", "rollout_frames=8",
-             "rollout_steps=1", "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1", "object_horizons=[8]",
-             "control_contexts=1", "control_frames=2", "event_games=2", "event_frames=40"]
-    r = run_cli("eval", f"checkpoint={always}", f"out={tmp_path / 'eval'}", *small, timeout=600)
+    r = cli["eval"]
     assert r.returncode == 0, r.stderr
     events = json.loads(r.stdout.strip().splitlines()[-1])["events"]
     assert events["games"] == 2

@@ -118,13 +118,12 @@ def cartpole_checkpoint(tmp_path_factory):
     return path
 
 
-def test_checkpoint_names_its_own_game(cartpole_checkpoint, run_cli):
+def test_checkpoint_names_its_own_game(cartpole_checkpoint, run_cli_batch):
     """bench (and play) take the game from the checkpoint; game= only has to agree with it."""
     args = ("bench", f"checkpoint={cartpole_checkpoint}", "steps=[1]", "frames=3", "warmup=0")
-    ok = run_cli(*args)
+    ok, clash = run_cli_batch(args, (*args, "game=bouncer"))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.strip().splitlines()[-1])["results"][0]["steps"] == 1
-    clash = run_cli(*args, "game=bouncer")
     lines = [line for line in clash.stderr.splitlines() if line.strip()]
     assert clash.returncode == 1 and len(lines) == 1 and "gym:CartPole-v1" in lines[0], clash.stderr
 

@@ -3,8 +3,9 @@
 Every case must give one clear line and a non-zero exit, run nothing a file names (each gadget
 would write a marker file) and stay under a memory cap. The corpora are generated here
 (tests/hostile/), never committed. Command lines run through the real CLI (`worldgame.cli.main`),
-batched in one driver subprocess under RLIMIT_AS so torch and hydra load once; a handful of
-cases that need their own process (a dead X display, a full disk) get one.
+batched in driver subprocesses (two side by side, one per core) under RLIMIT_AS so torch and hydra
+load once per driver; a handful of cases that need their own process (a dead X display, a full
+disk) get one.
 """
 
 from __future__ import annotations
@@ -24,30 +25,17 @@ import numpy as np
 import pytest
 from hostile import bad_settings, checkpoints
 from hostile import episodes as E
+from hostile.batch import AS_CAP, run_driver
 
 from worldgame.data.episode import read_episode
 from worldgame.errors import WorldgameError
 
 REPO = Path(__file__).resolve().parent.parent
-DRIVER = Path(__file__).resolve().parent / "hostile" / "driver.py"
-AS_CAP = 4 << 30  # address-space cap of the driver (torch alone maps ~1 GB)
 COMMANDS = ("play", "collect", "train", "eval", "bench", "replay")
 
 
 def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
-
-
-def run_driver(cases: list[tuple[str, list[str]]], work: Path, fsize: int | None = None, timeout: int = 900) -> dict:
-    spec = work / "cases.json"
-    spec.write_text(json.dumps({"as_bytes": AS_CAP, "fsize_bytes": fsize,
-                                "cases": [{"id": i, "argv": a} for i, a in cases]}))
-    out = work / "results.json"
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(DRIVER), str(spec), str(out)], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=timeout, check=False)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return {res["id"]: res for res in json.loads(out.read_text())}
 
 
 def assert_one_line(res: dict, rc: int | None = None, needle: str | None = None) -> str:
@@ -170,7 +158,8 @@ def test_fuzzed_valid_file_never_crashes(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory, corpus: dict, tiny_checkpoint: Path) -> dict:
-    """Runs every command-line case in one driver subprocess; returns results and the corpora."""
+    """Runs every command-line case in two driver subprocesses side by side (the cases are independent);
+    returns results and the corpora."""
     work = tmp_path_factory.mktemp("hostile_cli")
     marker = work / "MARKER"
     crafted = checkpoints.make_all(tiny_checkpoint, work / "ckpt", marker)
@@ -211,7 +200,7 @@ def cli(tmp_path_factory, corpus: dict, tiny_checkpoint: Path) -> dict:
         ("missing:train", ["train", f"data={work / 'nope'}", f"out={work / 'runs' / 'nope'}"]),
     ]
     t0 = time.perf_counter()
-    results = run_driver(cases, work)
+    results = run_driver(cases, work, workers=2)
     return {"results": results, "marker": marker, "crafted": crafted, "work": work,
             "seconds": time.perf_counter() - t0, "cases": cases}
 

@@ -142,14 +142,12 @@ def test_crafted_parts_end_in_one_line_within_10_s(results, collected_data):
         assert got[name]["seconds"] < CASE_SECONDS, (name, got[name]["seconds"])
 
 
-def test_data_without_points_trains_no_head_that_cannot_score(tmp_path, run_cli_module):
-    """Random or scripted play that never scores: stage=events and stage=agent refuse in one line
-    naming what to do; stage=all leaves them out with a note (issue 33 item 6)."""
-    from worldgame.data.episode import list_episodes, read_episode
-
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> tuple[dict, Path]:
+    """The collect and every train of the two tests below, in order, in one driver process (torch and
+    hydra load once): {case: result} and the folder they ran in."""
+    tmp_path = tmp_path_factory.mktemp("untrained")
     data = tmp_path / "pointless"
-    assert run_cli_module("collect", f"out={data}", "episodes=2", "steps=6", "progress=false").returncode == 0
-    assert not any((read_episode(f).rewards > 0).any() for f in list_episodes(data))  # the premise
     small = ["train=tiny", "model=tiny", "progress=false", f"data={data}"]
     # an agent asked for on a head whose own training saw no point (its record in worldgame.json)
     pointless_head = tmp_path / "agent"
@@ -157,14 +155,32 @@ def test_data_without_points_trains_no_head_that_cannot_score(tmp_path, run_cli_
     (pointless_head / "worldgame.json").write_text(json.dumps(
         {"game": "bouncer", "frame_size": 64, "action_names": ["NOOP", "UP", "DOWN", "LEFT", "RIGHT", "FIRE"],
          "training": {"events": {"history": [{"step": 10, "plus_events": 0, "score": 0.5}]}}}))
-    got = run_driver([(stage, ["train", f"stage={stage}", f"out={tmp_path / stage}", *small]) for stage in ("events", "agent")],
+    got = run_driver([("collect", ["collect", f"out={data}", "episodes=2", "steps=6", "progress=false"]),
+                      *((stage, ["train", f"stage={stage}", f"out={tmp_path / stage}", *small]) for stage in ("events", "agent")),
+                      ("all", ["train", "stage=all", f"out={tmp_path / 'all'}", *small, "train.vae.steps=2",
+                               "train.teacher.steps=2"]),
+                      # a new user's first `worldgame train` before any `collect`
+                      ("no_data", ["train", f"data={tmp_path / 'data' / 'bouncer'}", f"out={tmp_path / 'runs' / 'bouncer'}",
+                                   "train=tiny", "model=tiny"])],
                      tmp_path, timeout=300)
+    return got, tmp_path
+
+
+def test_data_without_points_trains_no_head_that_cannot_score(untrained):
+    """Random or scripted play that never scores: stage=events and stage=agent refuse in one line
+    naming what to do; stage=all leaves them out with a note (issue 33 item 6)."""
+    from worldgame.data.episode import list_episodes, read_episode
+
+    got, tmp_path = untrained
+    data = tmp_path / "pointless"
+    assert got["collect"]["rc"] == 0, got["collect"]["stderr"][-2000:]
+    assert not any((read_episode(f).rewards > 0).any() for f in list_episodes(data))  # the premise
     line = assert_one_line(got["events"], needle="holds no points")
     assert "record your own play" in line and "worldgame collect" in line
     assert "trained on data holding no points" in assert_one_line(got["agent"], needle="stage=agent")
-    r = run_cli_module("train", "stage=all", f"out={tmp_path / 'all'}", *small, "train.vae.steps=2", "train.teacher.steps=2")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "skipping the events and agent stages" in r.stdout + r.stderr
+    r = got["all"]
+    assert r["rc"] == 0 and r["escaped"] is None, r["stderr"][-2000:]
+    assert "skipping the events and agent stages" in r["stdout"] + r["stderr"]
     assert not (tmp_path / "all" / "events").exists() and not (tmp_path / "all" / "agent").exists()
     assert (tmp_path / "all" / "denoiser").is_dir()
 
@@ -200,13 +216,14 @@ def test_the_shipped_checkpoints_pass_the_part_checks():
         assert model.denoiser is not None
 
 
-def test_train_without_data_says_collect_first_and_leaves_no_folder(tmp_path, run_cli_module):
+def test_train_without_data_says_collect_first_and_leaves_no_folder(untrained):
     """A new user's first `worldgame train` before any `collect`: one line saying what comes first,
     and no empty run folder holding only a lock file (issue 31's rough edges)."""
+    got, tmp_path = untrained
     out = tmp_path / "runs" / "bouncer"
-    r = run_cli_module("train", f"data={tmp_path / 'data' / 'bouncer'}", f"out={out}", "train=tiny", "model=tiny")
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "worldgame collect out=" in lines[0], r.stderr
+    r = got["no_data"]
+    lines = [x for x in r["stderr"].splitlines() if x.strip()]
+    assert r["escaped"] is None and r["rc"] == 1 and len(lines) == 1 and "worldgame collect out=" in lines[0], r["stderr"]
     assert not out.exists()
 
 

@@ -53,12 +53,11 @@ def test_collect_records_the_games_facts_in_a_folder_per_game(cartpole_data: Pat
     assert read_episode(list_episodes(cartpole_data)[0]).metadata["native_size"] == [400, 600]
 
 
-def test_collect_refuses_another_game_in_a_folder(cartpole_data: Path, run_cli) -> None:
-    before = {p: p.read_bytes() for p in cartpole_data.iterdir()}
-    r = run_cli("collect", "game=bouncer", "policy=random", "episodes=1", "steps=5", f"out={cartpole_data}", "progress=false")
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "gym:CartPole-v1" in lines[0] and "another out=" in lines[0], r.stderr
-    assert before == {p: p.read_bytes() for p in cartpole_data.iterdir()}
+def test_collect_refuses_another_game_in_a_folder(cartpole_data: Path, gym_cli: dict) -> None:
+    r = gym_cli["collect_bouncer"]
+    lines = [line for line in r["stderr"].splitlines() if line.strip()]
+    assert r["rc"] == 1 and len(lines) == 1 and "gym:CartPole-v1" in lines[0] and "another out=" in lines[0], r["stderr"]
+    assert gym_cli["cartpole_before"] == {p: p.read_bytes() for p in cartpole_data.iterdir()}
 
 
 def test_training_saves_keys_and_shape_without_building_the_game(cartpole_data: Path, tmp_path: Path,
@@ -112,15 +111,12 @@ def test_train_refuses_folders_of_different_games(tmp_path: Path) -> None:
         load_frame_data([tmp_path / "a", tmp_path / "b"], 4, 0.1)
 
 
-def test_train_cli_takes_a_list_of_folders(cartpole_data: Path, tmp_path: Path, run_cli) -> None:
-    import shutil
-
-    shutil.copytree(cartpole_data, tmp_path / "more")
-    r = run_cli("train", f"data=[{cartpole_data},{tmp_path / 'more'}]", f"out={tmp_path / 'run'}", "stage=vae", *TINY_TRAIN)
-    assert r.returncode == 0, r.stderr
-    assert "from [" in r.stdout and (tmp_path / "run" / "vae").is_dir()
-    bad = run_cli("train", "data=[]", f"out={tmp_path / 'run2'}", *TINY_TRAIN)
-    assert bad.returncode == 2 and "data=[]" in bad.stderr and "Traceback" not in bad.stderr
+def test_train_cli_takes_a_list_of_folders(gym_cli: dict) -> None:
+    r = gym_cli["train_list"]
+    assert r["rc"] == 0, r["stderr"]
+    assert "from [" in r["stdout"] and (gym_cli["work"] / "run_list" / "vae").is_dir()
+    bad = gym_cli["train_empty"]
+    assert bad["rc"] == 2 and "data=[]" in bad["stderr"] and "Traceback" not in bad["stderr"]
 
 
 @pytest.fixture(scope="module")
@@ -130,35 +126,65 @@ def gym_checkpoint(cartpole_data: Path, tmp_path_factory: pytest.TempPathFactory
     return out
 
 
-def test_every_command_takes_the_game_from_a_gym_checkpoint(gym_checkpoint: Path, tmp_path: Path, run_cli) -> None:
+@pytest.fixture(scope="module")
+def gym_cli(cartpole_data: Path, gym_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The module's command lines, in order, in one driver process (tests/hostile/driver.py runs the
+    real CLI in-process, so torch, hydra and gym import once); returns {case: result} and the work folder."""
+    import shutil
+
+    from hostile.batch import run_driver
+
+    work = tmp_path_factory.mktemp("gym_cli")
+    before = {p: p.read_bytes() for p in cartpole_data.iterdir()}
+    shutil.copytree(cartpole_data, work / "more")
+    sessions, dreams = work / "sessions", work / "dreams"
+    cases = [
+        ("collect_bouncer", ["collect", "game=bouncer", "policy=random", "episodes=1", "steps=5", f"out={cartpole_data}",
+                             "progress=false"]),
+        ("train_list", ["train", f"data=[{cartpole_data},{work / 'more'}]", f"out={work / 'run_list'}", "stage=vae",
+                        *TINY_TRAIN]),
+        ("train_empty", ["train", "data=[]", f"out={work / 'run_empty'}", *TINY_TRAIN]),
+        # play, bench, eval and replay regenerate=true, none given game=
+        ("play", ["play", f"checkpoint={gym_checkpoint}", "frames=6", "fps=0", "record=true", f"sessions={sessions}"]),
+        ("replay", ["replay", f"path={sessions}", "regenerate=true"]),  # the folder holds the one session just played
+        ("bench", ["bench", f"checkpoint={gym_checkpoint}", "steps=[1]", "frames=3", "warmup=0"]),
+        ("eval", ["eval", f"checkpoint={gym_checkpoint}", "episodes=1", "episode_frames=24", "samples=4", "steps=[1]",
+                  "teacher_steps=2", "rollout_frames=12", "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1",
+                  "object_horizons=[10]", f"out={work / 'eval'}"]),
+        # dreams as training data
+        ("play_dreams", ["play", f"checkpoint={gym_checkpoint}", "frames=6", "fps=0", "record=true", f"sessions={dreams}"]),
+        ("train_dreams", ["train", f"data={dreams}", f"out={work / 'run_dreams'}", *TINY_TRAIN]),
+    ]
+    (work / "driver").mkdir()
+    results = run_driver(cases, work / "driver", cap=None, timeout=600)
+    return {**results, "work": work, "cartpole_before": before}
+
+
+def test_every_command_takes_the_game_from_a_gym_checkpoint(gym_checkpoint: Path, gym_cli: dict) -> None:
     """play, bench, eval and replay regenerate=true, none given game=."""
-    sessions = tmp_path / "sessions"
-    r = run_cli("play", f"checkpoint={gym_checkpoint}", "frames=6", "fps=0", "record=true", f"sessions={sessions}")
-    assert r.returncode == 0, r.stderr
-    session = list_episodes(sessions)[0]
+    r = gym_cli["play"]
+    assert r["rc"] == 0, r["stderr"]
+    (session,) = list_episodes(gym_cli["work"] / "sessions")  # the one session replay was given
     assert read_metadata(session)["game"] == "gym:CartPole-v1"
-    r = run_cli("replay", f"path={session}", "regenerate=true")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["identical"] is True
-    r = run_cli("bench", f"checkpoint={gym_checkpoint}", "steps=[1]", "frames=3", "warmup=0")
-    assert r.returncode == 0, r.stderr
-    r = run_cli("eval", f"checkpoint={gym_checkpoint}", "episodes=1", "episode_frames=24", "samples=4", "steps=[1]",
-                "teacher_steps=2", "rollout_frames=12", "long_rollouts=1", "horizons=[1]", "horizon_rollouts=1",
-                "object_horizons=[10]", f"out={tmp_path / 'eval'}", timeout=300)
-    assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    r = gym_cli["replay"]
+    assert r["rc"] == 0, r["stderr"]
+    assert str(session) in r["stdout"]
+    assert json.loads(r["stdout"].strip().splitlines()[-1])["identical"] is True
+    r = gym_cli["bench"]
+    assert r["rc"] == 0, r["stderr"]
+    r = gym_cli["eval"]
+    assert r["rc"] == 0, r["stderr"]
+    result = json.loads(r["stdout"].strip().splitlines()[-1])
     assert result["checkpoint"] == str(gym_checkpoint) and "vae_psnr" in result
-    assert "player" not in r.stdout + r.stderr  # the player locator is the built-in game's
+    assert "player" not in r["stdout"] + r["stderr"]  # the player locator is the built-in game's
 
 
-def test_model_sessions_are_refused_as_training_data(gym_checkpoint: Path, tmp_path: Path, run_cli) -> None:
-    sessions = tmp_path / "sessions"
-    assert run_cli("play", f"checkpoint={gym_checkpoint}", "frames=6", "fps=0", "record=true",
-                   f"sessions={sessions}").returncode == 0
-    r = run_cli("train", f"data={sessions}", f"out={tmp_path / 'run'}", *TINY_TRAIN)
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "dreams, not the game" in lines[0], r.stderr
-    assert not (tmp_path / "run" / "vae").exists()
+def test_model_sessions_are_refused_as_training_data(gym_cli: dict) -> None:
+    assert gym_cli["play_dreams"]["rc"] == 0
+    r = gym_cli["train_dreams"]
+    lines = [line for line in r["stderr"].splitlines() if line.strip()]
+    assert r["rc"] == 1 and len(lines) == 1 and "dreams, not the game" in lines[0], r["stderr"]
+    assert not (gym_cli["work"] / "run_dreams" / "vae").exists()
 
 
 def test_checkpoint_native_size_is_checked(gym_checkpoint: Path, tmp_path: Path) -> None:

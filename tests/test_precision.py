@@ -141,12 +141,14 @@ def test_bad_precision_settings_say_what_to_do(tiny_checkpoint, monkeypatch, cap
     assert "precision=int8" in capfd.readouterr().err  # auto: one note, then the fp32 export
 
 
-def test_bench_reports_the_precision_and_int8_on_torch_is_one_line(tiny_checkpoint, run_cli):
-    r = run_cli("bench", f"checkpoint={tiny_checkpoint}", "steps=[1]", "frames=3", "warmup=1", "precision=int8")
+def test_bench_reports_the_precision_and_int8_on_torch_is_one_line(tiny_checkpoint, run_cli_batch):
+    r, torch_int8 = run_cli_batch(
+        ["bench", f"checkpoint={tiny_checkpoint}", "steps=[1]", "frames=3", "warmup=1", "precision=int8"],
+        ["bench", f"checkpoint={tiny_checkpoint}", "backend=torch", "precision=int8"])
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert [(res["backend"], res["precision"]) for res in report["results"]] == [("onnx", "int8")]
-    r = run_cli("bench", f"checkpoint={tiny_checkpoint}", "backend=torch", "precision=int8")
+    r = torch_int8
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "precision=int8 runs on ONNX Runtime only" in r.stderr
 

@@ -258,21 +258,19 @@ def test_regenerate_of_a_session_whose_checkpoint_is_gone_is_one_line(tmp_path: 
     assert "session.wgep" in lines[0]
 
 
-def test_regenerate_prints_json_last(tmp_path: Path, run_cli, tiny_checkpoint: Path) -> None:
+def test_regenerate_prints_json_last(tmp_path: Path, run_cli_batch, tiny_checkpoint: Path) -> None:
     """A model session recorded by `play` re-runs bit-identically on the same device."""
-    session = _record_session(tmp_path, run_cli, tiny_checkpoint)
-    r = run_cli("replay", f"path={session}", "regenerate=true", "device=cpu", timeout=300)
+    # recorded headless with `worldgame play record=true`, then regenerated, in one driver process
+    sessions = tmp_path / "sessions"
+    played, r = run_cli_batch(
+        ["play", f"checkpoint={tiny_checkpoint}", "fps=0", "frames=20", "record=true", f"sessions={sessions}", "seed=1"],
+        ["replay", f"path={sessions}", "regenerate=true", "device=cpu"])  # the folder holds the one session played
+    assert played.returncode == 0, played.stderr
+    (session,) = sessions.glob("*.wgep")
     assert r.returncode == 0, r.stderr
+    assert str(session) in r.stdout
     result = json.loads(_lines(r.stdout)[-1])
     assert set(result) >= {"frames", "identical", "psnr", "max_abs_diff"}
     assert result["frames"] == len(read_episode(session)) and result["identical"]
     assert result["max_abs_diff"] == 0
 
-
-def _record_session(tmp_path: Path, run_cli, checkpoint: Path) -> Path:
-    """Record a short model session headless with `worldgame play record=true`."""
-    r = run_cli("play", f"checkpoint={checkpoint}", "fps=0", "frames=20", "record=true",
-                f"sessions={tmp_path / 'sessions'}", "seed=1", timeout=300)
-    assert r.returncode == 0, r.stderr
-    (session,) = (tmp_path / "sessions").glob("*.wgep")
-    return session

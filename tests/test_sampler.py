@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+from hostile.batch import run_driver
 
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, WorldModel
@@ -66,20 +67,30 @@ def test_teacher_sampler_needs_a_teacher(tiny_checkpoint):
         Sampler(model, "ddpm")
 
 
-def test_bench_and_eval_run_the_teacher(with_teacher, tiny_checkpoint, run_cli, tmp_path):
-    r = run_cli("bench", f"checkpoint={with_teacher}", "sampler=teacher", "steps=[12]", "frames=4", "warmup=1", "backend=onnx")
-    assert r.returncode == 0, r.stderr
-    (result,) = json.loads(r.stdout.strip().splitlines()[-1])["results"]
+def test_bench_and_eval_run_the_teacher(with_teacher, tiny_checkpoint, tmp_path):
+    # every command line in one driver process (tests/hostile/driver.py: the real CLI, torch imported once)
+    out = tmp_path / "eval"
+    got = run_driver([
+        ("bench", ["bench", f"checkpoint={with_teacher}", "sampler=teacher", "steps=[12]", "frames=4", "warmup=1",
+                   "backend=onnx"]),
+        ("bench_steps", ["bench", f"checkpoint={with_teacher}", "steps=[12]"]),
+        ("bench_no_teacher", ["bench", f"checkpoint={tiny_checkpoint}", "sampler=teacher", "steps=[12]", "frames=4"]),
+        ("eval", ["eval", f"checkpoint={with_teacher}", "sampler=teacher", "rollout_steps=6", f"out={out}", *TINY_EVAL]),
+        ("eval_steps", ["eval", f"checkpoint={with_teacher}", "rollout_steps=6", f"out={out}", *TINY_EVAL]),
+    ], tmp_path, cap=None)
+    r = got["bench"]
+    assert r["rc"] == 0, r["stderr"]
+    (result,) = json.loads(r["stdout"].strip().splitlines()[-1])["results"]
     assert result["steps"] == 12 and result["backend"] == "torch"  # the teacher has no ONNX path: said so
 
-    r = run_cli("bench", f"checkpoint={with_teacher}", "steps=[12]")
-    assert r.returncode == 2 and "sampler=teacher" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = run_cli("bench", f"checkpoint={tiny_checkpoint}", "sampler=teacher", "steps=[12]", "frames=4")
-    assert r.returncode == 1 and "no teacher/ folder" in r.stderr and "Traceback" not in r.stderr
+    r = got["bench_steps"]
+    assert r["rc"] == 2 and "sampler=teacher" in r["stderr"] and len(r["stderr"].strip().splitlines()) == 1
+    r = got["bench_no_teacher"]
+    assert r["rc"] == 1 and "no teacher/ folder" in r["stderr"] and "Traceback" not in r["stderr"]
 
-    r = run_cli("eval", f"checkpoint={with_teacher}", "sampler=teacher", "rollout_steps=6", f"out={tmp_path}", *TINY_EVAL)
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout.strip().splitlines()[-1])
+    r = got["eval"]
+    assert r["rc"] == 0, r["stderr"]
+    report = json.loads(r["stdout"].strip().splitlines()[-1])
     assert report["rollout"]["sampler"] == "teacher" and report["rollout"]["steps"] == 6
-    r = run_cli("eval", f"checkpoint={with_teacher}", "rollout_steps=6", f"out={tmp_path}", *TINY_EVAL)
-    assert r.returncode == 2 and "rollout_steps=6" in r.stderr
+    r = got["eval_steps"]
+    assert r["rc"] == 2 and "rollout_steps=6" in r["stderr"]

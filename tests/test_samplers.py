@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 import torch
+from hostile.batch import run_driver
 
 from worldgame.engine.model_engine import ModelEngine
 from worldgame.errors import WorldgameError
@@ -187,7 +188,7 @@ def test_an_old_session_without_a_sampler_regenerates_as_lcm(tiny_checkpoint, pl
     assert result["identical"] and result.get("checkpoint_changed") is None  # ...but the session replays with LCM
 
 
-def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path, run_cli):
+def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path):
     checkpoint = tmp_path / "ck"
     shutil.copytree(tiny_checkpoint, checkpoint)
     meta_file = checkpoint / "worldgame.json"
@@ -195,20 +196,31 @@ def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path, run_cl
     meta_file.write_text(json.dumps({**meta, "play": {"sampler": "dpmsolver", "spacing": None}}))
     prepared = Sampler(WorldModel.from_pretrained(checkpoint, device="cpu"))
     assert (prepared.name, prepared.spacing) == ("dpmsolver", "trailing")
-    r = run_cli("bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3", "warmup=1", "backend=onnx")
-    assert r.returncode == 0, r.stderr
-    (result,) = json.loads(r.stdout.strip().splitlines()[-1])["results"]
+    # every command line in one driver process (tests/hostile/driver.py: the real CLI, torch imported once)
+    bad_plays = ({"sampler": "euler"}, {"sampler": ["ddim"]}, {"sampler": "ddim", "spacing": {"a": 1}}, "ddim")
+    cases = [("default", ["bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3", "warmup=1", "backend=onnx"]),
+             ("chosen", ["bench", f"checkpoint={checkpoint}", "sampler=ddim", "spacing=linspace", "steps=[2]", "frames=3",
+                         "warmup=1"])]
+    for i, play in enumerate(bad_plays):
+        bad = tmp_path / f"bad{i}"
+        shutil.copytree(tiny_checkpoint, bad)
+        (bad / "worldgame.json").write_text(json.dumps({**meta, "play": play}))
+        cases.append((f"bad{i}", ["bench", f"checkpoint={bad}", "steps=[2]", "frames=3"]))
+    (tmp_path / "driver").mkdir()
+    got = run_driver(cases, tmp_path / "driver", cap=None)
+    r = got["default"]
+    assert r["rc"] == 0, r["stderr"]
+    (result,) = json.loads(r["stdout"].strip().splitlines()[-1])["results"]
     assert (result["sampler"], result["spacing"], result["backend"]) == ("dpmsolver", "trailing", "onnx")
-    r = run_cli("bench", f"checkpoint={checkpoint}", "sampler=ddim", "spacing=linspace", "steps=[2]", "frames=3", "warmup=1")
-    assert r.returncode == 0, r.stderr
-    (result,) = json.loads(r.stdout.strip().splitlines()[-1])["results"]
+    r = got["chosen"]
+    assert r["rc"] == 0, r["stderr"]
+    (result,) = json.loads(r["stdout"].strip().splitlines()[-1])["results"]
     assert (result["sampler"], result["spacing"]) == ("ddim", "linspace")
 
-    for play in ({"sampler": "euler"}, {"sampler": ["ddim"]}, {"sampler": "ddim", "spacing": {"a": 1}}, "ddim"):
-        meta_file.write_text(json.dumps({**meta, "play": play}))
-        r = run_cli("bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3")
-        assert r.returncode == 1 and "play" in r.stderr and "Traceback" not in r.stderr, (play, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1
+    for i, play in enumerate(bad_plays):
+        r = got[f"bad{i}"]
+        assert r["rc"] == 1 and "play" in r["stderr"] and "Traceback" not in r["stderr"], (play, r["stderr"])
+        assert len(r["stderr"].strip().splitlines()) == 1
 
 
 def test_bad_sampler_settings_are_one_line(tiny_checkpoint, run_cli):

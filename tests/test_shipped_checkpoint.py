@@ -69,8 +69,16 @@ def test_boxing_is_shipped_with_its_game_facts() -> None:
     assert "eval" in meta and (BOXING / "eval" / "report.md").is_file() and (BOXING / "eval" / "strip.png").is_file()
 
 
-def test_boxing_plays_without_naming_its_game(run_cli) -> None:
-    r = run_cli("play", f"checkpoint={BOXING}", "frames=5", "fps=0")
+@pytest.fixture(scope="module")
+def plays(run_cli_batch) -> dict:
+    """`worldgame play` of each shipped Atari checkpoint, both in one driver process (torch loads once)."""
+    boxing, pong = run_cli_batch(["play", f"checkpoint={BOXING}", "frames=5", "fps=0"],
+                                 ["play", f"checkpoint={PONG}", "frames=5", "fps=0"])
+    return {"boxing": boxing, "pong": pong}
+
+
+def test_boxing_plays_without_naming_its_game(plays) -> None:
+    r = plays["boxing"]
     assert r.returncode == 0, r.stderr
     assert "played 5 frames" in r.stdout
 
@@ -108,8 +116,8 @@ def test_pong_is_shipped_at_its_frame_size_with_arrows_that_follow_the_paddle() 
     assert meta["key_bindings"]["RIGHT"] == ["right", "up"] and meta["key_bindings"]["LEFT"] == ["left", "down"]
 
 
-def test_pong_plays_without_naming_its_game(run_cli) -> None:
-    r = run_cli("play", f"checkpoint={PONG}", "frames=5", "fps=0")
+def test_pong_plays_without_naming_its_game(plays) -> None:
+    r = plays["pong"]
     assert r.returncode == 0, r.stderr
     assert "played 5 frames" in r.stdout
 

@@ -22,6 +22,25 @@ TINY_EVAL = ["episodes=1", "episode_frames=24", "samples=2", "teacher_steps=1", 
              "control_frames=4"]
 
 
+def _side_by_side(runs: dict[str, list[str]], work: Path, timeout: float = 300) -> dict[str, tuple[int, str]]:
+    """Run independent `worldgame` command lines, each its own process, side by side (their stderr to
+    files, so none waits on a full pipe); returns {name: (exit code, stderr)}."""
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    procs = {}
+    try:
+        for name, args in runs.items():
+            with open(work / f"{name}.stderr", "wb") as err:
+                procs[name] = subprocess.Popen([sys.executable, "-m", "worldgame.cli", *args], cwd=REPO, env=env,
+                                               stdout=subprocess.DEVNULL, stderr=err)
+        return {name: (proc.wait(timeout=timeout), (work / f"{name}.stderr").read_text(errors="replace"))
+                for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def _results(sweep: Path) -> list[dict]:
     return [json.loads((sweep / str(n) / "result.json").read_text()) for n in range(2)]
 
@@ -30,15 +49,14 @@ def _results(sweep: Path) -> list[dict]:
 def sweeps(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     """A bench sweep over steps (default launcher settings) and an eval sweep over rollout_steps."""
     work = tmp_path_factory.mktemp("sweeps")
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-
-    def cli(*args: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "worldgame.cli", *args], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=300, check=False)
-        assert r.returncode == 0, r.stderr[-2000:]
-
-    cli("bench", "-m", f"checkpoint={tiny_checkpoint}", "steps=[1],[2]", *TINY_BENCH, f"hydra.sweep.dir={work / 'bench'}")
-    cli("eval", "-m", f"checkpoint={tiny_checkpoint}", "rollout_steps=1,2", *TINY_EVAL, f"hydra.sweep.dir={work / 'eval'}")
+    sweeps = {
+        "bench": ["bench", "-m", f"checkpoint={tiny_checkpoint}", "steps=[1],[2]", *TINY_BENCH,
+                  f"hydra.sweep.dir={work / 'bench'}"],
+        "eval": ["eval", "-m", f"checkpoint={tiny_checkpoint}", "rollout_steps=1,2", *TINY_EVAL,
+                 f"hydra.sweep.dir={work / 'eval'}"],
+    }
+    for name, (rc, stderr) in _side_by_side(sweeps, work).items():
+        assert rc == 0, (name, stderr[-2000:])
     return {"bench": work / "bench", "eval": work / "eval", "work": work}
 
 
@@ -97,15 +115,19 @@ def test_sweep_table_tabulates_and_plots_quality_against_speed(sweeps, tiny_chec
         assert img.format == "PNG"
 
 
-def test_parallel_and_basic_launcher_jobs_keep_one_thread(tiny_checkpoint, run_cli, tmp_path) -> None:
+def test_parallel_and_basic_launcher_jobs_keep_one_thread(tiny_checkpoint, tmp_path) -> None:
     """Jobs in loky worker processes (n_jobs=2) use one torch thread; hydra/launcher=basic still works."""
-    r = run_cli("bench", "-m", f"checkpoint={tiny_checkpoint}", "steps=[1],[2]", *TINY_BENCH,
-                "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'joblib'}")
-    assert r.returncode == 0, r.stderr
+    done = _side_by_side({
+        "joblib": ["bench", "-m", f"checkpoint={tiny_checkpoint}", "steps=[1],[2]", *TINY_BENCH,
+                   "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'joblib'}"],
+        "basic": ["bench", "-m", f"checkpoint={tiny_checkpoint}", "steps=[1]", *TINY_BENCH, "hydra/launcher=basic",
+                  f"hydra.sweep.dir={tmp_path / 'basic'}"],
+    }, tmp_path)
+    rc, stderr = done["joblib"]
+    assert rc == 0, stderr
     assert [rec["result"]["threads"] for rec in _results(tmp_path / "joblib")] == [1, 1]
-    r = run_cli("bench", "-m", f"checkpoint={tiny_checkpoint}", "steps=[1]", *TINY_BENCH, "hydra/launcher=basic",
-                f"hydra.sweep.dir={tmp_path / 'basic'}")
-    assert r.returncode == 0, r.stderr
+    rc, stderr = done["basic"]
+    assert rc == 0, stderr
     assert json.loads((tmp_path / "basic" / "0" / "result.json").read_text())["result"]["results"][0]["steps"] == 1
 
 

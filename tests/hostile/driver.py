@@ -4,7 +4,7 @@ would type it, under a memory cap; print one JSON result per case.
     python tests/hostile/driver.py CASES.json RESULTS.json
 
 CASES.json: {"as_bytes": int, "fsize_bytes": int | null, "cases": [{"id": str, "argv": [str, ...]}]}.
-Each result: id, rc (the exit code; null when an exception escaped), stderr (text), escaped
+Each result: id, rc (the exit code; null when an exception escaped), stderr and stdout (text), escaped
 (the exception type that escaped main, or null) and seconds. The process's peak RSS is added
 at the end as {"id": "__peak_rss_mb__", ...}.
 """
@@ -49,10 +49,10 @@ def main() -> None:
         except BaseException as e:  # noqa: BLE001 -- exactly what the suite looks for
             escaped = type(e).__name__
             err.write(traceback.format_exc())
-        results.append({"id": case["id"], "rc": rc, "stderr": err.getvalue(), "escaped": escaped,
-                        "seconds": round(time.perf_counter() - t0, 3)})
+        results.append({"id": case["id"], "rc": rc, "stderr": err.getvalue(), "stdout": out.getvalue(),
+                        "escaped": escaped, "seconds": round(time.perf_counter() - t0, 3)})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results.append({"id": "__peak_rss_mb__", "rc": 0, "stderr": "", "escaped": None, "seconds": peak})
+    results.append({"id": "__peak_rss_mb__", "rc": 0, "stderr": "", "stdout": "", "escaped": None, "seconds": peak})
     with open(out_path, "w") as f:
         json.dump(results, f)
 
