@@ -1,4 +1,4 @@
-"""Inference backends (models/backends/) and the prepared LCM sampler (sampler_lcm.LCMPlan).
+"""Inference backends (models/backends/) and the prepared LCM sampler (samplers/lcm.py's LCMPlan).
 
 Real code paths: tiny checkpoints, the real diffusers LCMScheduler as the reference, real
 onnxruntime; the ONNX cache goes to a temporary XDG_CACHE_HOME.

@@ -6,13 +6,15 @@ through play's own Sampler (the prior's draw, then one LCM step)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from worldgame.errors import WorldgameError
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
-from worldgame.models.chance import ChanceCode, diversity_loss, draw, straight_through, usage
+from worldgame.models.chance import ChanceCode, diversity_loss, draw, rate, straight_through, usage
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import train_scheduler
 
@@ -31,13 +33,14 @@ def _batch(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, to
     return context, torch.zeros(n, K, dtype=torch.long), target
 
 
-def _train(with_code: bool, steps: int = 300) -> WorldModel:
+def _train(with_code: bool | str, steps: int = 300) -> WorldModel:
+    """with_code: False (none), True (the code as a vector beside the actions) or "map" (its map too)."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     groups = 1 if with_code else 0
     net = ActionDenoiser(num_actions=N_ACTIONS, context_length=K, latent_channels=C, latent_size=S,
                          block_out_channels=(16, 16), action_dim=8, norm_num_groups=8,
-                         chance_groups=groups, chance_values=4)
+                         chance_groups=groups, chance_values=4, chance_map=2 if with_code == "map" else 0)
     chance = ChanceCode(N_ACTIONS, K, C, S, groups=1, values=4, width=8, hidden=32) if with_code else None
     params = list(net.parameters()) + (list(chance.parameters()) if chance is not None else [])
     opt = torch.optim.AdamW(params, lr=2e-3)
@@ -66,7 +69,7 @@ def models() -> dict[bool, WorldModel]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # ~10 s for both; two threads beside anything else stall for minutes
     try:
-        return {False: _train(False), True: _train(True)}
+        return {False: _train(False), True: _train(True), "map": _train("map")}
     finally:
         torch.set_num_threads(threads)
 
@@ -96,8 +99,9 @@ def test_without_the_code_one_step_draws_the_blend(models) -> None:
     assert _clean(lit).float().mean() < 0.6
 
 
-def test_with_the_code_each_frame_shows_one_whole_object_at_fair_odds(models) -> None:
-    lit, sampler = _sample(models[True])
+@pytest.mark.parametrize("code", [True, "map"], ids=["vector", "map"])
+def test_with_the_code_each_frame_shows_one_whole_object_at_fair_odds(models, code) -> None:
+    lit, sampler = _sample(models[code])
     assert _clean(lit).all(), lit[~_clean(lit)][:4]  # measured: 256 of 256
     first = (lit[:, 0] > lit[:, 1]).float().mean()
     assert 0.35 <= first <= 0.65, first
@@ -223,6 +227,19 @@ def test_a_crafted_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkp
     assert "Traceback" not in r.stderr and "chance" in r.stderr.strip().splitlines()[-1], r.stderr
 
 
+def test_the_rate_is_what_the_posterior_says_beyond_the_prior() -> None:
+    """KL(posterior || prior) per frame: 0 where they agree, log V for a sure code the prior thinks
+    uniform, and its gradient reaches the posterior only (the prior learns from its own loss)."""
+    sure = torch.full((2, 1, 4), -30.0)
+    sure[:, 0, 1] = 30.0
+    prior = torch.zeros(2, 1, 4, requires_grad=True)
+    assert rate(sure, sure).item() == pytest.approx(0.0, abs=1e-6)
+    assert rate(sure, prior).item() == pytest.approx(math.log(4), abs=1e-4)
+    posterior, leaning = torch.zeros(2, 1, 4, requires_grad=True), torch.tensor([2.0, 0, 0, 0]).repeat(2, 1, 1)
+    rate(posterior, leaning.requires_grad_()).backward()
+    assert leaning.grad is None and posterior.grad.abs().sum() > 0
+
+
 def test_the_diversity_loss_is_zero_when_every_value_is_used_and_largest_for_one() -> None:
     even = torch.zeros(4, 2, 4)  # a flat posterior: the batch's mean uses every value
     one = torch.full((4, 2, 4), -30.0)
@@ -243,7 +260,8 @@ def test_a_teacher_without_a_code_warm_starts_one_with_it(tiny_checkpoint, tmp_p
     shutil.copytree(folder / "denoiser", folder / "teacher")
     old = WorldModel.from_pretrained(folder, device="cpu", teacher=True).teacher
     shape = {k: v for k, v in old.config.items() if not k.startswith(("_", "chance_"))}
-    coded = _init_weights(folder, ActionDenoiser(**shape, chance_groups=2, chance_values=4, chance_dim=8))
+    coded = _init_weights(folder, ActionDenoiser(**shape, chance_groups=2, chance_values=4, chance_dim=8, chance_map=2))
+    assert coded.unet.conv_in.weight[:, -2:].abs().sum() == 0  # the map's input channels start silent
     g = torch.Generator().manual_seed(0)
     x, ctx = torch.randn(3, 4, 16, 16, generator=g), torch.randn(3, 2, 4, 16, 16, generator=g)
     actions, t, noise = torch.randint(0, 6, (3, 2), generator=g), torch.tensor([10, 500, 900]), torch.full((3,), 0.05)

@@ -210,7 +210,7 @@ def test_play_says_what_it_loads(tiny_checkpoint, run_cli) -> None:
     r = run_cli("play", f"checkpoint={tiny_checkpoint}", "fps=0", "frames=2", "optimize=false", timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == f"loading {tiny_checkpoint} ..." and lines[-1].startswith("played 2 frames"), r.stdout
+    assert lines[0] == f"loading {tiny_checkpoint} ..." and lines[-1].startswith("played 2 steps (3 frames with the start)"), r.stdout
 
 
 def test_first_play_says_it_prepares_the_fast_path(tiny_checkpoint, run_cli, tmp_path, monkeypatch) -> None:

@@ -257,6 +257,11 @@ def python_dream(checkpoint: Path, start: np.ndarray, actions: list[int], sample
     replay, noise = torch.Generator().manual_seed(seed), []
     latent_shape = (1, *start.shape[1:])
     for _ in actions:
+        if model.chance is not None:  # the code's Gumbel noise first, as Sampler.conditions draws it
+            from worldgame.models.chance import gumbel_like
+
+            shape = (1, model.chance.config.groups, model.chance.config.values)
+            noise.append(gumbel_like(torch.zeros(shape), replay).numpy())
         if model.context_noise > 0:
             noise.append(torch.randn((1, *start.shape), generator=replay).numpy())
         noise.append(torch.randn(latent_shape, generator=replay).numpy())
@@ -288,6 +293,37 @@ def test_js_latents_match_python(tiny_export, tiny_checkpoint):
         assert not severe(driver)
     print("max |JS - Python| over 16 frames:", errors)
     assert all(e <= LATENT_TOLERANCE for e in errors.values()), errors
+
+
+@needs_chromium
+def test_a_chance_code_is_drawn_in_the_page_as_in_python(tiny_chance_checkpoint, ort_dir, tmp_path):
+    """A checkpoint with a chance code exports its prior (chance.onnx); the page draws each frame's
+    code from it with the frame's first noise, as Python's Sampler does, so the 16 frames' latents
+    agree within the stated tolerance (a different code would move them by far more), and the page
+    plays it with the drawn code in its HUD."""
+    out = tmp_path / "site"
+    export_web(tiny_chance_checkpoint, out, seeds=2, ort_web=str(ort_dir))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["chance"] == {"groups": 2, "values": 4} and "chance.onnx" in meta["parts"]
+    k, (c, h, w) = meta["context_length"], meta["latent"]
+    start = np.fromfile(out / "starts.bin", "<f4").reshape(-1, k, c, h, w)[1]
+    actions = [int(a) for a in np.random.default_rng(0).integers(0, len(meta["action_names"]), FRAMES)]
+    want, noise = python_dream(tiny_chance_checkpoint, start, actions, "dpmsolver", 4, seed=7)
+    with static_server(out) as url, chromium() as driver:
+        driver.get(url + "?play=0")
+        wait_ready(driver)
+        got = driver.execute_async_script(DREAM_JS, _b64(start), actions, [_b64(n) for n in noise], "dpmsolver", 4)
+        assert not got.startswith("ERROR"), got
+        got = np.frombuffer(base64.b64decode(got), "<f4").reshape(want.shape)
+        assert float(np.abs(got - want).max()) <= LATENT_TOLERANCE
+        driver.get(url)  # and it plays, the code drawn by the page itself
+        wait_ready(driver)
+        deadline = time.monotonic() + 20
+        while driver.execute_script("return window.worldgame.frames") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        code = driver.execute_script("return window.worldgame.code")
+        assert len(code) == 2 and all(0 <= v < 4 for v in code)
+        assert not severe(driver), severe(driver)
 
 
 # --- (d) the page plays in a real browser ------------------------------------------------------------------

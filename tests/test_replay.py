@@ -272,5 +272,6 @@ def test_regenerate_prints_json_last(tmp_path: Path, run_cli_batch, tiny_checkpo
     result = json.loads(_lines(r.stdout)[-1])
     assert set(result) >= {"frames", "identical", "psnr", "max_abs_diff"}
     assert result["frames"] == len(read_episode(session)) and result["identical"]
+    assert f"({result['frames']} frames with the start)" in played.stdout  # play counts the frames replay does
     assert result["max_abs_diff"] == 0
 

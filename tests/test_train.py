@@ -201,6 +201,14 @@ def test_rare_windows_are_the_ones_around_events(tmp_path: Path) -> None:
     others = train.ends[~torch.isin(train.ends, rare)]
     assert not any(bool(train.events[max(0, t - 2) : t + 3].any()) for t in others.tolist())
     assert len(train.rare_ends(0)) <= len(rare) <= len(train.rare_ends(5))
+    # a batch's first rare_share comes from those windows and is marked unfair: the chance code's
+    # prior learns the game's odds from the rest only (else it would draw events too often)
+    from worldgame.train.latents import LatentBatches
+
+    latents = torch.zeros(len(train.frames), 4, 4, 4)
+    batch = LatentBatches(train, latents, 2, 0.0, torch.device("cpu"), rare_share=0.25, rare_radius=2).sample(
+        16, torch.Generator().manual_seed(0))
+    assert batch["fair"].tolist() == [False] * 4 + [True] * 12
 
 
 def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exactly(trained: tuple[Path, dict],

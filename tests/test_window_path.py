@@ -140,6 +140,27 @@ def test_window_draws_without_new_surfaces_and_renders_text_only_when_it_changes
         window.close()
 
 
+def test_a_hud_line_wider_than_a_narrow_window_goes_on_in_the_next_row():
+    """A narrow game's window (Pong, Boxing at a small zoom) cut the HUD's long second line; now its
+    words go on in the next row, and the strip grows once when the rows outnumber it."""
+    window = Window(32, 2, hud_lines=2)
+    try:
+        width, height = window.screen.get_size()
+        long = "score 12 lives 3 · agent at the controls (G) · fusion off (F) · recording to sessions/x.wgep"
+        drawn: list[str] = []
+        real = window._render
+        window._render = lambda text, *a: drawn.append(text) or real(text, *a)
+        window.draw_hud(["FPS 30", long])
+        assert " ".join(drawn[1:]) == long and len(drawn) > 2  # every word shown, over more than one row
+        assert all(window.font.size(row)[0] <= width - 12 for row in drawn[1:] if " " in row)
+        assert window.screen.get_size() == (width, height + (len(drawn) - 2) * window.line_h)
+        drawn.clear()
+        window.draw_hud(["FPS 31", long])  # the strip is tall enough now: no second growth
+        assert window.screen.get_size()[1] == height + (len(drawn) - 2) * window.line_h
+    finally:
+        window.close()
+
+
 def _bench(env: dict[str, str], checkpoint, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "worldgame.cli", "bench", f"checkpoint={checkpoint}", "steps=[1]",
                            "frames=8", "warmup=2", "backend=torch", *extra],

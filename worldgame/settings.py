@@ -325,6 +325,7 @@ class DenoiserShape:
     chance_groups: int = setting(0, ge=0, le=16)  # G: groups of the per-frame chance code the denoiser is conditioned on (models/chance.py); 0 = none
     chance_values: int = setting(16, ge=2, le=256)  # V: values of each group (G x log2 V bits a frame)
     chance_dim: int = setting(16, ge=1, le=4096)  # size of one group's embedding beside the actions'
+    chance_map: int = setting(0, ge=0, le=64)  # channels of the map each code value draws over the latent grid, read beside the input latents (says *where*); 0 = the code as a vector only
 
 
 @dataclass
@@ -393,6 +394,7 @@ class TeacherStage(Stage):
     rare_radius: int = setting(2, ge=0, le=64)  # an event within this many frames of the target makes a window rare
     prior_weight: float = setting(1.0, ge=0.0, le=100.0)  # chance code: weight of the prior's cross-entropy on the posterior's code
     usage_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of the posterior's diversity loss (wav2vec 2.0's; pushes every value into use)
+    rate_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of KL(posterior || prior), nats a frame: each frame pays for what its code says that the prior could not foresee, so the code carries the game's chance, not detail
     posterior_noise: bool = False  # chance code: draw the posterior's code by Gumbel-max (true) or take its most likely value (false, Stochastic MuZero's chance encoder)
 
 

@@ -3,7 +3,7 @@ the world model running in the visitor's browser on ONNX Runtime Web (WASM), no 
 
     out/
       index.html style.css app.js sampler.js   the page (worldgame/web_export/), copied as is
-      denoiser.onnx (or context.onnx + step.onnx) decoder.onnx [events.onnx] [agent.onnx]
+      denoiser.onnx (or context.onnx + step.onnx) decoder.onnx [events.onnx] [agent.onnx] [chance.onnx]
       plans.json      every play plan's timesteps and coefficients (commands/web_plans.py)
       starts.bin      real start contexts: the game reset at seeds 0..N-1, its first K frames encoded
                       (float32, little-endian, (N, K, C, h, w)), as `play` starts a dream
@@ -95,6 +95,8 @@ def export_parts(model: WorldModel) -> dict[str, bytes]:
         blobs["events.onnx"] = _export(model.events, (window, torch.zeros(1, dtype=torch.long)), ("window", "action"), ("logits", "end"))
     if model.agent is not None:
         blobs["agent.onnx"] = _export(_Policy(model.agent), (window,), ("window",), ("logits",))
+    if model.chance is not None:  # the chance prior: the frame's code is drawn from it before the steps
+        blobs["chance.onnx"] = _export(model.chance, (window, torch.zeros(1, k, dtype=torch.long)), ("context", "actions"), ("logits",))
     return blobs
 
 
@@ -123,6 +125,8 @@ def metadata(model: WorldModel, game: Any, parts: dict[str, bytes], starts: np.n
             "end_threshold": events.config.end_threshold,
             "start_lives": None if getattr(game, "infinite_lives", False) or not isinstance(lives, int) else lives},
         "agent": model.agent is not None,
+        "chance": None if model.chance is None else {"groups": int(model.chance.config.groups),
+                                                     "values": int(model.chance.config.values)},
         "ort_web": ORT_WEB_VERSION,
     }
 
@@ -136,9 +140,6 @@ def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, s
     check_out(out, checkpoint)
     ort = ort_web_files(ort_web)  # before the model: a missing runtime is said at once
     model = WorldModel.from_pretrained(checkpoint, device="cpu", half=False)
-    if model.chance is not None:
-        raise WorldgameError(f"checkpoint {checkpoint} has a chance code; export-web does not run its prior yet "
-                             "(export a checkpoint without chance/)")
     parts = export_parts(model)
     starts, game = start_contexts(model, seeds)
     plans = web_plans(model.prediction_type)

@@ -23,7 +23,10 @@ def run(cfg: PlaySettings) -> dict[str, Any]:
     """Entry point of ``worldgame play`` (hydra config: conf/play.yaml)."""
     exit_quickly()  # Esc: the prompt returns when the window closes, not seconds later
     summary = play(cfg)
-    line = f"played {summary.frames} frames at {summary.fps:.1f} FPS, p95 latency {summary.latency_ms['p95']:.1f} ms"
+    # the start frame is shown and recorded too: a session holds one frame more than the steps taken,
+    # the count replay and export report
+    line = (f"played {summary.frames} steps ({summary.frames + 1} frames with the start) at {summary.fps:.1f} FPS, "
+            f"p95 latency {summary.latency_ms['p95']:.1f} ms")
     if summary.between_frames:
         line += f" (shown at {summary.display_fps:.1f} Hz with {summary.between_frames} in-between frames)"
     if summary.sessions:

@@ -3,8 +3,8 @@ function (:func:`web_plans`) that writes every plan's timesteps and per-step coe
 ``plans.json``, read by the page's sampler (worldgame/web_export/sampler.js) and by the test that
 checks the JS plans equal the Python ones (tests/test_export_web.py).
 
-The numbers are the very 0-d tensors the prepared plans (models/plans.py: sampler_lcm.py,
-sampler_ddim.py, sampler_dpmsolver.py) compute from the diffusers schedulers they mirror, as float32
+The numbers are the very 0-d tensors the prepared plans (models/samplers/: lcm.py,
+ddim.py, dpmsolver.py) compute from the diffusers schedulers they mirror, as float32
 values (a JSON number holds a float32 exactly), so the JS update rules run on the same constants.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from worldgame.models.plans import PLANS, make_plan
+from worldgame.models.samplers import PLANS, make_plan
 from worldgame.models.schedulers import DEFAULT_SPACING, SPACINGS, play_scheduler
 from worldgame.settings import STEP_COUNTS
 

@@ -7,9 +7,9 @@ frame while paused) and live settings (steps, fusion, view, pause, context noise
 frame statistics. A front-end reads input its own way, turns it into controls (keys.py's
 table) or setter calls, and per tick::
 
-    event = core.next_event()            # None: paused or the GAME OVER screen, nothing to step
-    action = core.action(event, keys)    # the agent's while it has the controls, else the keys'
-    result = core.step(event, action)    # the engine ticks (what the view wants, then Driver.tick)
+    event, action, result = core.advance(keys)  # event None: paused or the GAME OVER screen (the
+                                                # last frame again); the action the agent's while it
+                                                # has the controls, else the keys'; the engine ticks
     ...present core.panels(result)...
     core.finish(result, event, action, stages, latency, presented_at)   # stats, recording, game over
 
@@ -88,6 +88,16 @@ class TickCore:
         self.last = self.driver.tick(EVENT_RESET, 0)
         self.apply_view()  # after the reset: a gym game may know its own frame size only from its first frame
         return self.last
+
+    def advance(self, keys: int) -> tuple[int | None, int, StepResult]:
+        """This tick's engine part, the one sequence the window and the page both run: the event,
+        the action it plays (the agent's while it has the controls, else ``keys``) and the frame.
+        While paused or on the GAME OVER screen: (None, keys, the last frame), nothing stepped."""
+        event = self.next_event()
+        if event is None:
+            return None, keys, self.last
+        action = self.action(event, keys)
+        return event, action, self.step(event, action)
 
     def next_event(self) -> int | None:
         """The event this tick runs: a reset (asked for, or after game over), a re-sync, a step, or

@@ -240,13 +240,11 @@ class PlayLoop:
             return
         action = self.controls.action()
         t_read = time.perf_counter()
-        event = core.next_event()
+        event, action, result = core.advance(action)  # the agent's action while it plays (its forward counts as input)
         if event is None:  # paused or GAME OVER: keep the window alive, the last frame on screen
-            self._present(core.last)
+            self._present(result)
             self._last_present = self._last_display = None
             return
-        action = core.action(event, action)  # the agent's while it plays (its forward counts as input)
-        result = core.step(event, action)
         between = self._between(result.frame, event) if self.interpolator is not None else None
         t_present = time.perf_counter()
         self._present(result)

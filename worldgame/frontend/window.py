@@ -158,11 +158,30 @@ class Window:
         Nothing is drawn when the strip already shows exactly this."""
         if self._hud_shown is not None and self._hud_shown == (lines, warn):
             return
+        # a line wider than the window goes on in the next row (a narrow game's window would cut it);
+        # the strip grows, once, when the rows outnumber it
+        rows = [(row, i) for i, line in enumerate(lines) for row in self._wrap(line)]
+        if len(rows) > self.hud_lines:
+            self.hud_lines, panels, self.panels = len(rows), self.panels, 0
+            self.resize(panels)  # a taller window; the frames are drawn again by the next tick
         self._hud_shown = (list(lines), set(warn) if warn else warn)
         top = self._panels[0].get_height()
         self._dirty.append(self.screen.fill(HUD_BG, (0, top, self.screen.get_width(), self.screen.get_height() - top)))
-        for i, line in enumerate(lines[: self.hud_lines]):
-            self.screen.blit(self._render(line, HUD_WARN if warn and i in warn else HUD_FG), (6, top + 4 + i * self.line_h))
+        for n, (row, i) in enumerate(rows):
+            self.screen.blit(self._render(row, HUD_WARN if warn and i in warn else HUD_FG), (6, top + 4 + n * self.line_h))
+
+    def _wrap(self, line: str) -> list[str]:
+        """``line`` as rows that fit the window's width, broken between words."""
+        room = self.screen.get_width() - 12
+        if self.font.size(line)[0] <= room:
+            return [line]
+        rows: list[str] = []
+        for word in line.split(" "):
+            if rows and self.font.size(f"{rows[-1]} {word}")[0] <= room:
+                rows[-1] = f"{rows[-1]} {word}"
+            else:
+                rows.append(word)
+        return rows
 
     def draw_overlay(self, lines: list[str], title: bool = False) -> None:
         """A translucent box of text over the frames (the H help, the GAME OVER screen); ``title``:

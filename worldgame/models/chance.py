@@ -46,6 +46,26 @@ class CodeEmbedding(nn.Module):
         return F.embedding(codes.long() + self.offsets, self.weight).flatten(1)  # codes (B, G)
 
 
+class CodeMap(nn.Module):
+    """G groups of V values -> (B, dim, h, w): each value draws a map of its own over the latent grid,
+    the maps of a frame's G values summed, which the denoiser reads beside its input latents. A code
+    given only as a vector (CodeEmbedding, added to the time embedding) reaches every place of the
+    frame alike, so "the orb comes back *there*" is hard to say with it; a map says where."""
+
+    def __init__(self, groups: int, values: int, dim: int, size: int) -> None:
+        super().__init__()
+        self.groups, self.values, self.dim, self.size = groups, values, dim, size
+        self.weight = nn.Parameter(torch.randn(groups * values, dim, size, size))  # as loud as the latents
+        self.register_buffer("offsets", torch.arange(groups) * values, persistent=False)
+
+    def forward(self, codes: torch.Tensor | None = None, one_hot: torch.Tensor | None = None) -> torch.Tensor:
+        g, v, d, n = self.groups, self.values, self.dim, self.size
+        if one_hot is not None:  # (B, G, V) float: training's straight-through code
+            return torch.einsum("bgv,gvx->bx", one_hot, self.weight.view(g, v, -1)).view(-1, d, n, n)
+        maps = F.embedding(codes.long() + self.offsets, self.weight.flatten(1))  # (B, G, d*n*n)
+        return maps.sum(1).view(-1, d, n, n)
+
+
 def _encoder(in_channels: int, width: int, latent_size: int) -> tuple[nn.Module, int]:
     """Two stride-2 convolutions over the stacked latents; returns the net and its flat output size."""
     net = nn.Sequential(
@@ -145,6 +165,17 @@ def diversity_loss(logits: torch.Tensor) -> torch.Tensor:
     mean = logits.float().softmax(-1).mean(0)  # (G, V)
     entropy = -(mean * mean.clamp_min(1e-12).log()).sum(-1)
     return (math.log(logits.shape[-1]) - entropy).mean()
+
+
+def rate(posterior: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) in nats per frame (summed over the groups, averaged over the batch), with the
+    prior held still: what each frame's code says that the prior could not foresee. Paid by the
+    posterior (DreamerV3's representation loss), it keeps the code for the game's chance -- a
+    respawn's place, a punch that lands -- and off the detail the context already decides, which a
+    code drawn from the prior at play would only scramble."""
+    q = posterior.float().log_softmax(-1)
+    p = prior.detach().float().log_softmax(-1)
+    return (q.exp() * (q - p)).sum(-1).sum(-1).mean()
 
 
 def usage(codes: torch.Tensor, values: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from worldgame.models.chance import CodeEmbedding
+from worldgame.models.chance import CodeEmbedding, CodeMap
 
 
 class ActionDenoiser(ModelMixin, ConfigMixin):
@@ -35,6 +35,8 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         noise_per_frame: one context-noise level per context frame (B, K) instead of one per sample (B,).
         chance_groups, chance_values, chance_dim: the chance code the denoiser is conditioned on
             (models/chance.py): G groups of V values, each embedded in ``chance_dim``; 0 groups = none.
+        chance_map: channels of the map each code value draws over the latent grid, read beside the
+            input latents (0 = the code only as a vector beside the actions).
     """
 
     @register_to_config
@@ -52,13 +54,14 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         chance_groups: int = 0,
         chance_values: int = 16,
         chance_dim: int = 16,
+        chance_map: int = 0,
     ) -> None:
         super().__init__()
         levels = len(block_out_channels)
         emb_dim = 4 * block_out_channels[0]
         self.unet = UNet2DModel(
             sample_size=latent_size,
-            in_channels=latent_channels * (context_length + 1),
+            in_channels=latent_channels * (context_length + 1) + (chance_map if chance_groups else 0),
             out_channels=latent_channels,
             block_out_channels=tuple(block_out_channels),
             layers_per_block=layers_per_block,
@@ -71,6 +74,7 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         self.action_embedding = nn.Embedding(num_actions, action_dim)
         # the chance code (models/chance.py) beside the actions: none (0 groups) = as before it
         self.chance_embedding = CodeEmbedding(chance_groups, chance_values, chance_dim) if chance_groups else None
+        self.chance_map_embedding = CodeMap(chance_groups, chance_values, chance_map, latent_size) if chance_groups and chance_map else None
         self.noise_level_proj = Timesteps(block_out_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         levels_dim = block_out_channels[0] * (context_length if noise_per_frame else 1)
         self.cond_proj = nn.Sequential(
@@ -99,8 +103,15 @@ class ActionDenoiser(ModelMixin, ConfigMixin):
         """noisy (B, C, h, w), timesteps (B,), context (B, K, C, h, w), actions (B, K) long (B, K + G
         with a chance code), context_noise (B,) or (B, K), ``chance``: training's one-hot code ->
         model output (B, C, h, w)."""
-        x = torch.cat([context.flatten(1, 2), noisy], dim=1)
+        x = torch.cat([context.flatten(1, 2), noisy, *code_map(self, actions, chance)], dim=1)
         return self.unet(x, timesteps, class_labels=self.condition(actions, context_noise, chance), return_dict=False)[0]
+
+
+def code_map(net, actions: torch.Tensor, chance: torch.Tensor | None) -> list[torch.Tensor]:
+    """[the code's map (B, chance_map, h, w)] where the net draws one, else [] (both variants)."""
+    if net.chance_map_embedding is None:
+        return []
+    return [net.chance_map_embedding(actions[:, net.config.context_length:], chance)]
 
 
 def conditioning(net, actions: torch.Tensor, context_noise: torch.Tensor, chance: torch.Tensor | None) -> torch.Tensor:

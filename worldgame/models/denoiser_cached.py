@@ -29,8 +29,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d_blocks import get_down_block
 from torch import nn
 
-from worldgame.models.chance import CodeEmbedding
-from worldgame.models.denoiser import conditioning
+from worldgame.models.chance import CodeEmbedding, CodeMap
+from worldgame.models.denoiser import code_map, conditioning
 
 
 class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
@@ -57,6 +57,7 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         chance_groups: int = 0,
         chance_values: int = 16,
         chance_dim: int = 16,
+        chance_map: int = 0,
         step_block_out_channels: tuple[int, ...] = (16, 32, 48),
     ) -> None:
         super().__init__()
@@ -81,6 +82,7 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         self.action_embedding = nn.Embedding(num_actions, action_dim)
         # the chance code (models/chance.py) beside the actions: none (0 groups) = as before it
         self.chance_embedding = CodeEmbedding(chance_groups, chance_values, chance_dim) if chance_groups else None
+        self.chance_map_embedding = CodeMap(chance_groups, chance_values, chance_map, latent_size) if chance_groups and chance_map else None
         self.noise_level_proj = Timesteps(enc_w[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         levels_dim = enc_w[0] * (context_length if noise_per_frame else 1)
         self.cond_proj = nn.Sequential(
@@ -89,7 +91,8 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
             nn.Linear(emb_dim, emb_dim),
         )
         # the context encoder: the step UNet's down path in shape, over the K context latents
-        self.context_in = nn.Conv2d(latent_channels * context_length, enc_w[0], kernel_size=3, padding=1)
+        map_channels = chance_map if chance_groups else 0  # the code's map joins the context: known before the steps
+        self.context_in = nn.Conv2d(latent_channels * context_length + map_channels, enc_w[0], kernel_size=3, padding=1)
         self.context_blocks = nn.ModuleList(
             get_down_block("DownBlock2D", num_layers=layers_per_block, in_channels=enc_w[max(i - 1, 0)],
                            out_channels=enc_w[i], temb_channels=emb_dim, add_downsample=i < levels - 1,
@@ -111,7 +114,7 @@ class FeatureCacheDenoiser(ModelMixin, ConfigMixin):
         """Once per frame: context (B, K, C, h, w), actions (B, K) long, context_noise (B,) or (B, K) ->
         ``(cond, feature before down level 0, ..., feature before the mid block)``, what :meth:`step` takes."""
         cond = self.condition(actions, context_noise, chance)
-        h = self.context_in(context.flatten(1, 2))
+        h = self.context_in(torch.cat([context.flatten(1, 2), *code_map(self, actions, chance)], dim=1))
         hidden = [h]
         for block in self.context_blocks:
             h, _ = block(hidden_states=h, temb=cond)

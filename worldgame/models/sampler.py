@@ -4,7 +4,7 @@ one WorldModel, with everything play, bench, eval and serve need to run it fast.
 * the choice: ``lcm``, ``ddim`` or ``dpmsolver`` run the checkpoint's denoiser/, ``teacher`` runs
   its teacher/ with DDIM (any step count) -- the same prepared plans either way, only the network
   and the step limit differ;
-* the prepared per-step-count plans (models/plans.py: sampler_lcm.py, sampler_ddim.py, sampler_dpmsolver.py),
+* the prepared per-step-count plans (models/samplers/: lcm.py, ddim.py, dpmsolver.py),
   made once per (step count, input shape) and kept;
 * the fast path, keyed by batch size: a traced graph (:meth:`Sampler.trace`) or an inference
   backend (models/backends/, :meth:`Sampler.accelerate`) for the denoiser and the VAE decoder.
@@ -27,8 +27,8 @@ import torch
 from worldgame.errors import WorldgameError
 from worldgame.models.chance import draw, example_conditions
 from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
-from worldgame.models.plans import make_plan
-from worldgame.models.sampler_base import PreparedSampler
+from worldgame.models.samplers import make_plan
+from worldgame.models.samplers.base import PreparedSampler
 from worldgame.models.schedulers import DEFAULT_SPACING, SAMPLERS, SPACINGS, play_scheduler, set_timesteps
 from worldgame.models.world_model import MAX_TEACHER_STEPS, WorldModel, play_default
 

@@ -1,7 +1,7 @@
 """The noise schedules: one set of betas for training (DDPM) and for every sampler, and the diffusers
 schedulers of the play samplers (LCM, DDIM, DPM-Solver++ 2M: :func:`play_scheduler`). The prepared
-samplers a play tick runs mirror them: the base and its helpers in sampler_base.py, one algorithm
-per file (sampler_lcm.py, sampler_ddim.py, sampler_dpmsolver.py), their registry in plans.py."""
+samplers a play tick runs mirror them: the base and its helpers in samplers/base.py, one algorithm
+per file (samplers/lcm.py, ddim.py, dpmsolver.py), their registry in samplers/__init__.py."""
 
 from __future__ import annotations
 

@@ -51,10 +51,12 @@ class LatentBatches:
 
     def sample(self, batch_size: int, gen: torch.Generator, noisy_context: bool = True) -> dict[str, torch.Tensor]:
         ends = self.data.ends[torch.randint(len(self.data.ends), (batch_size,), generator=gen)]
-        if self.rare_share > 0:  # the first share of the batch: windows around events
-            n = round(batch_size * self.rare_share)
+        n = round(batch_size * self.rare_share) if self.rare_share > 0 else 0
+        if n:  # the first share of the batch: windows around events
             ends[:n] = self.rare[torch.randint(len(self.rare), (n,), generator=gen)]
-        return self.at(ends, gen if noisy_context else None)
+        batch = self.at(ends, gen if noisy_context else None)
+        batch["fair"] = torch.arange(batch_size, device=self.device) >= n  # drawn uniformly: the game's own odds
+        return batch
 
     def at(self, ends: torch.Tensor, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         ctx_idx, act_idx = windows(ends, self.k)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 
 from worldgame.errors import WorldgameError
-from worldgame.models.chance import ChanceCode, diversity_loss, straight_through, usage
+from worldgame.models.chance import ChanceCode, diversity_loss, rate, straight_through, usage
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
@@ -62,8 +62,13 @@ class TeacherObjective:
             posterior = self.chance.posterior(b["context"], b["actions"], z0)
             code = straight_through(posterior, gen if z0.device.type == "cpu" else None, self.cfg.posterior_noise)  # (B, G, V) one-hot
             prior = self.chance.prior(b["context"], b["actions"])
-            chance_loss = (self.cfg.prior_weight * F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten().detach())
-                           + self.cfg.usage_weight * diversity_loss(posterior))
+            # the prior learns the odds of the game, so only from the batch's uniformly drawn windows:
+            # the rare_share drawn around events would teach it that events are common (invented orbs)
+            fair = b["fair"].float()
+            ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten().detach(), reduction="none")
+            ce = (ce.view(len(fair), -1).mean(1) * fair).sum() / fair.sum().clamp_min(1.0)  # no host sync
+            chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(posterior)
+                           + (self.cfg.rate_weight * rate(posterior, prior) if self.cfg.rate_weight else 0.0))
         out = self.model(zt, t, b["context"], b["actions"], b["context_noise"], code)
         if self.noise.config.prediction_type == "sample":
             target = z0
@@ -138,7 +143,7 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
     def shape(m: ActionDenoiser) -> dict:  # the public settings, lists and tuples alike
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in m.config.items() if not k.startswith("_")}
 
-    chance = ("chance_groups", "chance_values", "chance_dim")
+    chance = ("chance_groups", "chance_values", "chance_dim", "chance_map")
     unchanced = {k: v for k, v in shape(model).items() if k not in chance}
     if shape(init) == shape(model):
         return init
@@ -150,12 +155,14 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
 
 def _with_code(init: ActionDenoiser, model: ActionDenoiser) -> ActionDenoiser:
     """A teacher without a chance code continued by one with it (issue 30): every shared weight is
-    copied and the code's input columns of ``cond_proj`` start at zero, so at step 0 the new model
-    draws exactly what the old one drew and learns to read the code from there (the embedding
-    keeps its own init; its gradient arrives once those columns move)."""
+    copied and the code's input columns (of ``cond_proj``, and of the input convolution that reads the
+    code's map) start at zero, so at step 0 the new model draws exactly what the old one drew and
+    learns to read the code from there (the embeddings keep their own init; their gradient arrives
+    once those columns move)."""
     state = model.state_dict()
     for name, value in init.state_dict().items():
-        if name == "cond_proj.0.weight":  # (emb, inputs): the code's inputs are the last columns
+        if state[name].shape != value.shape:  # cond_proj's first layer, the code map's input convolution:
+            # (out, inputs, ...) whose last inputs are the code's
             state[name] = torch.cat([value, torch.zeros_like(state[name][:, value.shape[1]:])], dim=1)
         else:
             state[name] = value

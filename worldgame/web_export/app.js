@@ -5,7 +5,7 @@
 // Query: ?seed=N (start context and noise seed), ?steps=N, ?sampler=lcm|ddim|dpmsolver, ?fps=0 (unpaced:
 // as fast as it can, for measuring), ?play=0 (load only: tests drive window.worldgame.api).
 import * as ort from "./ort.wasm.min.mjs";
-import { Gaussian, NoiseQueue, Rings, chosenAction, parseBindings, planFor, sampleFrame, toRGBA } from "./sampler.js";
+import { Gaussian, NoiseQueue, Rings, chosenAction, parseBindings, planFor, sampleFrame, toRGBA, withCode } from "./sampler.js";
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("game"), ctx2d = canvas.getContext("2d"), hud = $("hud"), notice = $("notice");
@@ -15,7 +15,7 @@ const LABELS = { lcm: "LCM", ddim: "DDIM", dpmsolver: "DPM++ 2M" };
 const STEP_COUNTS = [1, 2, 4, 8];
 const query = new URLSearchParams(location.search);
 const page = { frames: 0, fps: 0, ready: false, error: null, steps: 0, sampler: "", action: 0, seed: 0, score: null,
-  lives: null, agent: false, stages: {}, api: null };
+  lives: null, agent: false, code: null, stages: {}, api: null };
 window.worldgame = page;  // for tests and the curious
 
 async function fetchBytes(name) {
@@ -32,7 +32,7 @@ function makeNet(sessions, meta) {
   const [C, h, w] = meta.latent, K = meta.context_length;
   const pick = (session, feeds) => Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
   const ctxFeeds = (context, actions, level) => ({ context: tensor("float32", context, [1, K, C, h, w]),
-    actions: tensor("int64", actions, [1, K]), context_noise: tensor("float32", Float32Array.of(level), [1]) });
+    actions: tensor("int64", actions, [1, actions.length]), context_noise: tensor("float32", Float32Array.of(level), [1]) });
   const stepFeeds = (z, t) => ({ noisy: tensor("float32", z, [1, C, h, w]), timesteps: tensor("int64", BigInt64Array.of(BigInt(t)), [1]) });
   const one = sessions["denoiser.onnx"];
   if (one) {
@@ -103,6 +103,15 @@ async function main() {
     return r.out.data;
   }
 
+  // the chance code (checkpoints with chance.onnx): drawn from the prior once a frame, before the steps
+  const chance = meta.chance, chanceTemperature = 1.0;
+  async function conditions(context, actions, noiseSource) {
+    if (!chance) return actions;
+    const logits = (await sessions["chance.onnx"].run({ context: tensor("float32", context, [1, K, C, h, w]),
+      actions: tensor("int64", actions, [1, K]) })).logits.data;
+    return withCode(actions, logits, chance.groups, chance.values, chanceTemperature, noiseSource);
+  }
+
   async function agentAction() {
     const logits = (await sessions["agent.onnx"].run({ window: tensor("float32", rings.context, [1, K, C, h, w]) })).logits.data;
     const top = Math.max(...logits), p = Array.from(logits, (v) => Math.exp(v - top)), sum = p.reduce((a, b) => a + b, 0);
@@ -127,7 +136,9 @@ async function main() {
     const action = page.agent ? await agentAction() : chosenAction(bindings, held);
     rings.pushAction(action);
     const t1 = performance.now();
-    const z = await sampleFrame(net, sampler, plan, meta.prediction_type, rings.context, rings.actions, meta.context_noise, noise, L);
+    const acts = await conditions(rings.context, rings.actions, noise);
+    if (chance) page.code = Array.from(acts.subarray(K), Number);
+    const z = await sampleFrame(net, sampler, plan, meta.prediction_type, rings.context, acts, meta.context_noise, noise, L);
     rings.pushLatent(z);
     const t2 = performance.now();
     const x = await decode(z);
@@ -153,7 +164,8 @@ async function main() {
       r.start(start);
       for (const a of actions) {
         r.pushAction(a);
-        const z = await sampleFrame(net, name, p, meta.prediction_type, r.context, r.actions, meta.context_noise, q, L);
+        const acts = await conditions(r.context, r.actions, q);
+        const z = await sampleFrame(net, name, p, meta.prediction_type, r.context, acts, meta.context_noise, q, L);
         r.pushLatent(z); out.push(z);
       }
       return out;
@@ -205,6 +217,7 @@ async function main() {
       (events ? `   events ${(s.events || 0).toFixed(1)} ms` : ""),
       `action ${meta.action_names[page.action]}   threads ${ort.env.wasm.numThreads}${isolated ? "" : " (no COOP/COEP: one thread)"}`];
     if (events) lines.push(`score ${score.score}` + (score.lives !== null ? `   lives ${score.lives}` : ""));
+    if (chance && page.code) lines.push(`chance code ${page.code.join(" ")} (drawn from the prior)`);
     hud.textContent = lines.join("\n");
   }
   choose(sampler, spacing, steps);

@@ -1,7 +1,7 @@
 // worldgame export-web: the dream's per-frame rules in JS, free of the DOM and of ONNX Runtime (node can
 // import it): the key rule (worldgame/engine/keys.py chosen_action), the rings, the noise, and the
-// prepared update rules of LCM, DDIM and DPM-Solver++ 2M (worldgame/models/sampler_lcm.py,
-// sampler_ddim.py, sampler_dpmsolver.py) on the timesteps and coefficients of plans.json, which
+// prepared update rules of LCM, DDIM and DPM-Solver++ 2M (worldgame/models/samplers/lcm.py,
+// ddim.py, dpmsolver.py) on the timesteps and coefficients of plans.json, which
 // worldgame/commands/web_plans.py writes from the Python plans themselves.
 //
 // Every arithmetic op is rounded to float32 (Math.fround) as torch's float32 tensor ops are, so on
@@ -70,6 +70,11 @@ export class Gaussian {
     }
     return out;
   }
+  gumbel(n) {  // Gumbel(0, 1): the chance code's draw
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = -Math.log(-Math.log(this.uniform()));
+    return out;
+  }
 }
 
 /** Noise handed in (a test: Python's draws, in the order the Python sampler draws them). */
@@ -80,6 +85,28 @@ export class NoiseQueue {
     if (!a || a.length !== n) throw new Error(`noise ${this.i - 1}: expected ${n} values, got ${a ? a.length : "none"}`);
     return a;
   }
+  gumbel(n) { return this.next(n); }  // Python's Gumbel noise itself (models/chance.py gumbel_like)
+}
+
+// --- the chance code -------------------------------------------------------------------------------
+/**
+ * The frame's chance code (models/chance.py draw), drawn before the frame's other noise as Python
+ * draws it: ``logits`` (G*V floats, the prior's), Gumbel-max at ``temperature`` (0: the likeliest
+ * value; the noise is drawn at every temperature, so what follows does not depend on it). Returns
+ * the K actions followed by the G values, what the denoiser takes.
+ */
+export function withCode(actions, logits, groups, values, temperature, noise) {
+  const g = noise.gumbel(groups * values), out = new BigInt64Array(actions.length + groups);
+  out.set(actions);
+  for (let j = 0; j < groups; j++) {
+    let best = 0, top = -Infinity;
+    for (let v = 0; v < values; v++) {
+      const i = j * values + v, score = temperature > 0 ? logits[i] / temperature + g[i] : logits[i];
+      if (score > top) { top = score; best = v; }
+    }
+    out[actions.length + j] = BigInt(best);
+  }
+  return out;
 }
 
 // --- the rings -----------------------------------------------------------------------------------

@@ -194,10 +194,7 @@ class Connection:
             result = core.start()
         else:
             core.run_posted()
-            event = core.next_event()
-            if event is not None:
-                action = core.action(event, action)  # the agent's while it plays: the one recorded
-            result = core.step(event, action) if event is not None else core.last
+            event, action, result = core.advance(action)  # the agent's action while it plays: the one recorded
         stages = dict(result.stages_ms) if event is not None else {}
         if event is not None and event != EVENT_STEP:  # a reset or re-sync encodes the real frames into the context
             stages["encode"] = (time.perf_counter() - t0) * 1000 - sum(stages.values())

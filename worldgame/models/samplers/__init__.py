@@ -1,14 +1,14 @@
 """The prepared samplers by name: the one registry of the plans a play tick runs (their base and its
-helpers in sampler_base.py; LCM, DDIM and DPM-Solver++ one file each)."""
+helpers in base.py; LCM, DDIM and DPM-Solver++ one file each)."""
 
 from __future__ import annotations
 
 import torch
 
-from worldgame.models.sampler_base import PreparedSampler
-from worldgame.models.sampler_ddim import DDIMPlan
-from worldgame.models.sampler_dpmsolver import DPMSolverPlan
-from worldgame.models.sampler_lcm import LCMPlan
+from worldgame.models.samplers.base import PreparedSampler
+from worldgame.models.samplers.ddim import DDIMPlan
+from worldgame.models.samplers.dpmsolver import DPMSolverPlan
+from worldgame.models.samplers.lcm import LCMPlan
 
 PLANS: dict[str, type[PreparedSampler]] = {"lcm": LCMPlan, "ddim": DDIMPlan, "dpmsolver": DPMSolverPlan}
 

@@ -1,6 +1,6 @@
 """The base of the prepared samplers (:class:`PreparedSampler`) and the helpers every algorithm's
-file shares (:func:`_mul`, :func:`_div`): LCM, DDIM and DPM-Solver++ are in sampler_lcm.py,
-sampler_ddim.py and sampler_dpmsolver.py, one algorithm per file; plans.py names them."""
+file shares (:func:`_mul`, :func:`_div`): LCM, DDIM and DPM-Solver++ are in lcm.py,
+ddim.py and dpmsolver.py beside it, one algorithm per file; __init__.py names them."""
 
 from __future__ import annotations
 

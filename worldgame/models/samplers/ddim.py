@@ -17,7 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from worldgame.models.frame_denoiser import for_frame
-from worldgame.models.sampler_base import PreparedSampler, _div, _mul
+from worldgame.models.samplers.base import PreparedSampler, _div, _mul
 
 
 class DDIMPlan(PreparedSampler):
