@@ -20,7 +20,7 @@ SHIPPED = sorted(p.parent for p in (REPO / "checkpoints").glob("*/worldgame.json
 PLAY = ("python -m venv .venv && . .venv/bin/activate && pip install torch --index-url "
         "https://download.pytorch.org/whl/cpu && pip install -e . && worldgame play")
 TEST = ("python -m venv .venv && . .venv/bin/activate && pip install torch --index-url "
-        "https://download.pytorch.org/whl/cpu && pip install -e '.[dev,atari]' && python -m pytest -x --durations=25")
+        "https://download.pytorch.org/whl/cpu && pip install -e '.[dev,atari]' && python -m pytest -x -n auto --maxprocesses=4 --dist loadfile --durations=25")
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

@@ -80,7 +80,7 @@ def plays(run_cli_batch) -> dict:
 def test_boxing_plays_without_naming_its_game(plays) -> None:
     r = plays["boxing"]
     assert r.returncode == 0, r.stderr
-    assert "played 5 frames" in r.stdout
+    assert "played 5 steps (6 frames with the start)" in r.stdout
 
 
 def test_boxing_dream_moves_the_boxer_the_way_the_real_game_does() -> None:
@@ -119,7 +119,7 @@ def test_pong_is_shipped_at_its_frame_size_with_arrows_that_follow_the_paddle() 
 def test_pong_plays_without_naming_its_game(plays) -> None:
     r = plays["pong"]
     assert r.returncode == 0, r.stderr
-    assert "played 5 frames" in r.stdout
+    assert "played 5 steps (6 frames with the start)" in r.stdout
 
 
 def test_pong_keeps_the_ball_one_frame_ahead() -> None:

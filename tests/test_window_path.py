@@ -150,8 +150,11 @@ def test_a_hud_line_wider_than_a_narrow_window_goes_on_in_the_next_row():
         drawn: list[str] = []
         real = window._render
         window._render = lambda text, *a: drawn.append(text) or real(text, *a)
+        frame = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        window.blit_frame(frame)
         window.draw_hud(["FPS 30", long])
         assert " ".join(drawn[1:]) == long and len(drawn) > 2  # every word shown, over more than one row
+        assert np.array_equal(window.snapshot()[:64, :64], np.repeat(np.repeat(frame, 2, 0), 2, 1))  # the frame stays
         assert all(window.font.size(row)[0] <= width - 12 for row in drawn[1:] if " " in row)
         assert window.screen.get_size() == (width, height + (len(drawn) - 2) * window.line_h)
         drawn.clear()

@@ -162,8 +162,10 @@ class Window:
         # the strip grows, once, when the rows outnumber it
         rows = [(row, i) for i, line in enumerate(lines) for row in self._wrap(line)]
         if len(rows) > self.hud_lines:
+            shown = self.screen.copy()  # the frames already drawn this tick stay on screen
             self.hud_lines, panels, self.panels = len(rows), self.panels, 0
-            self.resize(panels)  # a taller window; the frames are drawn again by the next tick
+            self.resize(panels)  # a taller window, once
+            self.screen.blit(shown, (0, 0), (0, 0, shown.get_width(), self._panels[0].get_height()))
         self._hud_shown = (list(lines), set(warn) if warn else warn)
         top = self._panels[0].get_height()
         self._dirty.append(self.screen.fill(HUD_BG, (0, top, self.screen.get_width(), self.screen.get_height() - top)))
