@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
     net = model.teacher if model.teacher is not None else model.denoiser
     batches = LatentBatches(val, encode_all(model.vae, val.frames, torch.device("cpu")).float(), model.context_length,
                             0.0, torch.device("cpu"), bool(net.config.noise_per_frame))
-    lcm = lcm_scheduler(model.prediction_type)
+    lcm, drawer = lcm_scheduler(model.prediction_type), model.chance.drawer()  # the code drawn as play draws it
     ordinary = val.ends[torch.randperm(len(val.ends), generator=torch.Generator().manual_seed(0))[:n]]
     for kind, ends in (("event", val.rare_ends(0)[:n]), ("ordinary", ordinary)):
         if not len(ends):
@@ -51,8 +51,7 @@ def main(argv: list[str]) -> int:
         batch = batches.at(ends, None)
         with torch.no_grad():
             figures = chance_figures(net, model.chance, lcm, model.vae, batch)
-            draw = model.chance.drawer()
-            figures["psnr1_drawn"] = teacher_forced_psnr(lambda c, a: sample(net, lcm, c, a, 1, draw_code=draw), model.vae, batch)
+            figures["psnr1_drawn"] = teacher_forced_psnr(lambda c, a: sample(net, lcm, c, a, 1, draw_code=drawer), model.vae, batch)
         print(json.dumps({"windows": kind, "count": len(ends), **{k: round(v, 3) for k, v in figures.items()}}), flush=True)
     return 0
 
