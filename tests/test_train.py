@@ -209,6 +209,13 @@ def test_rare_windows_are_the_ones_around_events(tmp_path: Path) -> None:
     batch = LatentBatches(train, latents, 2, 0.0, torch.device("cpu"), rare_share=0.25, rare_radius=2).sample(
         16, torch.Generator().manual_seed(0))
     assert batch["fair"].tolist() == [False] * 4 + [True] * 12
+    # rare_unbiased's weights: 1 / the sampling odds, so the data's mean weight is 1 (an unbiased loss)
+    batches = LatentBatches(train, latents, 2, 0.0, torch.device("cpu"), rare_share=0.25, rare_radius=2)
+    is_rare = torch.isin(train.ends, rare)
+    odds = torch.where(is_rare, 0.25 * len(train.ends) / len(rare) + 0.75, torch.tensor(0.75))
+    weights = torch.where(is_rare, batches.rare_weight, batches.plain_weight)
+    assert torch.allclose(odds * weights, torch.ones(len(train.ends)))
+    assert torch.equal(batch["weight"][:4], torch.full((4,), batches.rare_weight))
 
 
 def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exactly(trained: tuple[Path, dict],

@@ -392,6 +392,7 @@ class TeacherStage(Stage):
     init: str | None = setting(None, check=_path)  # a checkpoint folder whose teacher/ this stage continues (a longer teacher; same model shape)
     rare_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch from windows around the game's events (rewards, ends)
     rare_radius: int = setting(2, ge=0, le=64)  # an event within this many frames of the target makes a window rare
+    rare_unbiased: bool = False  # with rare_share: weight the denoiser's loss by each window's sampling odds, so it learns the game's own odds of events (the chance code still sees many)
     prior_weight: float = setting(1.0, ge=0.0, le=100.0)  # chance code: weight of the prior's cross-entropy on the posterior's code
     usage_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of the posterior's diversity loss (wav2vec 2.0's; pushes every value into use)
     rate_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of KL(posterior || prior), nats a frame: each frame pays for what its code says that the prior could not foresee, so the code carries the game's chance, not detail

@@ -36,6 +36,13 @@ class LatentBatches:
         # rare_share of every batch comes from the windows around the game's events (FrameData.rare_ends)
         self.rare = data.rare_ends(rare_radius) if rare_share > 0 else data.ends[:0]
         self.rare_share = rare_share if len(self.rare) else 0.0
+        # each window's importance weight, 1 / its sampling odds against uniform: a rare window (drawn by
+        # both parts of the batch) weighs less, so a weighted loss is the uniform data's loss again
+        self.is_rare = torch.zeros(len(data.frames) + 1, dtype=torch.bool)
+        self.is_rare[self.rare] = True
+        share, n = self.rare_share, max(1, len(data.ends))
+        self.rare_weight = 1.0 / (share * n / max(1, len(self.rare)) + (1.0 - share)) if share > 0 else 1.0
+        self.plain_weight = 1.0 / (1.0 - share) if share < 1 else 0.0
         self.max_context_noise, self.device, self.per_frame = max_context_noise, device, per_frame
         # valid[t]: frames t-K..t lie in one game episode (a context window plus its target)
         self.valid = torch.zeros(len(data.frames) + 1, dtype=torch.bool)
@@ -56,6 +63,7 @@ class LatentBatches:
             ends[:n] = self.rare[torch.randint(len(self.rare), (n,), generator=gen)]
         batch = self.at(ends, gen if noisy_context else None)
         batch["fair"] = torch.arange(batch_size, device=self.device) >= n  # drawn uniformly: the game's own odds
+        batch["weight"] = torch.where(self.is_rare[ends], self.rare_weight, self.plain_weight).to(self.device)
         return batch
 
     def at(self, ends: torch.Tensor, gen: torch.Generator | None) -> dict[str, torch.Tensor]:

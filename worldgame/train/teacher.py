@@ -76,7 +76,10 @@ class TeacherObjective:
             target = self.noise.get_velocity(z0, eps, t)
         else:
             target = eps
-        return (out - target).square().mean() + chance_loss
+        error = (out - target).square()
+        if self.cfg.rare_unbiased:  # the uniform data's loss, though a rare_share of the batch is drawn around events
+            return (error.flatten(1).mean(1) * b["weight"]).mean() + chance_loss
+        return error.mean() + chance_loss
 
     def after_step(self) -> None:
         self.ema.step(self.nets.parameters())
