@@ -64,6 +64,7 @@ def test_exported_folder_files_and_sizes(tiny_export, tiny_checkpoint):
     k, (c, h, w) = meta["context_length"], meta["latent"]
     assert files["starts.bin"] == 3 * k * c * h * w * 4 and meta["starts"]["count"] == 3
     assert meta["parts"] == sorted(parts) and meta["events"] is None and meta["agent"] is False
+    assert meta["weights"] == "fp16"  # the default: half the bytes (test_fp16_weights_...)
     assert meta["action_names"][0] == "NOOP" and meta["key_bindings"]["LEFT"] and meta["tick_hz"] > 0
     assert files["ort-wasm-simd-threaded.wasm"] > 1_000_000 and all(files[p] > 1000 for p in parts)
     for name in PAGE_FILES:  # copied as they are in the package
@@ -304,7 +305,7 @@ def test_a_chance_code_is_drawn_in_the_page_as_in_python(tiny_chance_checkpoint,
     out = tmp_path / "site"
     export_web(tiny_chance_checkpoint, out, seeds=2, ort_web=str(ort_dir))
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["chance"] == {"groups": 2, "values": 4} and "chance.onnx" in meta["parts"]
+    assert meta["chance"] == {"groups": 2, "values": 4, "event_group": False} and "chance.onnx" in meta["parts"]
     k, (c, h, w) = meta["context_length"], meta["latent"]
     start = np.fromfile(out / "starts.bin", "<f4").reshape(-1, k, c, h, w)[1]
     actions = [int(a) for a in np.random.default_rng(0).integers(0, len(meta["action_names"]), FRAMES)]
@@ -324,6 +325,51 @@ def test_a_chance_code_is_drawn_in_the_page_as_in_python(tiny_chance_checkpoint,
         code = driver.execute_script("return window.worldgame.code")
         assert len(code) == 2 and all(0 <= v < 4 for v in code)
         assert not severe(driver), severe(driver)
+
+
+@needs_chromium
+def test_the_page_counts_the_events_its_code_draws(tiny_events_checkpoint, ort_dir, tmp_path):
+    """A checkpoint whose chance code draws the transition's event (and has no event head): the page
+    keeps the dream's score and lives from the drawn group 0, as play does (untrained, its prior
+    draws points and hits often, so lives fall within a few frames)."""
+    out = tmp_path / "site"
+    export_web(tiny_events_checkpoint, out, seeds=2, ort_web=str(ort_dir))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["chance"]["event_group"] is True and meta["events"]["drawn"] is True
+    assert "events.onnx" not in meta["parts"] and meta["events"]["start_lives"] == 5
+    with static_server(out) as url, chromium() as driver:
+        driver.get(url + "?fps=0")
+        wait_ready(driver)
+        deadline = time.monotonic() + 30
+        seen = set()
+        while time.monotonic() < deadline and not ({"point", "hit"} <= seen):
+            score, lives = driver.execute_script("return [window.worldgame.score, window.worldgame.lives]")
+            seen |= {"point"} if score > 0 else set()
+            seen |= {"hit"} if lives is not None and lives < 5 else set()
+            time.sleep(0.05)
+        assert {"point", "hit"} <= seen, seen
+        assert not severe(driver), severe(driver)
+
+
+def test_fp16_weights_halve_the_graphs_and_keep_what_they_compute(tiny_checkpoint):
+    """Checkpoints are saved in fp16, so storing the page's weights in fp16 loses nothing: the
+    graphs compute the same outputs from half the bytes."""
+    import onnxruntime as ort
+
+    from worldgame.commands.export_web import export_parts, half_weights
+    from worldgame.models import WorldModel
+
+    parts = export_parts(WorldModel.from_pretrained(tiny_checkpoint, device="cpu", half=False))
+    rng = np.random.default_rng(0)
+    for name, blob in parts.items():
+        half = half_weights(blob)
+        assert len(half) < 0.65 * len(blob), name  # shipped Bouncer: 0.51 (tiny graphs have more overhead)
+        full, small = ort.InferenceSession(blob), ort.InferenceSession(half)
+        feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+                 if "float" in i.type else np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.int64)
+                 for i in full.get_inputs()}
+        for a, b in zip(full.run(None, feeds), small.run(None, feeds)):
+            assert np.array_equal(a, b), name
 
 
 # --- (d) the page plays in a real browser ------------------------------------------------------------------

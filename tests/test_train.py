@@ -201,15 +201,14 @@ def test_rare_windows_are_the_ones_around_events(tmp_path: Path) -> None:
     others = train.ends[~torch.isin(train.ends, rare)]
     assert not any(bool(train.events[max(0, t - 2) : t + 3].any()) for t in others.tolist())
     assert len(train.rare_ends(0)) <= len(rare) <= len(train.rare_ends(5))
-    # a batch's first rare_share comes from those windows and is marked unfair: the chance code's
-    # prior learns the game's odds from the rest only (else it would draw events too often)
+    # a batch's first rare_share comes from those windows; each window weighs 1 / its sampling odds,
+    # so the chance code's prior (and with rare_unbiased the denoiser) learns the game's own odds of
+    # events (else it would draw them too often): the data's mean weight is 1 (an unbiased loss)
     from worldgame.train.latents import LatentBatches
 
     latents = torch.zeros(len(train.frames), 4, 4, 4)
     batch = LatentBatches(train, latents, 2, 0.0, torch.device("cpu"), rare_share=0.25, rare_radius=2).sample(
         16, torch.Generator().manual_seed(0))
-    assert batch["fair"].tolist() == [False] * 4 + [True] * 12
-    # rare_unbiased's weights: 1 / the sampling odds, so the data's mean weight is 1 (an unbiased loss)
     batches = LatentBatches(train, latents, 2, 0.0, torch.device("cpu"), rare_share=0.25, rare_radius=2)
     is_rare = torch.isin(train.ends, rare)
     odds = torch.where(is_rare, 0.25 * len(train.ends) / len(rare) + 0.75, torch.tensor(0.75))
@@ -315,11 +314,17 @@ def test_a_finished_checkpoint_is_never_replaced_and_one_run_writes_an_out_folde
 CHANCE = ("model.denoiser.chance_groups=2", "model.denoiser.chance_values=4", "model.chance.width=8", "model.chance.hidden=32")
 
 
+EVENT_GROUP = ("model.denoiser.chance_values=8", "model.chance.event_group=true", "train.teacher.rare_share=0.25",
+               "train.teacher.prior_batch=16")
+
+
+@pytest.mark.parametrize("events", [False, True], ids=["learnt", "event_group"])
 def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(trained: tuple[Path, dict],
-                                                                              tmp_path: Path) -> None:
+                                                                              tmp_path: Path, events: bool) -> None:
     """The denoiser, posterior and prior train together: the loss falls, the validation reports the
     code's health, an interrupted run resumes to the same weights (EMA included), the checkpoint
-    holds chance/ and plays through the Sampler, drawing a code per frame."""
+    holds chance/ and plays through the Sampler, drawing a code per frame. With an event group (and
+    the prior's extra windows, drawn around events too), the same, and its group 0 is an event."""
     import shutil
 
     root, _ = trained
@@ -327,10 +332,11 @@ def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(t
     for out in (straight, resumed):
         out.mkdir()
         shutil.copytree(root / "run" / "vae", out / "vae")
-    common = ("stage=teacher", "train.teacher.val_every=20", "save_every=10", *CHANCE)
+    common = ("stage=teacher", "train.teacher.val_every=20", "save_every=10", *CHANCE, *(EVENT_GROUP if events else ()))
     report = loop.run(_cfg(root / "data", straight, *common, "train.teacher.steps=40"))["teacher"]
     assert report["loss_end"] < report["loss_start"]
     assert {"code_ppl0", "code_ppl1", "prior_ce", "psnr1_posterior", "psnr1_likely"} <= set(report["history"][-1])
+    assert ("event_ce" in report["history"][-1]) == events
     loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=20"))
     loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=40", "resume=true"))
     a = torch.load(straight / "state_teacher.pt", weights_only=True)
@@ -346,6 +352,7 @@ def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(t
     context = model.encode(Bouncer().reset(3)[None].repeat(2, 0))[None]
     sampler.step(context, torch.zeros(1, 2, dtype=torch.long), steps=1, generator=torch.Generator().manual_seed(0))
     assert sampler.last_code.shape == (1, 2)
+    assert model.draws_events == events and (int(sampler.last_code[0, 0]) < 6 or not events)
 
 
 def test_student_stages_refuse_a_chance_model_in_one_line(tmp_path: Path) -> None:

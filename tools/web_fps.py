@@ -1,7 +1,9 @@
 """Frames per second of an exported page (`worldgame export-web`) in headless Chromium, beside
 `worldgame bench` on the same checkpoint in the same run (docs/export-web.md "Measured").
 
-    python tools/web_fps.py CHECKPOINT [STEPS ...]      # e.g. checkpoints/bouncer 1 2 4
+    python tools/web_fps.py CHECKPOINT [STEPS ...] [KEY=VALUE ...]   # e.g. checkpoints/bouncer 1 2 4 weights=fp32
+
+KEY=VALUE arguments are passed to `worldgame export-web` (e.g. weights=fp32).
 
 Exports CHECKPOINT into a temporary folder, serves it from a local static server, opens it unpaced
 (`?fps=0&steps=N`) for 8 s per step count after 3 s of warm-up and reads the page's own FPS counter
@@ -66,10 +68,11 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python tools/web_fps.py CHECKPOINT [STEPS ...]", file=sys.stderr)
         return 2
-    checkpoint, steps = argv[0], [int(s) for s in argv[1:]] or [1, 2, 4]
+    checkpoint, overrides = argv[0], [a for a in argv[1:] if "=" in a]
+    steps = [int(s) for s in argv[1:] if "=" not in s] or [1, 2, 4]
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
-        subprocess.run([sys.executable, "-m", "worldgame.cli", "export-web", f"checkpoint={checkpoint}", f"out={site}"],
+        subprocess.run([sys.executable, "-m", "worldgame.cli", "export-web", f"checkpoint={checkpoint}", f"out={site}", *overrides],
                        check=True, stdout=subprocess.DEVNULL)
         with _served(site) as url:
             browser = {n: _browser_fps(url, n) for n in steps}
@@ -78,7 +81,7 @@ def main(argv: list[str]) -> int:
                            check=True, capture_output=True, text=True)
     results = {r["steps"]: r for r in json.loads(bench.stdout.strip().splitlines()[-1])["results"]}
     for n in steps:
-        print(json.dumps({"steps": n, **browser[n], "bench_fps": results[n].get("fps")}), flush=True)
+        print(json.dumps({"steps": n, **browser[n], "bench_fps": results[n].get("fps"), "export": overrides}), flush=True)
     return 0
 
 

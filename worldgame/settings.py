@@ -259,6 +259,7 @@ class ExportWebSettings:
     seeds: int = setting(8, ge=1, le=256)  # real start contexts written: the game reset at seeds 0..N-1, its first K frames encoded (Backspace cycles them)
     steps: int = setting(4, choices=list(STEP_COUNTS))  # the page's sampling steps when it opens (keys 1/2/4/8 change them)
     ort_web: str | None = setting(None, check=_path)  # a folder holding ONNX Runtime Web's files; null = $WORLDGAME_ORT_WEB, else the cache, fetched with `npm pack` when missing
+    weights: str = setting("fp16", choices=["fp16", "fp32"])  # fp16: the graphs' weights stored in half precision (about half their bytes), widened to fp32 once as the page loads them (WASM computes in fp32)
 
 
 @dataclass
@@ -347,6 +348,7 @@ class ChanceShape:  # the chance code's posterior and prior nets (their G x V ar
     width: int = setting(32, ge=1, le=1024)  # channels of each net's first convolution (doubled once)
     action_dim: int = setting(16, ge=1, le=4096)
     hidden: int = setting(256, ge=1, le=65536)  # the layer before the code's logits
+    event_group: bool = False  # chance group 0 is the transition's event named by the data (nothing / point / lost, game over), drawn first at play so the picture and the HUD agree; needs chance_values >= 6
 
 
 @dataclass
@@ -397,6 +399,8 @@ class TeacherStage(Stage):
     usage_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of the posterior's diversity loss (wav2vec 2.0's; pushes every value into use)
     rate_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of KL(posterior || prior), nats a frame: each frame pays for what its code says that the prior could not foresee, so the code carries the game's chance, not detail
     posterior_noise: bool = False  # chance code: draw the posterior's code by Gumbel-max (true) or take its most likely value (false, Stochastic MuZero's chance encoder)
+    prior_drawn_odds: bool = False  # chance code: the prior learns from the windows as drawn (rare_share oversamples events: far more to learn from; its odds of them a little high) instead of weighted to the game's own odds
+    prior_batch: int = setting(0, ge=0, le=65536)  # chance code: more windows each step that train only the prior (its targets: the posterior's code, the data's event), drawn as the batch is; the prior is small and events rare, so it learns from many more windows than the denoiser can afford
 
 
 @dataclass
@@ -606,6 +610,9 @@ def _train_relations(cfg: Any) -> None:
             raise SettingError("model.denoiser.step_block_out_channels", steps,
                                f"needs one width per level of block_out_channels ({show(den.block_out_channels)}), "
                                f"each a multiple of norm_num_groups ({groups})")
+    if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < 6):
+        raise SettingError("model.chance.event_group", True, "needs model.denoiser.chance_groups >= 1 and "
+                           f"chance_values >= 6 (its six events), not {den.chance_groups} x {den.chance_values}")
 
 
 def _eval_relations(cfg: Any) -> None:

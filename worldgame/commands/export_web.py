@@ -12,7 +12,7 @@ the world model running in the visitor's browser on ONNX Runtime Web (WASM), no 
       worldgame-export.json   the manifest that marks a folder as an export (files, sizes, sha256)
 
 The ONNX graphs are the fast path's own (models/backends/export.py: the same parts, inputs and
-example), fp32. ``out`` is written whole into a temporary folder beside it and swapped in: a
+example), fp32; ``weights=fp16`` stores their weights in half precision (:func:`half_weights`). ``out`` is written whole into a temporary folder beside it and swapped in: a
 folder that is not empty and not a previous export (no manifest) is refused with one line, and so
 is any ``out`` inside the checkpoint or holding it.
 """
@@ -121,18 +121,44 @@ def metadata(model: WorldModel, game: Any, parts: dict[str, bytes], starts: np.n
         "parts": sorted(parts),
         "starts": {"file": "starts.bin", "count": int(starts.shape[0]), "seeds": list(range(starts.shape[0])),
                    "shape": list(starts.shape[1:]), "dtype": "float32"},
-        "events": None if events is None else {
-            "end_threshold": events.config.end_threshold,
+        "events": None if not model.has_events else {  # the head's, or drawn with the chance code (its group 0)
+            "drawn": model.draws_events,
+            "end_threshold": None if events is None else events.config.end_threshold,
             "start_lives": None if getattr(game, "infinite_lives", False) or not isinstance(lives, int) else lives},
         "agent": model.agent is not None,
         "chance": None if model.chance is None else {"groups": int(model.chance.config.groups),
-                                                     "values": int(model.chance.config.values)},
+                                                     "values": int(model.chance.config.values),
+                                                     "event_group": model.draws_events},
         "ort_web": ORT_WEB_VERSION,
     }
 
 
+def half_weights(blob: bytes, least: int = 16) -> bytes:
+    """The ONNX graph ``blob`` with each float32 weight of ``least`` or more values stored as float16
+    and widened back by a Cast node of its old name: half the bytes on the wire, the same fp32
+    arithmetic in the page (ONNX Runtime folds the casts once, when the session is made)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = (model := onnx.load_from_string(blob)).graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and int(np.prod(init.dims)) >= least:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
+        else:
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString()
+
+
 def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, steps: int = 4,
-               ort_web: str | None = None) -> dict[str, Any]:
+               ort_web: str | None = None, weights: str = "fp16") -> dict[str, Any]:
     """Write the export (module docstring); returns a summary (files, MB, seconds)."""
     started = time.perf_counter()
     checkpoint = Path(checkpoint) if checkpoint else default_checkpoint("bouncer")
@@ -141,9 +167,11 @@ def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, s
     ort = ort_web_files(ort_web)  # before the model: a missing runtime is said at once
     model = WorldModel.from_pretrained(checkpoint, device="cpu", half=False)
     parts = export_parts(model)
+    if weights == "fp16":
+        parts = {name: half_weights(blob) for name, blob in parts.items()}
     starts, game = start_contexts(model, seeds)
     plans = web_plans(model.prediction_type)
-    meta = metadata(model, game, parts, starts, steps)
+    meta = {**metadata(model, game, parts, starts, steps), "weights": weights}
     page = page_folder()
     with atomic_dir(out) as tmp:
         for name, blob in parts.items():
@@ -167,7 +195,8 @@ def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, s
 
 def run(cfg: Any) -> dict[str, Any]:
     """Entry point of ``worldgame export-web`` (hydra config: conf/export-web.yaml; settings.ExportWebSettings)."""
-    summary = export_web(cfg.checkpoint, cfg.out, seeds=cfg.seeds, steps=cfg.steps, ort_web=cfg.ort_web)
+    summary = export_web(cfg.checkpoint, cfg.out, seeds=cfg.seeds, steps=cfg.steps, ort_web=cfg.ort_web,
+                         weights=cfg.weights)
     print(f"exported {summary['files']} files, {summary['mb']} MB, in {summary['seconds']} s to {summary['out']}; "
           f"play it: python -m http.server -d {summary['out']}  (then open http://localhost:8000/)", file=sys.stderr)
     print(json.dumps(summary), flush=True)

@@ -25,7 +25,7 @@ import torch
 
 from worldgame.engine.engines import StepResult, Wants, ms_since
 from worldgame.engine.fusion import PHI, Fusion, FusionMode, TemporalFusion, show
-from worldgame.models.chance import pack, unpack
+from worldgame.models.chance import event_of, pack, unpack
 from worldgame.models.heads import Heads
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
@@ -127,8 +127,11 @@ class Dream:
                           unfused=frame if wants.unfused and unfused is None else unfused)
 
     def _events(self, stages: dict[str, float]) -> tuple[float, bool]:
-        """The reward's sign and the game's end of the transition just dreamed (the checkpoint's
-        event head on the latent ring, timed as its own stage; 0 and False without one)."""
+        """The reward's sign and the game's end of the transition just dreamed: the event the chance
+        code drew with the frame (an ``event_group``), else the checkpoint's event head on the latent
+        ring, timed as its own stage; 0 and False without either."""
+        if self.model.draws_events and self.sampler.last_code is not None:
+            return event_of(int(self.sampler.last_code[0, 0]))
         head = self.model.events
         if head is None:
             return 0.0, False

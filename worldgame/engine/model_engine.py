@@ -118,7 +118,7 @@ class ModelEngine:
         prepared = share.dream.sampler if share is not None else Sampler(model, sampler, spacing)
         heads = share.dream.heads if share is not None else Heads(model)
         self.dream = Dream(model, fusion_window, fusion_base, seed, sampler=prepared, heads=heads)
-        self.score = DreamScore(self.game) if model.events is not None else None
+        self.score = DreamScore(self.game) if model.has_events else None
         # the checkpoint's agent (optional) plays the dream; its draws have their own generator, seeded at each reset
         self.agent_generator = torch.Generator(device=model.device).manual_seed(seed) if model.agent is not None else None
         self.live = type(self).live | ({"agent"} if model.agent is not None else set())

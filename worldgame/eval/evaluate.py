@@ -99,7 +99,7 @@ def run(cfg: EvalSettings) -> dict:
 
     def stage(name: str) -> None:  # the next stage begins
         done[0] += 1
-        total = (STAGES + (model.events is not None and cfg.event_games > 0)
+        total = (STAGES + (model.has_events and cfg.event_games > 0)
                  + (model.agent is not None and cfg.agent_games > 0))
         print(f"eval [{done[0]}/{total}, {time.perf_counter() - t0:.0f} s]: {name}", file=sys.stderr, flush=True)
 
@@ -138,10 +138,11 @@ def run(cfg: EvalSettings) -> dict:
     display = display_figures(dreamer, episodes, cfg.rollout_steps,
                               (cfg.fusion, cfg.fusion_window, cfg.fusion_base) if fusion else None, cfg.seed)
     events = None
-    if model.events is not None and cfg.event_games:
+    if model.has_events and cfg.event_games:
         stage(f"game events: {cfg.event_games} whole games, teacher-forced and dreamed")
         games = event_eval.held_out_games(game_cfg, cfg.seed + 5000, cfg.event_games, cfg.event_frames, is_bouncer)
-        events = {"games": len(games), "teacher_forced": event_eval.teacher_forced(model, games),
+        events = {"games": len(games), "drawn": model.draws_events,
+                  **({"teacher_forced": event_eval.teacher_forced(model, games)} if model.events is not None else {}),
                   "dream": event_eval.in_dreams(dreamer, games, cfg.rollout_steps, cfg.seed,
                                                 bouncer_checks.pips if is_bouncer else None)}
     agent = None

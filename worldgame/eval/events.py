@@ -22,6 +22,7 @@ from worldgame.data.policies import make_policy
 from worldgame.eval.metrics import dilate, f1_scores
 from worldgame.games import make_game
 from worldgame.games.bouncer import EVENT_KINDS
+from worldgame.models.chance import events_of
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
 
@@ -136,7 +137,8 @@ def in_dreams(sampler: Sampler, games: list[dict], steps: int, seed: int, pips=N
 
     ``pips(frames) -> (score, lives)`` (the built-in game's HUD pips, eval/bouncer_checks.py): also
     ``hud_agree``, the share of dream frames whose drawn pips say what the HUD says -- the score
-    and lives the event head's signs add up to from the first frame's pips (what play shows)."""
+    and lives the event head's signs (or the drawn events) add up to from the first frame's pips
+    (what play shows)."""
     model = sampler.model
     k, head, dev = model.context_length, model.events, model.device
     lengths = [len(g["frames"]) - k for g in games]
@@ -155,7 +157,10 @@ def in_dreams(sampler: Sampler, games: list[dict], steps: int, seed: int, pips=N
         hud_score, hud_lives = (np.array(v) for v in pips(np.stack([g["frames"][k - 1] for g in games])))
     for h in range(horizon):
         rollout.advance(lambda c, a, o: sampler.step(c, a, steps=steps, generator=gen, out=o), actions[:, h])
-        sign, end = head.predict(rollout.context, rollout.actions[:, -1])
+        if model.draws_events:  # the event drawn with the frame (the chance code's event group)
+            sign, end = events_of(sampler.last_code[:, 0])
+        else:
+            sign, end = head.predict(rollout.context, rollout.actions[:, -1])
         signs[:, h], ends[:, h] = sign.cpu(), end.cpu()
         if pips is not None:
             hud_score += signs[:, h].numpy() == 1

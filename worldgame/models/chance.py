@@ -15,6 +15,12 @@ code ``c`` of G groups of V values (2 x 16 = 8 bits a frame by default):
 * the *prior* p(c | context, actions), trained with cross-entropy on the posterior's code (no
   gradient into the posterior), is what play draws from, once per frame, before the sampler.
 
+With ``event_group`` the first group is not learnt but *named by the data*: the transition's event
+(:data:`EVENT_KINDS`: nothing, a point, a point lost, each with or without the game's end), read
+from the recorded rewards and game ends. The prior draws it like the other groups, so at play the
+event happens first and the frame is drawn to agree with it (the player back in the middle after a
+hit, the taken orb gone), and the HUD's score and lives count the same draw the picture shows.
+
 Like Stochastic MuZero's chance outcomes and Δ-IRIS's per-frame tokens, written for our latents.
 Checkpoint part ``chance/``; a checkpoint without one plays exactly as before.
 """
@@ -28,6 +34,34 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+# the event group's values: value v is the reward sign EVENT_SIGNS[v % 3], the game ended if v >= 3
+EVENT_SIGNS = (0, 1, -1)
+EVENT_KINDS = 2 * len(EVENT_SIGNS)
+MASKED = -1.0e4  # logit of a value the event group never takes (finite: fp16 and ONNX keep it)
+
+
+def event_values(rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+    """The event group's value (B,) of transitions with ``rewards`` (B,) and game ends ``dones`` (B,)."""
+    sign = torch.sign(rewards).long()
+    return (sign == 1).long() + 2 * (sign == -1).long() + len(EVENT_SIGNS) * dones.long()
+
+
+def events_of(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward sign (B,) in -1/0/+1, game ended (B,) bool) of event group values (B,): what the event
+    head's ``predict`` gives, from the drawn code instead (values past :data:`EVENT_KINDS`: nothing)."""
+    values = values.long()
+    known = values < EVENT_KINDS
+    signs = torch.tensor(EVENT_SIGNS, device=values.device)[values % len(EVENT_SIGNS)]
+    return torch.where(known, signs, 0), known & (values >= len(EVENT_SIGNS))
+
+
+def event_of(value: int) -> tuple[float, bool]:
+    """(reward sign, game ended) an event group value says (the inverse of :func:`event_values`)."""
+    value = int(value)
+    if not 0 <= value < EVENT_KINDS:
+        return 0.0, False
+    return float(EVENT_SIGNS[value % len(EVENT_SIGNS)]), value >= len(EVENT_SIGNS)
 
 
 class CodeEmbedding(nn.Module):
@@ -88,12 +122,22 @@ class ChanceCode(ModelMixin, ConfigMixin):
         width: channels of each net's first convolution (doubled once).
         action_dim: size of one action embedding.
         hidden: the layer between the convolutions and the code's logits.
+        event_group: group 0 is the transition's event named by the data (:func:`event_values`), not
+            learnt by the posterior; its values past :data:`EVENT_KINDS` are never drawn.
     """
 
     @register_to_config
     def __init__(self, num_actions: int, context_length: int = 4, latent_channels: int = 4, latent_size: int = 16,
-                 groups: int = 2, values: int = 16, width: int = 32, action_dim: int = 16, hidden: int = 256) -> None:
+                 groups: int = 2, values: int = 16, width: int = 32, action_dim: int = 16, hidden: int = 256,
+                 event_group: bool = False) -> None:
         super().__init__()
+        if event_group and (groups < 1 or values < EVENT_KINDS):
+            raise ValueError(f"a chance code with an event group needs >= 1 group of >= {EVENT_KINDS} values, "
+                             f"not {groups} x {values}")
+        mask = torch.zeros(groups, values)
+        if event_group:
+            mask[0, EVENT_KINDS:] = MASKED
+        self.register_buffer("mask", mask, persistent=False)
         k, c = context_length, latent_channels
         self.prior_conv, flat = _encoder(c * k, width, latent_size)
         self.posterior_conv, _ = _encoder(c * (k + 1), width, latent_size)
@@ -106,7 +150,7 @@ class ChanceCode(ModelMixin, ConfigMixin):
         """The prior's logits (B, G, V) from context (B, K, C, h, w) and actions (B, K) (what play runs)."""
         h = self.prior_conv(context.flatten(1, 2))
         h = torch.cat([h, self.prior_actions(actions).flatten(1)], 1)
-        return self.prior_head(h).view(-1, self.config.groups, self.config.values)
+        return self.prior_head(h).view(-1, self.config.groups, self.config.values) + self.mask
 
     prior = forward
 
@@ -120,6 +164,20 @@ class ChanceCode(ModelMixin, ConfigMixin):
         h = self.posterior_conv(torch.cat([context.flatten(1, 2), target], 1))
         h = torch.cat([h, self.posterior_actions(actions).flatten(1)], 1)
         return self.posterior_head(h).view(-1, self.config.groups, self.config.values)
+
+    def learnt(self, logits: torch.Tensor) -> torch.Tensor:
+        """The groups of ``logits`` (B, G, V) the posterior chooses (all but the event group)."""
+        return logits[:, 1:] if self.config.event_group else logits
+
+    def code(self, posterior: torch.Tensor, events: torch.Tensor | None, generator: torch.Generator | None,
+             noise: bool = False) -> torch.Tensor:
+        """Training's one-hot code (B, G, V): the posterior's (:func:`straight_through`), its event group
+        replaced by the data's ``events`` (B,) (:func:`event_values`) where the code has one."""
+        code = straight_through(posterior, generator, noise)
+        if not self.config.event_group:
+            return code
+        named = F.one_hot(events.long(), self.config.values).to(code.dtype)[:, None]
+        return torch.cat([named, code[:, 1:]], 1)
 
 
 def straight_through(logits: torch.Tensor, generator: torch.Generator | None, noise: bool = True) -> torch.Tensor:

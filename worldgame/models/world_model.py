@@ -129,6 +129,17 @@ class WorldModel:
         self.frame_size: int = int(metadata["frame_size"])
         play_default(metadata)  # a checkpoint naming a sampler we lack fails at load, in one line
 
+    @property
+    def draws_events(self) -> bool:
+        """The chance code's first group is the transition's event (models/chance.py ``event_group``):
+        the dream's points, hits and game overs are drawn with the frame, not read off it."""
+        return self.chance is not None and bool(self.chance.config.get("event_group", False))
+
+    @property
+    def has_events(self) -> bool:
+        """The dream says its own points and game overs (drawn with the code, or the event head's)."""
+        return self.draws_events or self.events is not None
+
     # --- loading -----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", half: bool | None = None, teacher: bool = False) -> WorldModel:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from worldgame.models.agent import Agent
+from worldgame.models.chance import events_of
 from worldgame.models.rollout import Rollout
 from worldgame.models.sampler import Sampler
 from worldgame.models.world_model import WorldModel
@@ -66,14 +67,18 @@ class Imagination:
             windows[t] = roll.context[:, -f:]
             taken[t] = agent.act(roll.context[:, -f:], gen)
             roll.advance(sample, taken[t])
-            head = self.model.events
-            logits, end = head(roll.context, roll.actions[:, -1])
-            sign, ended = head.decide(logits, end)
-            if self.reward == "expected":  # P(+) - P(-): graded where the head is unsure of a dreamed frame
-                p = logits.float().softmax(1)
-                rewards[t] = p[:, 2] - p[:, 0]
-            else:
+            if self.model.draws_events:  # the event drawn with the frame: no head to be unsure of it
+                sign, ended = events_of(self.sampler.last_code[:, 0])
                 rewards[t] = sign.float()
+            else:
+                head = self.model.events
+                logits, end = head(roll.context, roll.actions[:, -1])
+                sign, ended = head.decide(logits, end)
+                if self.reward == "expected":  # P(+) - P(-): graded where the head is unsure of a dreamed frame
+                    p = logits.float().softmax(1)
+                    rewards[t] = p[:, 2] - p[:, 0]
+                else:
+                    rewards[t] = sign.float()
             ends[t], signs[t] = ended, sign
         windows[horizon] = roll.context[:, -f:]
         return {"windows": windows, "actions": taken, "rewards": rewards, "ends": ends, "signs": signs}

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from worldgame.eval.metrics import psnr
 from worldgame.models.autoencoder import TinyAutoencoder
+from worldgame.models.chance import event_values
 from worldgame.train.data import FrameData, to_unit, windows
 
 
@@ -62,7 +63,6 @@ class LatentBatches:
         if n:  # the first share of the batch: windows around events
             ends[:n] = self.rare[torch.randint(len(self.rare), (n,), generator=gen)]
         batch = self.at(ends, gen if noisy_context else None)
-        batch["fair"] = torch.arange(batch_size, device=self.device) >= n  # drawn uniformly: the game's own odds
         batch["weight"] = torch.where(self.is_rare[ends], self.rare_weight, self.plain_weight).to(self.device)
         return batch
 
@@ -82,6 +82,8 @@ class LatentBatches:
             "target": self.latents[ends].float().to(d),
             "context_noise": level.to(d),
             "frames": self.data.frames[ends],
+            **({"events": event_values(self.data.rewards[ends], self.data.dones[ends]).to(d)}
+               if self.data.rewards is not None and self.data.dones is not None else {}),
         }
 
 

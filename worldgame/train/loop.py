@@ -258,7 +258,7 @@ def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.d
                                LatentBatches(val, lat_val, k, 0.0, device, per_frame), num_actions, device)
     if stage == "agent":  # plays the checkpoint's own dream: its sampler, its event head
         model = WorldModel.from_pretrained(out, device=str(device), half=False)
-        if model.events is None:
+        if not model.has_events:  # its rewards: the event head's, or those its chance code draws
             raise WorldgameError(f"{out}/events is missing; run `worldgame train stage=events` first (or stage=all)")
         return AgentObjective(cfg, LatentBatches(train, lat_train, k, 0.0, device, per_frame),
                               LatentBatches(val, lat_val, k, 0.0, device, per_frame), model, device)

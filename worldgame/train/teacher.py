@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 
 from worldgame.errors import WorldgameError
-from worldgame.models.chance import ChanceCode, diversity_loss, rate, straight_through, usage
+from worldgame.models.chance import ChanceCode, diversity_loss, rate, usage
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
@@ -60,15 +60,20 @@ class TeacherObjective:
         code, chance_loss = None, 0.0
         if self.chance is not None:
             posterior = self.chance.posterior(b["context"], b["actions"], z0)
-            code = straight_through(posterior, gen if z0.device.type == "cpu" else None, self.cfg.posterior_noise)  # (B, G, V) one-hot
+            code = self.chance.code(posterior, b.get("events"), gen if z0.device.type == "cpu" else None,
+                                    self.cfg.posterior_noise)  # (B, G, V) one-hot
             prior = self.chance.prior(b["context"], b["actions"])
-            # the prior learns the odds of the game, so only from the batch's uniformly drawn windows:
-            # the rare_share drawn around events would teach it that events are common (invented orbs)
-            fair = b["fair"].float()
-            ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten().detach(), reduction="none")
-            ce = (ce.view(len(fair), -1).mean(1) * fair).sum() / fair.sum().clamp_min(1.0)  # no host sync
-            chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(posterior)
-                           + (self.cfg.rate_weight * rate(posterior, prior) if self.cfg.rate_weight else 0.0))
+            odds = (lambda batch: torch.ones_like(batch["weight"])) if self.cfg.prior_drawn_odds else (lambda batch: batch["weight"])
+            ce = self._prior_ce(prior, code.detach(), odds(b))
+            if self.cfg.prior_batch:  # more windows for the prior alone: the posterior names their code
+                pb = self.batches.sample(self.cfg.prior_batch, gen)
+                with torch.no_grad():
+                    more = self.chance.code(self.chance.posterior(pb["context"], pb["actions"], pb["target"]),
+                                            pb.get("events"), None)
+                ce = ce + self._prior_ce(self.chance.prior(pb["context"], pb["actions"]), more, odds(pb))
+            learnt = self.chance.learnt  # the groups the posterior chooses (not the data's event group)
+            chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(learnt(posterior))
+                           + (self.cfg.rate_weight * rate(learnt(posterior), learnt(prior)) if self.cfg.rate_weight else 0.0))
         out = self.model(zt, t, b["context"], b["actions"], b["context_noise"], code)
         if self.noise.config.prediction_type == "sample":
             target = z0
@@ -80,6 +85,18 @@ class TeacherObjective:
         if self.cfg.rare_unbiased:  # the uniform data's loss, though a rare_share of the batch is drawn around events
             return (error.flatten(1).mean(1) * b["weight"]).mean() + chance_loss
         return error.mean() + chance_loss
+
+    @staticmethod
+    def _prior_ce(prior: torch.Tensor, code: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The prior's cross-entropy on ``code`` (B, G, V one-hot), each window weighted by ``weight``:
+        1 / its sampling odds gives the uniform data's loss, so the prior keeps the game's odds of
+        events (the rare_share drawn around them teaches a prior that cannot yet tell them apart that
+        they are common: invented orbs) while it still learns from every window drawn; but at the
+        game's odds (~1 % of Bouncer's frames) the prior learnt nothing of *when* a point or a hit
+        comes in 5,500 steps, so ``prior_drawn_odds`` lets it learn from the windows as drawn.
+        No host sync."""
+        ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten(), reduction="none")
+        return (ce.view(len(weight), -1).mean(1) * weight).mean()
 
     def after_step(self) -> None:
         self.ema.step(self.nets.parameters())
@@ -180,12 +197,14 @@ def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Ten
     log V = knows nothing), and 1-step teacher-forced PSNR given the posterior's code (what the
     denoiser can draw when told the outcome) against the prior's most likely one."""
     c, a = batch["context"], batch["actions"]
-    code = chance.posterior(c, a, batch["target"]).argmax(-1)
+    code = chance.code(chance.posterior(c, a, batch["target"]), batch.get("events"), None).argmax(-1)
     prior = chance.prior(c, a)
     told = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, code], 1), 1)
     likely = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, prior.argmax(-1)], 1), 1)
     m = {f"code_ppl{g}": float(p) for g, p in enumerate(usage(code, chance.config.values))}
     m["prior_ce"] = F.cross_entropy(prior.flatten(0, 1), code.flatten()).item()
+    if chance.config.event_group:  # the event group alone: how well the prior foresees a point or a hit
+        m["event_ce"] = F.cross_entropy(prior[:, 0], code[:, 0]).item()
     m["psnr1_posterior"] = teacher_forced_psnr(told, vae, batch)
     m["psnr1_likely"] = teacher_forced_psnr(likely, vae, batch)
     return m

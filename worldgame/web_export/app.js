@@ -120,11 +120,21 @@ async function main() {
     return p.length - 1;
   }
 
+  // the transition's event: drawn with the frame (the chance code's group 0, models/chance.py
+  // event_of), or the event head's reading of the frame dreamed
+  const EVENT_SIGNS = [0, 1, -1];
   async function readEvents() {
-    const r = await sessions["events.onnx"].run({ window: tensor("float32", rings.context, [1, K, C, h, w]),
-      action: tensor("int64", BigInt64Array.of(rings.actions[K - 1]), [1]) });
-    const logits = r.logits.data, sign = logits.indexOf(Math.max(...logits)) - 1;
-    const ended = events.end_threshold !== null && r.end.data[0] > events.end_threshold;
+    let sign, ended;
+    if (events.drawn) {
+      const v = page.code[0], known = v < 2 * EVENT_SIGNS.length;
+      sign = known ? EVENT_SIGNS[v % EVENT_SIGNS.length] : 0; ended = known && v >= EVENT_SIGNS.length;
+    } else {
+      const r = await sessions["events.onnx"].run({ window: tensor("float32", rings.context, [1, K, C, h, w]),
+        action: tensor("int64", BigInt64Array.of(rings.actions[K - 1]), [1]) });
+      const logits = r.logits.data;
+      sign = logits.indexOf(Math.max(...logits)) - 1;
+      ended = events.end_threshold !== null && r.end.data[0] > events.end_threshold;
+    }
     if (sign > 0) score.score += 1;
     else if (sign < 0) { if (score.lives === null) score.score -= 1; else score.lives = Math.max(0, score.lives - 1); }
     if (ended && score.lives !== null) score.lives = 0;
