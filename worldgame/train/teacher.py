@@ -41,6 +41,9 @@ class TeacherObjective:
         d = cfg.model.denoiser
         self.chance = ChanceCode(num_actions, d.context_length, d.latent_channels, d.latent_size, d.chance_groups,
                                  d.chance_values, **plain(cfg.model.chance)).to(device) if d.chance_groups else None
+        if self.chance is not None and self.chance.config.event_group and (batches.data.rewards is None or batches.data.dones is None):
+            raise WorldgameError("model.chance.event_group=true: the data holds no rewards and game ends to name the events "
+                                 "from; record it with `worldgame collect`, or set model.chance.event_group=false")
         self.nets = torch.nn.ModuleDict({"denoiser": self.model, **({"chance": self.chance} if self.chance is not None else {})})
         self.ema = EMAModel(self.nets.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)
