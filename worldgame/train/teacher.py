@@ -66,14 +66,13 @@ class TeacherObjective:
             code = self.chance.code(posterior, b.get("events"), gen if z0.device.type == "cpu" else None,
                                     self.cfg.posterior_noise)  # (B, G, V) one-hot
             prior = self.chance.prior(b["context"], b["actions"])
-            odds = (lambda batch: torch.ones_like(batch["weight"])) if self.cfg.prior_drawn_odds else (lambda batch: batch["weight"])
-            ce = self._prior_ce(prior, code.detach(), odds(b))
+            ce = self._prior_ce(prior, code.detach(), b)
             if self.cfg.prior_batch:  # more windows for the prior alone: the posterior names their code
                 pb = self.batches.sample(self.cfg.prior_batch, gen)
                 with torch.no_grad():
                     more = self.chance.code(self.chance.posterior(pb["context"], pb["actions"], pb["target"]),
                                             pb.get("events"), None)
-                ce = ce + self._prior_ce(self.chance.prior(pb["context"], pb["actions"]), more, odds(pb))
+                ce = ce + self._prior_ce(self.chance.prior(pb["context"], pb["actions"]), more, pb)
             learnt = self.chance.learnt  # the groups the posterior chooses (not the data's event group)
             chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(learnt(posterior))
                            + (self.cfg.rate_weight * rate(learnt(posterior), learnt(prior)) if self.cfg.rate_weight else 0.0))
@@ -89,17 +88,16 @@ class TeacherObjective:
             return (error.flatten(1).mean(1) * b["weight"]).mean() + chance_loss
         return error.mean() + chance_loss
 
-    @staticmethod
-    def _prior_ce(prior: torch.Tensor, code: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The prior's cross-entropy on ``code`` (B, G, V one-hot), each window weighted by ``weight``:
-        1 / its sampling odds gives the uniform data's loss, so the prior keeps the game's odds of
+    def _prior_ce(self, prior: torch.Tensor, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The prior's cross-entropy on ``code`` (B, G, V one-hot) of ``batch``'s windows, each weighted
+        by its ``weight``, 1 / its sampling odds: that gives the uniform data's loss, so the prior keeps the game's odds of
         events (the rare_share drawn around them teaches a prior that cannot yet tell them apart that
         they are common: invented orbs) while it still learns from every window drawn; but at the
         game's odds (~1 % of Bouncer's frames) the prior learnt nothing of *when* a point or a hit
         comes in 5,500 steps, so ``prior_drawn_odds`` lets it learn from the windows as drawn.
         No host sync."""
-        ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten(), reduction="none")
-        return (ce.view(len(weight), -1).mean(1) * weight).mean()
+        ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten(), reduction="none").view(len(code), -1).mean(1)
+        return ce.mean() if self.cfg.prior_drawn_odds else (ce * batch["weight"]).mean()
 
     def after_step(self) -> None:
         self.ema.step(self.nets.parameters())
