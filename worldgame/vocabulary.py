@@ -24,7 +24,7 @@ PHI = (1 + math.sqrt(5)) / 2  # the golden ratio (1.618033988749895): fusion's d
 
 class FusionMode(StrEnum):
     """Where fusion is applied: not at all, on latents before decoding, or on decoded pixels.
-    The ``fusion=`` setting (settings.py): members are named as they are typed."""
+    The ``fusion=`` setting (settings/): members are named as they are typed."""
 
     off = "off"
     latent = "latent"
@@ -59,7 +59,7 @@ class FusionMode(StrEnum):
 
 
 class View(StrEnum):
-    """A view mode (M or Tab cycles them in the model engine); the ``view=`` setting (settings.py).
+    """A view mode (M or Tab cycles them in the model engine); the ``view=`` setting (settings/play.py).
     What each view draws and asks of the engine: engine/views.py."""
 
     stream = "stream"

@@ -60,7 +60,7 @@ VARIABLE = -1  # a dimension of any length up to Spec.longest
 
 def _like(schema: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     """A field with the limits (and default) of the setting ``schema.name`` that the session
-    recorded: the ranges stay in settings.py, the one place they are written."""
+    recorded: the ranges stay in settings/, the one place they are written."""
     (f,) = (f for f in dataclasses.fields(schema) if f.name == name)
     return setting(f.default if default is dataclasses.MISSING else default, **f.metadata)
 
