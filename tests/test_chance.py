@@ -171,10 +171,12 @@ def test_a_session_with_drawn_codes_regenerates_bit_identically(tmp_path, run_cl
     assert result["identical"] and result["max_abs_diff"] == 0
 
 
-def test_the_prior_on_onnx_equals_torch(tiny_chance_checkpoint) -> None:
+@pytest.mark.parametrize(("checkpoint", "net"), [("tiny_chance_checkpoint", "flat"), ("tiny_events_checkpoint", "local")])
+def test_the_prior_on_onnx_equals_torch(request, checkpoint, net) -> None:
     from worldgame.models.backends import attach
 
-    model = WorldModel.from_pretrained(tiny_chance_checkpoint, device="cpu")
+    model = WorldModel.from_pretrained(request.getfixturevalue(checkpoint), device="cpu")
+    assert model.chance.config.prior_net == net
     sampler = Sampler(model)
     assert attach(sampler, "onnx", threads=1) == "onnx"
     prior = sampler._prior_fast[1]
@@ -202,7 +204,7 @@ def test_a_denoiser_with_a_code_but_no_chance_part_is_one_line(tmp_path, run_cli
     assert "no chance/" in lines[-1] and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("damage", ["nan", "class", "shape"])
+@pytest.mark.parametrize("damage", ["nan", "class", "shape", "net"])
 def test_a_crafted_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkpoint, damage) -> None:
     import json
     import shutil
@@ -220,7 +222,8 @@ def test_a_crafted_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkp
         save_file(tensors, weights)
     else:
         config = json.loads((part / "config.json").read_text())
-        config.update({"_class_name": "os.system"} if damage == "class" else {"width": 4096})
+        config.update({"class": {"_class_name": "os.system"}, "shape": {"width": 4096},
+                       "net": {"prior_net": "os.system"}}[damage])
         (part / "config.json").write_text(json.dumps(config))
     r = run_cli("play", f"checkpoint={broken}", "fps=0", "frames=2", timeout=300)
     assert r.returncode != 0
@@ -273,3 +276,26 @@ def test_a_teacher_without_a_code_warm_starts_one_with_it(tiny_checkpoint, tmp_p
     wider = {**shape, "action_dim": shape["action_dim"] * 2}
     with pytest.raises(WorldgameError, match="another shape"):
         _init_weights(folder, ActionDenoiser(**wider, chance_groups=2, chance_values=4, chance_dim=8))
+
+
+def test_a_continued_teacher_keeps_its_posterior_and_a_new_prior_net_starts_afresh(tmp_path) -> None:
+    """train.teacher.init from a teacher with a code: the posterior continues (the denoiser reads the
+    codes it names), the prior too if it is the same net, a prior of another net starts afresh; a
+    code of another shape is refused in one line."""
+    from worldgame.models.chance import ChanceCode
+    from worldgame.train.teacher import _init_chance
+
+    shape = {"num_actions": 3, "context_length": 2, "groups": 2, "values": 8, "width": 8, "hidden": 32, "event_group": True}
+    torch.manual_seed(0)
+    ChanceCode(**shape).save_pretrained(tmp_path / "chance")  # flat: what a config without prior_net means
+    old = ChanceCode.from_pretrained(tmp_path / "chance")
+    for net in ("flat", "local"):
+        torch.manual_seed(1)
+        new = ChanceCode(**shape, prior_net=net)
+        fresh = {k: v.clone() for k, v in new.state_dict().items()}
+        _init_chance(tmp_path, new)
+        for name, value in new.state_dict().items():
+            kept = name.startswith("posterior") or net == "flat"
+            assert torch.equal(value, old.state_dict()[name] if kept else fresh[name]), (net, name)
+    with pytest.raises(WorldgameError, match="another code"):
+        _init_chance(tmp_path, ChanceCode(**{**shape, "values": 16}))

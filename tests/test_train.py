@@ -187,7 +187,7 @@ def test_state_files_hold_no_pickled_objects(trained: tuple[Path, dict]) -> None
         assert state["step"] > 0 and "extra" in state
 
 
-def test_rare_windows_are_the_ones_around_events(tmp_path: Path) -> None:
+def test_batches_draw_rare_windows_around_events_and_keep_the_clean_context(tmp_path: Path) -> None:
     from worldgame.train.data import load_frame_data
 
     _episodes(tmp_path / "data", n=2)
@@ -215,6 +215,12 @@ def test_rare_windows_are_the_ones_around_events(tmp_path: Path) -> None:
     weights = torch.where(is_rare, batches.rare_weight, batches.plain_weight)
     assert torch.allclose(odds * weights, torch.ones(len(train.ends)))
     assert torch.equal(batch["weight"][:4], torch.full((4,), batches.rare_weight))
+    # the denoiser's context is noised; the chance prior's is the context as play gives it, never noised
+    latents, cpu, ends = torch.randn(len(train.frames), 4, 4, 4), torch.device("cpu"), train.ends[:8]
+    noised = LatentBatches(train, latents, 2, 0.3, cpu).at(ends, torch.Generator().manual_seed(0))
+    plain = LatentBatches(train, latents, 2, 0.0, cpu).at(ends, None)
+    assert not torch.equal(noised["context"], plain["context"])
+    assert torch.equal(noised["clean_context"], plain["context"]) and torch.equal(plain["clean_context"], plain["context"])
 
 
 def test_a_longer_teacher_starts_from_the_checkpoint_oversamples_and_resumes_exactly(trained: tuple[Path, dict],

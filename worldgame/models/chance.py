@@ -111,6 +111,44 @@ def _encoder(in_channels: int, width: int, latent_size: int) -> tuple[nn.Module,
     return net, 2 * width * (latent_size // 4) ** 2
 
 
+class LocalPrior(nn.Module):
+    """The prior as a fully convolutional net at the latents' own resolution, max-pooled over the frame.
+
+    What the prior must foresee is mostly a local meeting -- an orb about to touch the player, a bolt
+    an orb -- that looks the same wherever in the frame it happens. The flat net (two stride-2
+    convolutions, then one linear layer over the 4 x 4 grid) has to learn it anew for every place
+    from a few thousand event frames, and plateaued, overfitting, at 0.45 probability on the true
+    event of Bouncer's held-out event frames; this one, a twentieth of its size, reached 0.65 within
+    2,500 steps on the same windows (runs/pp/prior_probe.py, docs/fidelity.md). Two coordinate
+    channels let the pooled features still say where, for the learnt groups (a respawn's place). The
+    actions scale and shift its channels (FiLM), each context position's action a row of its own."""
+
+    def __init__(self, in_channels: int, num_actions: int, context_length: int, size: int, outputs: int,
+                 width: int, hidden: int, blocks: int = 3) -> None:
+        super().__init__()
+        axis = torch.linspace(-1.0, 1.0, size)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(axis, axis, indexing="ij"))[None], persistent=False)
+        self.register_buffer("offsets", torch.arange(context_length) * num_actions, persistent=False)
+        self.inp = nn.Conv2d(in_channels + 2, width, 3, padding=1)
+        self.actions = nn.Embedding(num_actions * context_length, 2 * width)
+        # alternate dilation 1 and 2: a receptive field of 11 x 11 latent cells in three blocks
+        self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1 + i % 2, dilation=1 + i % 2) for i in range(blocks))
+        self.out = nn.Conv2d(width, 2 * width, 1)
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(2 * width, hidden), nn.SiLU(), nn.Linear(hidden, outputs))
+
+    def forward(self, stacked: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, outputs) from the stacked context latents (B, K * C, h, w) and actions (B, K)."""
+        h = self.inp(torch.cat([stacked, self.coords.expand(len(stacked), -1, -1, -1)], 1))
+        scale, shift = self.actions(actions + self.offsets).sum(1).chunk(2, -1)
+        h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        for conv in self.blocks:
+            h = h + conv(F.silu(h))
+        return self.head(self.out(F.silu(h)).amax((2, 3)))
+
+
+PRIOR_NETS = ("flat", "local")  # settings.PriorNet's members (a checkpoint's config is checked against these)
+
+
 class ChanceCode(ModelMixin, ConfigMixin):
     """The chance code's posterior (training) and prior (play).
 
@@ -124,33 +162,46 @@ class ChanceCode(ModelMixin, ConfigMixin):
         hidden: the layer between the convolutions and the code's logits.
         event_group: group 0 is the transition's event named by the data (:func:`event_values`), not
             learnt by the posterior; its values past :data:`EVENT_KINDS` are never drawn.
+        prior_net: the prior's net: ``flat`` (the posterior's shape; what a config without this key
+            means) or ``local`` (:class:`LocalPrior`, at the latents' resolution).
     """
 
     @register_to_config
     def __init__(self, num_actions: int, context_length: int = 4, latent_channels: int = 4, latent_size: int = 16,
                  groups: int = 2, values: int = 16, width: int = 32, action_dim: int = 16, hidden: int = 256,
-                 event_group: bool = False) -> None:
+                 event_group: bool = False, prior_net: str = "flat") -> None:
         super().__init__()
         if event_group and (groups < 1 or values < EVENT_KINDS):
             raise ValueError(f"a chance code with an event group needs >= 1 group of >= {EVENT_KINDS} values, "
                              f"not {groups} x {values}")
+        if prior_net not in PRIOR_NETS:
+            raise ValueError(f"prior_net is {str(prior_net)[:40]!r}, not one of {', '.join(PRIOR_NETS)}")
         mask = torch.zeros(groups, values)
         if event_group:
             mask[0, EVENT_KINDS:] = MASKED
         self.register_buffer("mask", mask, persistent=False)
         k, c = context_length, latent_channels
-        self.prior_conv, flat = _encoder(c * k, width, latent_size)
-        self.posterior_conv, _ = _encoder(c * (k + 1), width, latent_size)
-        self.prior_actions = nn.Embedding(num_actions, action_dim)
+        flat = prior_net == "flat"  # made in the order of the first checkpoints (the same seed, the same start)
+        if not flat:
+            self.prior_local = LocalPrior(c * k, num_actions, k, latent_size, groups * values, width, hidden // 4)
+        else:
+            self.prior_conv, _ = _encoder(c * k, width, latent_size)
+        self.posterior_conv, features = _encoder(c * (k + 1), width, latent_size)
+        if flat:
+            self.prior_actions = nn.Embedding(num_actions, action_dim)
         self.posterior_actions = nn.Embedding(num_actions, action_dim)
-        self.prior_head = nn.Sequential(nn.Linear(flat + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
-        self.posterior_head = nn.Sequential(nn.Linear(flat + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
+        if flat:
+            self.prior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
+        self.posterior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
 
     def forward(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The prior's logits (B, G, V) from context (B, K, C, h, w) and actions (B, K) (what play runs)."""
-        h = self.prior_conv(context.flatten(1, 2))
-        h = torch.cat([h, self.prior_actions(actions).flatten(1)], 1)
-        return self.prior_head(h).view(-1, self.config.groups, self.config.values) + self.mask
+        if self.config.prior_net == "local":
+            logits = self.prior_local(context.flatten(1, 2), actions)
+        else:
+            h = self.prior_conv(context.flatten(1, 2))
+            logits = self.prior_head(torch.cat([h, self.prior_actions(actions).flatten(1)], 1))
+        return logits.view(-1, self.config.groups, self.config.values) + self.mask
 
     prior = forward
 

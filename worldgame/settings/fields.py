@@ -17,7 +17,10 @@ TEACHER_STEPS_MAX = 1000  # sampler=teacher: DDIM steps of the undistilled refer
 
 
 def check_steps(name: str, steps: Any, sampler: str | None) -> None:
-    """The play samplers run 1, 2, 4 or 8 steps; the teacher's DDIM any count up to TEACHER_STEPS_MAX."""
+    """The play samplers run 1, 2, 4 or 8 steps; the teacher's DDIM any count up to TEACHER_STEPS_MAX.
+    None: the checkpoint's play default, checked when the checkpoint is loaded."""
+    if steps is None:
+        return
     values = [int(s) for s in (steps if isinstance(steps, (list, tuple, ListConfig)) else [steps])]
     if sampler == "teacher":
         if not values or any(not 1 <= v <= TEACHER_STEPS_MAX for v in values):
@@ -129,6 +132,11 @@ class Spacing(enum.StrEnum):  # diffusers' timestep_spacing (ddim, dpmsolver, te
 class DenoiserVariant(enum.StrEnum):  # models/denoisers.py builds each
     concat = "concat"  # one UNet over the context latents and the noisy target concatenated (shipped)
     feature_cache = "feature_cache"  # a context encoder run once per frame + a light per-step UNet (denoiser_cached.py)
+
+
+class PriorNet(enum.StrEnum):  # models/chance.py builds each
+    flat = "flat"  # two stride-2 convolutions and a linear layer over the 4 x 4 grid (the first chance codes)
+    local = "local"  # full-resolution convolutions, max-pooled over the frame: foresees Bouncer's events better (LocalPrior)
 
 
 class Prediction(enum.StrEnum):

@@ -6,7 +6,7 @@ from typing import Any
 from omegaconf import II, ListConfig
 
 from worldgame.schema import setting
-from worldgame.settings.fields import SEED_MAX, DenoiserVariant, Prediction, _device, _path
+from worldgame.settings.fields import SEED_MAX, DenoiserVariant, Prediction, PriorNet, _device, _path
 from worldgame.vocabulary import STEP_COUNTS
 
 
@@ -60,6 +60,7 @@ class ChanceShape:  # the chance code's posterior and prior nets (their G x V ar
     width: int = setting(32, ge=1, le=1024)  # channels of each net's first convolution (doubled once)
     action_dim: int = setting(16, ge=1, le=4096)
     hidden: int = setting(256, ge=1, le=65536)  # the layer before the code's logits
+    prior_net: PriorNet = PriorNet.local  # the prior's net: local (full resolution, max-pooled) | flat (what checkpoints without the key hold)
     event_group: bool = False  # chance group 0 is the transition's event named by the data (nothing / point / lost, game over), drawn first at play so the picture and the HUD agree; needs chance_values >= 6
 
 

@@ -68,7 +68,7 @@ class LatentBatches:
 
     def at(self, ends: torch.Tensor, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         ctx_idx, act_idx = windows(ends, self.k)
-        context = self.latents[ctx_idx].float()
+        clean = context = self.latents[ctx_idx].float()
         shape = (len(ends), self.k) if self.per_frame else (len(ends),)
         level = torch.zeros(shape)
         if gen is not None and self.max_context_noise > 0:
@@ -76,8 +76,12 @@ class LatentBatches:
             per_frame = level if self.per_frame else level[:, None].expand(-1, self.k)
             context = context + per_frame[:, :, None, None, None] * torch.randn(context.shape, generator=gen)
         d = self.device
+        noised = context.to(d)
         return {
-            "context": context.to(d),
+            "context": noised,
+            # the context as play gives it to the chance prior (the dream's own latents, never noised):
+            # the prior has no noise level to read, and learnt from noised windows it foresaw fewer events
+            "clean_context": noised if context is clean else clean.to(d),
             "actions": self.data.actions[act_idx].to(d),
             "target": self.latents[ends].float().to(d),
             "context_noise": level.to(d),

@@ -44,6 +44,8 @@ class TeacherObjective:
         if self.chance is not None and self.chance.config.event_group and (batches.data.rewards is None or batches.data.dones is None):
             raise WorldgameError("model.chance.event_group=true: the data holds no rewards and game ends to name the events "
                                  "from; record it with `worldgame collect`, or set model.chance.event_group=false")
+        if self.cfg.init and self.chance is not None:
+            _init_chance(Path(self.cfg.init), self.chance)
         self.nets = torch.nn.ModuleDict({"denoiser": self.model, **({"chance": self.chance} if self.chance is not None else {})})
         self.ema = EMAModel(self.nets.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)
@@ -65,14 +67,14 @@ class TeacherObjective:
             posterior = self.chance.posterior(b["context"], b["actions"], z0)
             code = self.chance.code(posterior, b.get("events"), gen if z0.device.type == "cpu" else None,
                                     self.cfg.posterior_noise)  # (B, G, V) one-hot
-            prior = self.chance.prior(b["context"], b["actions"])
+            prior = self.chance.prior(b["clean_context"], b["actions"])
             ce = self._prior_ce(prior, code.detach(), b)
             if self.cfg.prior_batch:  # more windows for the prior alone: the posterior names their code
-                pb = self.batches.sample(self.cfg.prior_batch, gen)
+                pb = self.batches.sample(self.cfg.prior_batch, gen, noisy_context=False)
                 with torch.no_grad():
                     more = self.chance.code(self.chance.posterior(pb["context"], pb["actions"], pb["target"]),
                                             pb.get("events"), None)
-                ce = ce + self._prior_ce(self.chance.prior(pb["context"], pb["actions"]), more, pb)
+                ce = ce + self._prior_ce(self.chance.prior(pb["clean_context"], pb["actions"]), more, pb)
             learnt = self.chance.learnt  # the groups the posterior chooses (not the data's event group)
             chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(learnt(posterior))
                            + (self.cfg.rate_weight * rate(learnt(posterior), learnt(prior)) if self.cfg.rate_weight else 0.0))
@@ -172,6 +174,32 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
             {k: v for k, v in shape(init).items() if k not in chance} == unchanced:
         return _with_code(init, model)
     raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
+
+
+def _init_chance(folder: Path, chance: ChanceCode) -> None:
+    """Continue the chance code of checkpoint ``folder`` (train.teacher.init) where it has one of this
+    run's shape: the teacher continued reads the codes its posterior names, so a fresh posterior
+    would make it learn them anew. The prior is continued too if it is the same net; a prior of
+    another net (model.chance.prior_net) starts afresh and learns the continued posterior's code."""
+    part = folder / "chance"
+    if not (part / "config.json").is_file():
+        return  # a teacher without a code: the code starts afresh (_with_code)
+    hint = "pass a checkpoint folder whose chance/ is whole, or init=null to start afresh"
+    check_part(ChanceCode, part, hint)
+    try:
+        init = ChanceCode.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
+    except Exception as e:
+        raise WorldgameError(f"train.teacher.init={folder}: its chance/ is damaged ({type(e).__name__}); {hint}") from e
+    if not all(torch.isfinite(p).all() for p in init.parameters()):
+        raise WorldgameError(f"train.teacher.init={folder}: its chance/ weights hold NaN or inf; {hint}")
+    mine = {k: v for k, v in chance.config.items() if not k.startswith("_")}
+    theirs = {k: init.config.get(k, "flat" if k == "prior_net" else None) for k in mine}
+    if {k: v for k, v in theirs.items() if k != "prior_net"} != {k: v for k, v in mine.items() if k != "prior_net"}:
+        raise WorldgameError(f"train.teacher.init={folder}: its chance/ draws another code than model= here "
+                             f"({theirs['groups']}x{theirs['values']}, event group {theirs['event_group']}); {hint}")
+    same_prior = theirs["prior_net"] == mine["prior_net"]
+    chance.load_state_dict({k: v for k, v in init.state_dict().items() if same_prior or k.startswith("posterior")},
+                           strict=same_prior)
 
 
 def _with_code(init: ActionDenoiser, model: ActionDenoiser) -> ActionDenoiser:
