@@ -188,16 +188,25 @@ def test_an_old_session_without_a_sampler_regenerates_as_lcm(tiny_checkpoint, pl
     assert result["identical"] and result.get("checkpoint_changed") is None  # ...but the session replays with LCM
 
 
-def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path):
+def test_the_checkpoint_names_its_play_default(tiny_checkpoint, tmp_path, play_config):
+    from worldgame.commands.play import make_engine
+
     checkpoint = tmp_path / "ck"
     shutil.copytree(tiny_checkpoint, checkpoint)
     meta_file = checkpoint / "worldgame.json"
     meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "play": {"sampler": "dpmsolver", "spacing": None}}))
+    meta_file.write_text(json.dumps({**meta, "play": {"sampler": "dpmsolver", "spacing": None, "steps": 2}}))
     prepared = Sampler(WorldModel.from_pretrained(checkpoint, device="cpu"))
     assert (prepared.name, prepared.spacing) == ("dpmsolver", "trailing")
+    # its steps too: play's steps=null takes them, a steps= setting overrides them, and without them play runs 4
+    for args, want in (((), 2), (("steps=8",), 8)):
+        engine, _ = make_engine(play_config(f"checkpoint={checkpoint}", "fps=0", "backend=torch", *args), 0)
+        assert engine.steps == want
+    engine, _ = make_engine(play_config(f"checkpoint={tiny_checkpoint}", "fps=0", "backend=torch"), 0)
+    assert engine.steps == 4
     # every command line in one driver process (tests/hostile/driver.py: the real CLI, torch imported once)
-    bad_plays = ({"sampler": "euler"}, {"sampler": ["ddim"]}, {"sampler": "ddim", "spacing": {"a": 1}}, "ddim")
+    bad_plays = ({"sampler": "euler"}, {"sampler": ["ddim"]}, {"sampler": "ddim", "spacing": {"a": 1}}, "ddim",
+                 {"sampler": "ddim", "steps": 3}, {"sampler": "ddim", "steps": "2"})
     cases = [("default", ["bench", f"checkpoint={checkpoint}", "steps=[2]", "frames=3", "warmup=1", "backend=onnx"]),
              ("chosen", ["bench", f"checkpoint={checkpoint}", "sampler=ddim", "spacing=linspace", "steps=[2]", "frames=3",
                          "warmup=1"])]

@@ -161,7 +161,7 @@ def parse_notes(text: str) -> dict[str, Any]:
 
         if not _play_default_ok(notes["play"]):
             raise Refused(f"the notes' play is {shorten(json.dumps(notes['play']), 80)}, not {{\"sampler\": "
-                          "lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null, \"chosen_by\": \"...\"} "
+                          "lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null, \"steps\": 1|2|4|8, \"chosen_by\": \"...\"} "
                           "(lcm takes no spacing); fix or leave out play")
     return notes
 

@@ -2,6 +2,7 @@
 web page and eval all speak, defined once here and importing nothing of the package.
 
 * :data:`STEP_COUNTS` — the sampling step counts the play samplers run (keys 1/2/4/8);
+* :data:`PLAY_STEPS` — the step count played where nothing chooses one;
 * :data:`PHI` — the golden ratio, the display fusion's default decay base;
 * :class:`FusionMode` — where the display fusion applies (the ``fusion=`` setting, key F);
 * :class:`View` — which frames the window and the page show (the ``view=`` setting, key M / Tab);
@@ -16,9 +17,10 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
-__all__ = ["PHI", "STEP_COUNTS", "FusionMode", "Interpolation", "View"]
+__all__ = ["PHI", "PLAY_STEPS", "STEP_COUNTS", "FusionMode", "Interpolation", "View"]
 
 STEP_COUNTS = (1, 2, 4, 8)  # sampling steps the play samplers run (keys 1/2/4/8; prepared before play)
+PLAY_STEPS = 4  # the steps play runs where neither the setting nor the checkpoint's "play" chooses
 PHI = (1 + math.sqrt(5)) / 2  # the golden ratio (1.618033988749895): fusion's default decay base
 
 

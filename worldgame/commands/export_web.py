@@ -39,7 +39,7 @@ from worldgame.fileio import atomic_dir
 from worldgame.games import make_game
 from worldgame.models.backends.choice import _Policy
 from worldgame.models.backends.export import _export, _part_specs
-from worldgame.models.world_model import WorldModel, default_checkpoint, play_default
+from worldgame.models.world_model import WorldModel, default_checkpoint, play_default, play_steps
 
 MANIFEST = "worldgame-export.json"
 EXPORT_KIND = "worldgame export-web"
@@ -157,7 +157,7 @@ def half_weights(blob: bytes, least: int = 16) -> bytes:
     return model.SerializeToString()
 
 
-def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, steps: int = 4,
+def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, steps: int | None = None,
                ort_web: str | None = None, weights: str = "fp16") -> dict[str, Any]:
     """Write the export (module docstring); returns a summary (files, MB, seconds)."""
     started = time.perf_counter()
@@ -171,7 +171,7 @@ def export_web(checkpoint: str | Path | None, out: str | Path, seeds: int = 8, s
         parts = {name: half_weights(blob) for name, blob in parts.items()}
     starts, game = start_contexts(model, seeds)
     plans = web_plans(model.prediction_type)
-    meta = {**metadata(model, game, parts, starts, steps), "weights": weights}
+    meta = {**metadata(model, game, parts, starts, play_steps(steps, model.metadata)), "weights": weights}
     page = page_folder()
     with atomic_dir(out) as tmp:
         for name, blob in parts.items():

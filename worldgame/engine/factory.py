@@ -73,7 +73,10 @@ def make_engine(cfg: Any, seed: int, kind: str = "model", game: Any = None) -> t
 
         configure_threads(int(cfg.threads), model.device)
         return RealEngine(game, AgentPlayer(model, seed)), metadata
-    steps = cfg.steps[0] if isinstance(cfg.steps, Sequence) else cfg.steps  # bench lists several: the first
+    from worldgame.models.world_model import play_steps
+
+    # bench lists several: the first; null: the checkpoint's play default
+    steps = play_steps(cfg.steps[0] if isinstance(cfg.steps, Sequence) else cfg.steps, model.metadata)
     engine = model_engine(model, seed, choose_sampler(model, cfg.sampler, cfg.spacing), steps=steps, fusion=cfg.fusion,
                           fusion_window=cfg.fusion_window, fusion_base=cfg.fusion_base, optimize=cfg.optimize,
                           backend=cfg.backend, threads=cfg.threads, precision=cfg.precision,  # "teacher": torch only

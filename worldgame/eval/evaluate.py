@@ -64,7 +64,7 @@ from worldgame.frontend.export import resize_nearest
 from worldgame.games import find_player
 from worldgame.games.registry import TARGETS
 from worldgame.models.sampler import Sampler
-from worldgame.models.world_model import WorldModel, default_checkpoint
+from worldgame.models.world_model import WorldModel, default_checkpoint, play_steps
 from worldgame.settings import EvalSettings
 from worldgame.threads import cap_threads
 
@@ -83,6 +83,7 @@ def run(cfg: EvalSettings) -> dict:
         model.context_noise = float(cfg.context_noise)
     # the sampler measured, teacher-forced and in the dreams: the checkpoint's play default unless chosen
     sampler, spacing = choose_sampler(model, cfg.sampler, cfg.spacing)
+    cfg.rollout_steps = play_steps(cfg.rollout_steps, model.metadata)  # and its steps
     # the prepared samplers eval dreams with: the batch sizes it samples often are traced (CPU)
     fast = model.device.type == "cpu"
     dreamer = Sampler(model, sampler, spacing, trace_on_use=fast)

@@ -18,6 +18,7 @@ import torch
 
 from worldgame.errors import WorldgameError
 from worldgame.fileio import check_regular, read_json_object
+from worldgame.vocabulary import PLAY_STEPS, STEP_COUNTS
 
 MAX_JSON_BYTES = 16 << 20
 MAX_CONFIG_BYTES = 1 << 20
@@ -57,7 +58,8 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
         raise bad("prediction_type", f"is not one of {', '.join(PREDICTIONS)}")
     play = meta.get("play")  # the checkpoint's play default sampler (docs/fidelity.md)
     if play is not None and not _play_default_ok(play):
-        raise bad("play", f"is {str(play)[:80]}, not {{\"sampler\": lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null}}")
+        raise bad("play", f"is {str(play)[:80]}, not {{\"sampler\": lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null, "
+                          f"\"steps\": 1|2|4|8 (optional)}}")
     bindings = meta.get("key_bindings", {})
     if not isinstance(bindings, dict) or not all(
         isinstance(v, list) and len(v) <= 16 and all(_combo_ok(k) for k in v) for v in bindings.values()
@@ -200,10 +202,11 @@ def _sane(value: Any, depth: int = 0) -> bool:
 def _play_default_ok(play: Any) -> bool:
     from worldgame.settings import Sampler, Spacing
 
-    if not isinstance(play, dict) or set(play) - {"sampler", "spacing", "chosen_by"}:
+    if not isinstance(play, dict) or set(play) - {"sampler", "spacing", "steps", "chosen_by"}:
         return False
-    sampler, spacing = play.get("sampler"), play.get("spacing")
-    if not isinstance(sampler, str) or not (spacing is None or isinstance(spacing, str)):
+    sampler, spacing, steps = play.get("sampler"), play.get("spacing"), play.get("steps", PLAY_STEPS)
+    if not isinstance(sampler, str) or not (spacing is None or isinstance(spacing, str)) \
+            or type(steps) is not int or steps not in STEP_COUNTS:
         return False
     return (sampler in {s.value for s in Sampler} - {"teacher"}
             and (spacing is None or spacing in {s.value for s in Spacing}) and not (sampler == "lcm" and spacing))

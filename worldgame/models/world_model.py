@@ -36,6 +36,7 @@ from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import denoiser_class
 from worldgame.models.events import EventHead
 from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler, set_timesteps
+from worldgame.vocabulary import PLAY_STEPS, STEP_COUNTS
 
 METADATA = "worldgame.json"
 
@@ -57,18 +58,26 @@ def default_checkpoint(game: str = "bouncer") -> Path:
 
 
 def play_default(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The sampler a checkpoint names for play (worldgame.json ``"play": {"sampler", "spacing"}``),
-    checked; checkpoints without one were made for LCM."""
+    """The sampler and steps a checkpoint names for play (worldgame.json ``"play": {"sampler",
+    "spacing", "steps"}``), checked; checkpoints without one were made for LCM, and without steps
+    play 4 (what play ran before a checkpoint could choose, docs/fidelity.md)."""
     play = metadata.get("play")
     if play is None:
-        return {"sampler": "lcm", "spacing": None}
+        return {"sampler": "lcm", "spacing": None, "steps": PLAY_STEPS}
     sampler, spacing = (play.get("sampler"), play.get("spacing")) if isinstance(play, dict) else (None, None)
+    steps = play.get("steps", PLAY_STEPS) if isinstance(play, dict) else None
     if not isinstance(sampler, str) or not (spacing is None or isinstance(spacing, str)) \
             or sampler not in SAMPLERS or sampler == "teacher" or not (spacing is None or spacing in SPACINGS) \
-            or (sampler == "lcm" and spacing is not None):
-        raise WorldgameError(f"{METADATA}: \"play\" must name a sampler of lcm, ddim, dpmsolver and a spacing of "
-                             f"{', '.join(SPACINGS)} or null, got {str(play)[:80]}; fix or remove it")
-    return {"sampler": sampler, "spacing": spacing}
+            or (sampler == "lcm" and spacing is not None) or type(steps) is not int or steps not in STEP_COUNTS:
+        raise WorldgameError(f"{METADATA}: \"play\" must name a sampler of lcm, ddim, dpmsolver, a spacing of "
+                             f"{', '.join(SPACINGS)} or null and steps of {', '.join(map(str, STEP_COUNTS))} (or none), "
+                             f"got {str(play)[:80]}; fix or remove it")
+    return {"sampler": sampler, "spacing": spacing, "steps": steps}
+
+
+def play_steps(steps: int | None, metadata: dict[str, Any]) -> int:
+    """``steps`` as a setting gives it (play, serve, export-web, eval): None = the checkpoint's play default."""
+    return int(steps) if steps is not None else play_default(metadata)["steps"]
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -53,7 +53,7 @@ class ExportWebSettings:
     checkpoint: str | None = setting(None, check=_checkpoint)  # checkpoint folder; null = the one shipped for the built-in game (checkpoints/bouncer)
     out: str = setting("site", check=_path)  # the folder written: new, empty, or a previous export (never the checkpoint); serve it with `python -m http.server -d site`
     seeds: int = setting(8, ge=1, le=256)  # real start contexts written: the game reset at seeds 0..N-1, its first K frames encoded (Backspace cycles them)
-    steps: int = setting(4, choices=list(STEP_COUNTS))  # the page's sampling steps when it opens (keys 1/2/4/8 change them)
+    steps: int | None = setting(None, choices=list(STEP_COUNTS))  # the page's sampling steps when it opens (keys 1/2/4/8 change them); null = the checkpoint's play default
     ort_web: str | None = setting(None, check=_path)  # a folder holding ONNX Runtime Web's files; null = $WORLDGAME_ORT_WEB, else the cache, fetched with `npm pack` when missing
     weights: str = setting("fp16", choices=["fp16", "fp32"])  # fp16: the graphs' weights stored in half precision (about half their bytes), widened to fp32 once as the page loads them (WASM computes in fp32)
 
@@ -72,7 +72,7 @@ class EvalSettings:
     steps: list[int] = setting(list(STEP_COUNTS[:3]), choices=list(STEP_COUNTS), nonempty=True)  # step counts of the sampler measured teacher-forced
     teacher_steps: int = setting(50, ge=1, le=1000)  # the undistilled teacher's DDIM steps
     rollout_frames: int = setting(2000, ge=1, le=1_000_000)  # length of the closed-loop dreams (objects alive up to this horizon)
-    rollout_steps: int = setting(4, ge=1, le=TEACHER_STEPS_MAX)  # sampler steps in the dreams (1/2/4/8; sampler=teacher: any, e.g. 50)
+    rollout_steps: int | None = setting(None, ge=1, le=TEACHER_STEPS_MAX)  # sampler steps in the dreams (1/2/4/8; sampler=teacher: any, e.g. 50); null = the checkpoint's play default
     sampler: Sampler | None = None  # the sampler measured (teacher-forced steps and dreams): null = the checkpoint's play default
     spacing: Spacing | None = None  # ddim / dpmsolver / teacher timestep spacing (null = the sampler's default)
     long_rollouts: int = setting(8, ge=1, le=1024)  # dreams of the long rollout (same actions, other sampling noise), averaged (with 4 a per-horizon figure moves +-0.5)

@@ -25,7 +25,7 @@ from worldgame.vocabulary import FusionMode as Fusion  # the fusion modes (the l
 @dataclass
 class Runtime:
     checkpoint: str | None = setting(None, check=_checkpoint)  # checkpoint folder; null = the one shipped for the game (checkpoints/<game>)
-    steps: int = setting(4, choices=list(STEP_COUNTS))  # sampling steps per frame: 1, 2, 4 or 8 (keys 1/2/4/8)
+    steps: int | None = setting(None, choices=list(STEP_COUNTS))  # sampling steps per frame: 1, 2, 4 or 8 (keys 1/2/4/8); null = the checkpoint's play default (worldgame.json "play" steps; 4 if none)
     sampler: Sampler | None = None  # null = the checkpoint's play default (worldgame.json "play"; lcm if none) | lcm | ddim | dpmsolver (docs/fidelity.md)
     spacing: Spacing | None = None  # ddim / dpmsolver timestep spacing: leading | trailing | linspace (null = the sampler's default)
     fusion: Fusion = Fusion.off  # phi-decay display fusion: off | latent | pixel (key F); off keeps moving objects crisp

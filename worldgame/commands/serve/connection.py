@@ -80,7 +80,7 @@ class Connection:
         self.frames = self.sent = self.dropped = 0
         self.last_message = time.monotonic()
         self.messages = Bucket(cfg.max_messages, 2 * cfg.max_messages)
-        self.asked = (cfg.steps, View.parse(cfg.view))  # the steps and view asked for (max_work)
+        self.asked = (engine.steps, View.parse(cfg.view))  # the steps and view asked for (max_work; steps: the setting's or the checkpoint's)
         self.status = engine.status()  # made in the model thread by each tick
         self.captions: list[str] = []  # the panels' captions of the newest frame (the page draws them)
         self.cost = 0.0  # seconds of the model thread a tick takes (moving average)

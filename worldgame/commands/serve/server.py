@@ -70,7 +70,7 @@ class Server:
         from worldgame.engine.model_engine import ModelEngine
 
         cfg = self.cfg
-        return ModelEngine(self.proto.model, steps=cfg.steps, fusion=cfg.fusion, fusion_window=cfg.fusion_window,
+        return ModelEngine(self.proto.model, steps=self.proto.steps, fusion=cfg.fusion, fusion_window=cfg.fusion_window,
                            fusion_base=cfg.fusion_base, seed=seed, share=self.proto)
 
     async def engine_for(self, seed: int) -> Any:
