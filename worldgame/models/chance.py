@@ -119,7 +119,7 @@ class LocalPrior(nn.Module):
     convolutions, then one linear layer over the 4 x 4 grid) has to learn it anew for every place
     from a few thousand event frames, and plateaued, overfitting, at 0.45 probability on the true
     event of Bouncer's held-out event frames; this one, a twentieth of its size, reached 0.65 within
-    2,500 steps on the same windows (runs/pp/prior_probe.py, docs/fidelity.md). Two coordinate
+    2,500 steps on the same windows (tools/prior_probe.py, docs/fidelity.md). Two coordinate
     channels let the pooled features still say where, for the learnt groups (a respawn's place). The
     actions scale and shift its channels (FiLM), each context position's action a row of its own."""
 
