@@ -359,6 +359,21 @@ def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(t
     sampler.step(context, torch.zeros(1, 2, dtype=torch.long), steps=1, generator=torch.Generator().manual_seed(0))
     assert sampler.last_code.shape == (1, 2)
     assert model.draws_events == events and (int(sampler.last_code[0, 0]) < 6 or not events)
+    if not events:
+        return
+    # prior_only: a prior of another net learns the settled code; the denoiser and posterior stay as they were
+    prior = tmp_path / "prior"
+    prior.mkdir()
+    shutil.copytree(root / "run" / "vae", prior / "vae")
+    report = loop.run(_cfg(root / "data", prior, *common, "train.teacher.steps=20", f"train.teacher.init={straight}",
+                           "train.teacher.prior_only=true", "model.chance.prior_net=flat", "train.teacher.lr=3e-3"))["teacher"]
+    assert report["loss_end"] < report["loss_start"]
+    before, after = WorldModel.from_pretrained(straight, device="cpu", teacher=True), WorldModel.from_pretrained(prior, device="cpu", teacher=True)
+    assert after.chance.config.prior_net == "flat" != before.chance.config.prior_net
+    for x, y in zip(before.teacher.state_dict().values(), after.teacher.state_dict().values()):
+        assert torch.equal(x, y)
+    posterior = lambda m: {k: v for k, v in m.chance.state_dict().items() if k.startswith("posterior")}
+    assert all(torch.equal(v, posterior(after)[k]) for k, v in posterior(before).items())
 
 
 def test_student_stages_refuse_a_chance_model_in_one_line(tmp_path: Path) -> None:

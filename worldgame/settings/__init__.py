@@ -237,6 +237,9 @@ def _train_relations(cfg: Any) -> None:
             raise SettingError("model.denoiser.step_block_out_channels", steps,
                                f"needs one width per level of block_out_channels ({show(den.block_out_channels)}), "
                                f"each a multiple of norm_num_groups ({groups})")
+    if cfg.train.teacher.prior_only and not (den.chance_groups and cfg.train.teacher.init):
+        raise SettingError("train.teacher.prior_only", True, "trains only a chance code's prior: it needs "
+                           "model.denoiser.chance_groups >= 1 and train.teacher.init= a checkpoint with that code")
     if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < 6):
         raise SettingError("model.chance.event_group", True, "needs model.denoiser.chance_groups >= 1 and "
                            f"chance_values >= 6 (its six events), not {den.chance_groups} x {den.chance_values}")

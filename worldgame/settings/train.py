@@ -113,6 +113,7 @@ class TeacherStage(Stage):
     rate_weight: float = setting(0.0, ge=0.0, le=100.0)  # chance code: weight of KL(posterior || prior), nats a frame: each frame pays for what its code says that the prior could not foresee, so the code carries the game's chance, not detail
     posterior_noise: bool = False  # chance code: draw the posterior's code by Gumbel-max (true) or take its most likely value (false, Stochastic MuZero's chance encoder)
     prior_drawn_odds: bool = False  # chance code: the prior learns from the windows as drawn (rare_share oversamples events: far more to learn from; its odds of them a little high) instead of weighted to the game's own odds
+    prior_only: bool = False  # chance code: train only the prior, on the code of the teacher and posterior it continues (init=, frozen): the prior learns after the code is settled, at its own pace (its gradient is not clipped with the denoiser's)
     prior_batch: int = setting(0, ge=0, le=65536)  # chance code: more windows each step that train only the prior (its targets: the posterior's code, the data's event), drawn as the batch is; the prior is small and events rare, so it learns from many more windows than the denoiser can afford
 
 

@@ -45,7 +45,10 @@ class TeacherObjective:
             raise WorldgameError("model.chance.event_group=true: the data holds no rewards and game ends to name the events "
                                  "from; record it with `worldgame collect`, or set model.chance.event_group=false")
         if self.cfg.init and self.chance is not None:
-            _init_chance(Path(self.cfg.init), self.chance)
+            _init_chance(Path(self.cfg.init), self.chance, need=self.cfg.prior_only)
+        if self.cfg.prior_only:  # the code is settled: the denoiser and the posterior that names it stay as they are
+            for name, p in [*self.model.named_parameters(), *self.chance.named_parameters()]:
+                p.requires_grad_(name.startswith("prior"))
         self.nets = torch.nn.ModuleDict({"denoiser": self.model, **({"chance": self.chance} if self.chance is not None else {})})
         self.ema = EMAModel(self.nets.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True)
         self.noise = train_scheduler(cfg.model.prediction_type)
@@ -58,6 +61,8 @@ class TeacherObjective:
 
     def loss(self, gen: torch.Generator) -> torch.Tensor:
         b = self.batches.sample(self.cfg.batch_size, gen)
+        if self.cfg.prior_only:
+            return self.cfg.prior_weight * self._prior_loss(b, gen)
         z0 = b["target"]
         eps = torch.randn(z0.shape, generator=gen).to(z0.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (len(z0),), generator=gen).to(z0.device)
@@ -68,13 +73,7 @@ class TeacherObjective:
             code = self.chance.code(posterior, b.get("events"), gen if z0.device.type == "cpu" else None,
                                     self.cfg.posterior_noise)  # (B, G, V) one-hot
             prior = self.chance.prior(b["clean_context"], b["actions"])
-            ce = self._prior_ce(prior, code.detach(), b)
-            if self.cfg.prior_batch:  # more windows for the prior alone: the posterior names their code
-                pb = self.batches.sample(self.cfg.prior_batch, gen, noisy_context=False)
-                with torch.no_grad():
-                    more = self.chance.code(self.chance.posterior(pb["context"], pb["actions"], pb["target"]),
-                                            pb.get("events"), None)
-                ce = ce + self._prior_ce(self.chance.prior(pb["clean_context"], pb["actions"]), more, pb)
+            ce = self._prior_ce(prior, code.detach(), b) + self._prior_loss(None, gen)
             learnt = self.chance.learnt  # the groups the posterior chooses (not the data's event group)
             chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(learnt(posterior))
                            + (self.cfg.rate_weight * rate(learnt(posterior), learnt(prior)) if self.cfg.rate_weight else 0.0))
@@ -89,6 +88,20 @@ class TeacherObjective:
         if self.cfg.rare_unbiased:  # the uniform data's loss, though a rare_share of the batch is drawn around events
             return (error.flatten(1).mean(1) * b["weight"]).mean() + chance_loss
         return error.mean() + chance_loss
+
+    def _prior_loss(self, batch: dict[str, torch.Tensor] | None, gen: torch.Generator) -> torch.Tensor | float:
+        """The prior's cross-entropy on the code the posterior names for ``batch`` (None: none) and for
+        ``prior_batch`` more windows: the prior is small and events rare, so it learns from many more
+        windows than the denoiser can afford."""
+        batches = [batch] if batch is not None else []
+        if self.cfg.prior_batch:
+            batches.append(self.batches.sample(self.cfg.prior_batch, gen, noisy_context=False))
+        ce = 0.0
+        for b in batches:
+            with torch.no_grad():
+                code = self.chance.code(self.chance.posterior(b["context"], b["actions"], b["target"]), b.get("events"), None)
+            ce = ce + self._prior_ce(self.chance.prior(b["clean_context"], b["actions"]), code, b)
+        return ce
 
     def _prior_ce(self, prior: torch.Tensor, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The prior's cross-entropy on ``code`` (B, G, V one-hot) of ``batch``'s windows, each weighted
@@ -176,13 +189,16 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
     raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
 
 
-def _init_chance(folder: Path, chance: ChanceCode) -> None:
+def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> None:
     """Continue the chance code of checkpoint ``folder`` (train.teacher.init) where it has one of this
     run's shape: the teacher continued reads the codes its posterior names, so a fresh posterior
     would make it learn them anew. The prior is continued too if it is the same net; a prior of
     another net (model.chance.prior_net) starts afresh and learns the continued posterior's code."""
     part = folder / "chance"
     if not (part / "config.json").is_file():
+        if need:
+            raise WorldgameError(f"train.teacher.prior_only=true: train.teacher.init={folder} has no chance/ whose code the "
+                                 "prior could learn; pass a checkpoint trained with a chance code")
         return  # a teacher without a code: the code starts afresh (_with_code)
     hint = "pass a checkpoint folder whose chance/ is whole, or init=null to start afresh"
     check_part(ChanceCode, part, hint)
