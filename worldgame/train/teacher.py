@@ -169,13 +169,7 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
     if cls is not type(model):
         raise WorldgameError(f"train.teacher.init={folder}: its teacher/ is a {cls.__name__}, not the "
                              f"{type(model).__name__} model.denoiser.variant makes here; {hint}")
-    check_part(cls, part, hint)
-    try:
-        init = cls.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
-    except Exception as e:
-        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ is damaged ({type(e).__name__}); {hint}") from e
-    if not all(torch.isfinite(p).all() for p in init.parameters()):  # as the play loader refuses them
-        raise WorldgameError(f"train.teacher.init={folder}: its teacher/ weights hold NaN or inf; {hint}")
+    init = _load_part(folder, "teacher", cls, hint)
     def shape(m: ActionDenoiser) -> dict:  # the public settings, lists and tuples alike
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in m.config.items() if not k.startswith("_")}
 
@@ -187,6 +181,19 @@ def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
             {k: v for k, v in shape(init).items() if k not in chance} == unchanced:
         return _with_code(init, model)
     raise WorldgameError(f"train.teacher.init={folder}: its teacher/ has another shape than model= here; {hint}")
+
+
+def _load_part(folder: Path, name: str, cls: Any, hint: str) -> Any:
+    """Part ``name``/ of checkpoint ``folder`` (train.teacher.init), checked as a user's load checks it."""
+    part = folder / name
+    check_part(cls, part, hint)
+    try:
+        init = cls.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
+    except Exception as e:
+        raise WorldgameError(f"train.teacher.init={folder}: its {name}/ is damaged ({type(e).__name__}); {hint}") from e
+    if not all(torch.isfinite(p).all() for p in init.parameters()):  # as the play loader refuses them
+        raise WorldgameError(f"train.teacher.init={folder}: its {name}/ weights hold NaN or inf; {hint}")
+    return init
 
 
 def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> None:
@@ -201,13 +208,7 @@ def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> None:
                                  "prior could learn; pass a checkpoint trained with a chance code")
         return  # a teacher without a code: the code starts afresh (_with_code)
     hint = "pass a checkpoint folder whose chance/ is whole, or init=null to start afresh"
-    check_part(ChanceCode, part, hint)
-    try:
-        init = ChanceCode.from_pretrained(part, local_files_only=True, use_safetensors=True).float()
-    except Exception as e:
-        raise WorldgameError(f"train.teacher.init={folder}: its chance/ is damaged ({type(e).__name__}); {hint}") from e
-    if not all(torch.isfinite(p).all() for p in init.parameters()):
-        raise WorldgameError(f"train.teacher.init={folder}: its chance/ weights hold NaN or inf; {hint}")
+    init = _load_part(folder, "chance", ChanceCode, hint)
     mine = {k: v for k, v in chance.config.items() if not k.startswith("_")}
     theirs = {k: init.config.get(k, "flat" if k == "prior_net" else None) for k in mine}
     if {k: v for k, v in theirs.items() if k != "prior_net"} != {k: v for k, v in mine.items() if k != "prior_net"}:
