@@ -157,9 +157,9 @@ def parse_notes(text: str) -> dict[str, Any]:
     for key, value in notes.items():
         check(value, key, 1)
     if "play" in notes:
-        from worldgame.models.checkpoint_checks import _play_default_ok  # the loader's own check
+        from worldgame.models.checkpoint_checks import play_default_ok  # the loader's own check
 
-        if not _play_default_ok(notes["play"]):
+        if not play_default_ok(notes["play"]):
             raise Refused(f"the notes' play is {shorten(json.dumps(notes['play']), 80)}, not {{\"sampler\": "
                           "lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null, \"steps\": 1|2|4|8, \"chosen_by\": \"...\"} "
                           "(lcm takes no spacing); fix or leave out play")

@@ -57,9 +57,8 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
     if meta.get("prediction_type", "sample") not in PREDICTIONS:
         raise bad("prediction_type", f"is not one of {', '.join(PREDICTIONS)}")
     play = meta.get("play")  # the checkpoint's play default sampler (docs/fidelity.md)
-    if play is not None and not _play_default_ok(play):
-        raise bad("play", f"is {str(play)[:80]}, not {{\"sampler\": lcm|ddim|dpmsolver, \"spacing\": leading|trailing|linspace|null, "
-                          f"\"steps\": 1|2|4|8 (optional)}}")
+    if play is not None and not play_default_ok(play):
+        raise bad("play", f"is {str(play)[:80]}, not {PLAY_SHAPE}")
     bindings = meta.get("key_bindings", {})
     if not isinstance(bindings, dict) or not all(
         isinstance(v, list) and len(v) <= 16 and all(_combo_ok(k) for k in v) for v in bindings.values()
@@ -199,7 +198,12 @@ def _sane(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _play_default_ok(play: Any) -> bool:
+PLAY_SHAPE = ('{"sampler": lcm|ddim|dpmsolver, "spacing": leading|trailing|linspace|null, "steps": 1|2|4|8 (optional)}'
+              ' (what a checkpoint\'s worldgame.json "play" may say)')
+
+
+def play_default_ok(play: Any) -> bool:
+    """Whether ``play`` (worldgame.json's ``"play"``) is :data:`PLAY_SHAPE`: the one check of it."""
     from worldgame.settings import Sampler, Spacing
 
     if not isinstance(play, dict) or set(play) - {"sampler", "spacing", "steps", "chosen_by"}:

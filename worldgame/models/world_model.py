@@ -31,12 +31,19 @@ from worldgame.fileio import atomic_dir, atomic_write_json
 from worldgame.models.agent import Agent
 from worldgame.models.autoencoder import TinyAutoencoder
 from worldgame.models.chance import ChanceCode
-from worldgame.models.checkpoint_checks import check_against_weights, check_chance, check_part, read_metadata
+from worldgame.models.checkpoint_checks import (
+    PLAY_SHAPE,
+    check_against_weights,
+    check_chance,
+    check_part,
+    play_default_ok,
+    read_metadata,
+)
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import denoiser_class
 from worldgame.models.events import EventHead
-from worldgame.models.schedulers import SAMPLERS, SPACINGS, lcm_scheduler, play_scheduler, set_timesteps
-from worldgame.vocabulary import PLAY_STEPS, STEP_COUNTS
+from worldgame.models.schedulers import lcm_scheduler, play_scheduler, set_timesteps
+from worldgame.vocabulary import PLAY_STEPS
 
 METADATA = "worldgame.json"
 
@@ -64,15 +71,9 @@ def play_default(metadata: dict[str, Any]) -> dict[str, Any]:
     play = metadata.get("play")
     if play is None:
         return {"sampler": "lcm", "spacing": None, "steps": PLAY_STEPS}
-    sampler, spacing = (play.get("sampler"), play.get("spacing")) if isinstance(play, dict) else (None, None)
-    steps = play.get("steps", PLAY_STEPS) if isinstance(play, dict) else None
-    if not isinstance(sampler, str) or not (spacing is None or isinstance(spacing, str)) \
-            or sampler not in SAMPLERS or sampler == "teacher" or not (spacing is None or spacing in SPACINGS) \
-            or (sampler == "lcm" and spacing is not None) or type(steps) is not int or steps not in STEP_COUNTS:
-        raise WorldgameError(f"{METADATA}: \"play\" must name a sampler of lcm, ddim, dpmsolver, a spacing of "
-                             f"{', '.join(SPACINGS)} or null and steps of {', '.join(map(str, STEP_COUNTS))} (or none), "
-                             f"got {str(play)[:80]}; fix or remove it")
-    return {"sampler": sampler, "spacing": spacing, "steps": steps}
+    if not play_default_ok(play):
+        raise WorldgameError(f"{METADATA}: \"play\" is {str(play)[:80]}, not {PLAY_SHAPE}; fix or remove it")
+    return {"sampler": play["sampler"], "spacing": play.get("spacing"), "steps": play.get("steps", PLAY_STEPS)}
 
 
 def play_steps(steps: int | None, metadata: dict[str, Any]) -> int:
