@@ -126,7 +126,7 @@ def tiny_chance_checkpoint(tmp_path_factory, tiny_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_events_checkpoint(tmp_path_factory, tiny_checkpoint):
     """The tiny checkpoint with a 2 x 8 chance code whose group 0 is the transition's event (its
-    event_group), drawn by the local prior, and no event head: its dream's points and game overs are
+    event_group), drawn first by the local prior and the other group given it (prior_chain), and no event head: its dream's points and game overs are
     drawn (untrained)."""
     import torch
 
@@ -138,7 +138,11 @@ def tiny_events_checkpoint(tmp_path_factory, tiny_checkpoint):
     n = len(base.action_names)
     denoiser = ActionDenoiser(num_actions=n, context_length=2, block_out_channels=(16, 16), norm_num_groups=8,
                               chance_groups=2, chance_values=8)
-    chance = ChanceCode(n, context_length=2, groups=2, values=8, width=8, hidden=32, event_group=True, prior_net="local")
+    chance = ChanceCode(n, context_length=2, groups=2, values=8, width=8, hidden=32, event_group=True, prior_net="local",
+                        prior_chain=True)
+    for name, p in chance.named_parameters():  # the chain's tables start at zero: loud, so the draw depends on the event
+        if "given" in name:
+            p.data.normal_(0.0, 4.0)
     model = WorldModel(base.vae, denoiser, dict(base.metadata), chance=chance)
     path = tmp_path_factory.mktemp("checkpoints") / "tiny_events"
     model.save_pretrained(path)

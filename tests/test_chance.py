@@ -112,7 +112,7 @@ def test_with_the_code_each_frame_shows_one_whole_object_at_fair_odds(models, co
 def test_temperature_zero_takes_the_most_likely_code(models) -> None:
     model = models[True]
     context, actions, _ = _batch(8, torch.Generator().manual_seed(3))
-    logits = model.chance(context, actions)
+    logits = model.chance.prior(context, actions)
     sampler = Sampler(model, "lcm")
     sampler.chance_temperature = 0.0
     sampler.step(context, actions, steps=1, generator=torch.Generator().manual_seed(4))
@@ -173,18 +173,27 @@ def test_a_session_with_drawn_codes_regenerates_bit_identically(tmp_path, run_cl
 
 @pytest.mark.parametrize(("checkpoint", "net"), [("tiny_chance_checkpoint", "flat"), ("tiny_events_checkpoint", "local")])
 def test_the_prior_on_onnx_equals_torch(request, checkpoint, net) -> None:
+    """The prior's draw (its forward: logits, Gumbel noise and temperature in, the code out; the
+    chained prior's groups one after another) on ONNX Runtime draws the codes torch draws."""
     from worldgame.models.backends import attach
+    from worldgame.models.chance import code_noise
 
     model = WorldModel.from_pretrained(request.getfixturevalue(checkpoint), device="cpu")
-    assert model.chance.config.prior_net == net
+    assert model.chance.config.prior_net == net and model.chance.chained == (net == "local")
     sampler = Sampler(model)
     assert attach(sampler, "onnx", threads=1) == "onnx"
     prior = sampler._prior_fast[1]
     g = torch.Generator().manual_seed(0)
-    context = torch.randn(1, 2, 4, 16, 16, generator=g)
-    actions = torch.randint(0, len(model.action_names), (1, 2), generator=g)
+    drawn = set()
     with torch.inference_mode():
-        assert torch.allclose(prior(context, actions), model.chance(context, actions), atol=1e-5)
+        for i in range(48):
+            context = torch.randn(1, 2, 4, 16, 16, generator=g)
+            actions = torch.randint(0, len(model.action_names), (1, 2), generator=g)
+            noise, t = code_noise(model.chance, 1, g), torch.tensor((0.0, 1.0, 3.0)[i % 3])
+            code = model.chance(context, actions, noise, t)
+            assert torch.equal(prior(context, actions, noise, t), code)
+            drawn.add(tuple(code[0].tolist()))
+    assert len(drawn) > 4  # the draws differ: the comparison is not of one constant code
     # and the dream draws through it: the same code as the torch prior from the same generator state
     torch_sampler = Sampler(model)
     for s in (sampler, torch_sampler):
@@ -297,5 +306,13 @@ def test_a_continued_teacher_keeps_its_posterior_and_a_new_prior_net_starts_afre
         for name, value in new.state_dict().items():
             kept = name.startswith("posterior") or net == "flat"
             assert torch.equal(value, old.state_dict()[name] if kept else fresh[name]), (net, name)
+    # a chained prior continues an unchained one of its net: every weight it shares, the new ones at zero
+    new.save_pretrained(tmp_path / "chance")
+    chained = ChanceCode(**shape, prior_net="local", prior_chain=True)
+    _init_chance(tmp_path, chained)
+    for name, value in chained.state_dict().items():
+        want = new.state_dict().get(name, torch.zeros_like(value))
+        assert torch.equal(value, want), name
+    assert {"prior_learnt.given.weight"} <= set(chained.state_dict()) - set(new.state_dict())
     with pytest.raises(WorldgameError, match="another code"):
         _init_chance(tmp_path, ChanceCode(**{**shape, "values": 16}))

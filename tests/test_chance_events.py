@@ -12,7 +12,16 @@ from worldgame.engine.dream import Dream
 from worldgame.engine.model_engine import ModelEngine
 from worldgame.games.bouncer import Bouncer
 from worldgame.models import WorldModel
-from worldgame.models.chance import EVENT_KINDS, ChanceCode, draw, event_of, event_values, events_of, pack
+from worldgame.models.chance import (
+    EVENT_KINDS,
+    ChanceCode,
+    code_noise,
+    draw,
+    event_of,
+    event_values,
+    events_of,
+    pack,
+)
 from worldgame.settings import SettingError, load
 
 GROUPS, VALUES = 2, 8  # as conftest's tiny_events_checkpoint
@@ -32,11 +41,11 @@ def test_each_event_has_one_value_and_back() -> None:
     assert events_of(torch.tensor([EVENT_KINDS + 1]))[0].item() == 0 and not events_of(torch.tensor([7]))[1].item()
 
 
-def _chance(event_group: bool = True) -> ChanceCode:
+def _chance(event_group: bool = True, loud: bool = True, **prior) -> ChanceCode:
     torch.manual_seed(0)
     chance = ChanceCode(6, context_length=2, latent_channels=4, latent_size=8, groups=GROUPS, values=VALUES,
-                        width=8, hidden=32, event_group=event_group)
-    for p in chance.parameters():  # loud logits, so that masked values would win draws if they could
+                        width=8, hidden=32, event_group=event_group, **prior)
+    for p in chance.parameters() if loud else ():  # loud logits, so that masked values would win draws if they could
         p.data.mul_(4)
     return chance
 
@@ -45,12 +54,59 @@ def test_the_prior_draws_only_the_values_an_event_has() -> None:
     chance = _chance()
     gen = torch.Generator().manual_seed(1)
     context, actions = torch.randn(256, 2, 4, 8, 8, generator=gen), torch.randint(0, 6, (256, 2), generator=gen)
-    logits = chance(context, actions)
+    logits = chance.prior(context, actions)
     drawn = torch.cat([draw(logits, gen, t) for t in (0.0, 1.0, 5.0)])
     assert int(drawn[:, 0].max()) < EVENT_KINDS  # the event group: only its six values
     assert int(drawn[:, 1].max()) >= EVENT_KINDS  # a learnt group: all of them (checks the draws could)
-    unmasked = _chance(event_group=False)(context, actions)
+    chained = _chance(prior_net="local", prior_chain=True)
+    drawn = torch.cat([chained(context, actions, code_noise(chained, 256, gen), torch.tensor(t)) for t in (0.0, 1.0, 5.0)])
+    assert int(drawn[:, 0].max()) < EVENT_KINDS  # the chained prior's event net: masked as well
+    unmasked = _chance(event_group=False).prior(context, actions)
     assert int(draw(unmasked, gen, 5.0)[:, 0].max()) >= EVENT_KINDS
+
+
+def _agreeing_codes(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows whose code is (an event drawn by a fair coin: nothing or a point, the place it puts
+    its orb -- value 2 + the event for a point, 0 for nothing): the learnt group follows the event,
+    as a respawn follows a taken orb."""
+    context, actions = torch.randn(n, 2, 4, 8, 8, generator=gen), torch.zeros(n, 2, dtype=torch.long)
+    event = torch.randint(0, 2, (n,), generator=gen)
+    return context, actions, torch.stack([event, torch.where(event == 1, 2 + torch.randint(0, 2, (n,), generator=gen), 0)], 1)
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["apart", "chained"])
+def test_a_chained_prior_draws_a_respawn_only_with_its_event(chain) -> None:
+    """The contract of ``prior_chain``: a learnt group drawn given the event draws the respawn with the
+    point and never without; drawn apart from it, the two agree only by chance (a point whose orb
+    vanishes, an orb invented with no point)."""
+    chance = _chance(loud=False, prior_net="local", prior_chain=chain)
+    opt = torch.optim.Adam([p for n, p in chance.named_parameters() if n.startswith("prior")], lr=1e-2)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(150):
+        context, actions, code = _agreeing_codes(64, gen)
+        logits = chance.prior(context, actions, code)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), code.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    context, actions, _ = _agreeing_codes(400, gen)
+    with torch.no_grad():
+        drawn = chance(context, actions, code_noise(chance, 400, gen), torch.tensor(1.0))
+    point, placed = drawn[:, 0] == 1, drawn[:, 1] >= 2
+    agree = float((point == placed).float().mean())
+    assert 0.3 <= float(point.float().mean()) <= 0.7  # both events drawn at about the coin's odds
+    if chain:
+        assert agree == 1.0, agree  # measured: 400 of 400
+    else:
+        assert agree < 0.7, agree  # measured: about half
+
+
+def test_a_chained_prior_needs_the_local_net() -> None:
+    with pytest.raises(SettingError, match="model.chance.prior_chain"):
+        load("train", ["model.chance.prior_net=flat"])
+    assert not load("train", ["model.chance.prior_net=flat", "model.chance.prior_chain=false"]).model.chance.prior_chain
+    with pytest.raises(ValueError, match="prior_chain needs prior_net 'local'"):
+        _chance(prior_chain=True)
 
 
 def test_training_names_the_event_and_the_posterior_chooses_the_rest() -> None:

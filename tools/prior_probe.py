@@ -55,10 +55,10 @@ def main() -> None:
     @torch.no_grad()
     def report(step: int, seconds: float) -> None:
         prior.eval()
-        true = prior(events["context"], events["actions"])[:, 0].softmax(-1).gather(1, events["events"][:, None])[:, 0]
+        true = prior.prior(events["context"], events["actions"])[:, 0].softmax(-1).gather(1, events["events"][:, None])[:, 0]
         by_value = {v: f"{true[events['events'] == v].mean():.2f} of {int((events['events'] == v).sum())}"
                     for v in events["events"].unique().tolist()}
-        logits = prior(uniform["context"], uniform["actions"])[:, 0]
+        logits = prior.prior(uniform["context"], uniform["actions"])[:, 0]
         none = uniform["events"] == 0
         said = 1 - logits.softmax(-1)[:, 0]
         print(f"step {step} ({seconds:.0f} s): event frames p(true event) {true.mean():.3f} by value {by_value} | "
@@ -69,7 +69,7 @@ def main() -> None:
     t0, step = time.time(), 0
     while time.time() - t0 < a.minutes * 60:
         b = batches.sample(256, gen)  # its context noised by --noise (0: clean, as play gives it)
-        loss = F.cross_entropy(prior(b["context"], b["actions"])[:, 0], b["events"])
+        loss = F.cross_entropy(prior.prior(b["context"], b["actions"])[:, 0], b["events"])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -95,8 +95,10 @@ def export_parts(model: WorldModel) -> dict[str, bytes]:
         blobs["events.onnx"] = _export(model.events, (window, torch.zeros(1, dtype=torch.long)), ("window", "action"), ("logits", "end"))
     if model.agent is not None:
         blobs["agent.onnx"] = _export(_Policy(model.agent), (window,), ("window",), ("logits",))
-    if model.chance is not None:  # the chance prior: the frame's code is drawn from it before the steps
-        blobs["chance.onnx"] = _export(model.chance, (window, torch.zeros(1, k, dtype=torch.long)), ("context", "actions"), ("logits",))
+    if model.chance is not None:  # the chance prior's draw: the frame's code, before the steps (the page hands it the noise)
+        g, v = model.chance.config.groups, model.chance.config.values
+        blobs["chance.onnx"] = _export(model.chance, (window, torch.zeros(1, k, dtype=torch.long), torch.zeros(1, g, v), torch.tensor(1.0)),
+                                       ("context", "actions", "noise", "temperature"), ("code",))
     return blobs
 
 

@@ -126,29 +126,74 @@ class LocalPrior(nn.Module):
     The event group gets a net of its own: one net for every group learnt nothing of *when* an event
     comes (0.04 on the true event after 2,000 steps against 0.49 alone), as the learnt groups' codes
     on the windows around events are the game's own chance (a respawn's place, ~3.5 nats a window)
-    and their gradient drowned the event's."""
+    and their gradient drowned the event's.
 
-    def __init__(self, in_channels: int, num_actions: int, context_length: int, size: int, outputs: int,
-                 width: int, hidden: int, blocks: int = 3) -> None:
+    ``chain``: its ``groups`` are foreseen one after another, each given the values drawn before it
+    (``given``: a value drawn by another net before all of them -- the event -- which scales and
+    shifts the channels as the actions do; the earlier groups of its own are read by the head). Drawn
+    apart, a hit and the code that says where its orb goes come from two independent draws: a hit
+    without a respawn (the orb vanishes) or a respawn without an event (an orb invented)."""
+
+    def __init__(self, in_channels: int, num_actions: int, context_length: int, size: int, groups: int, values: int,
+                 width: int, hidden: int, blocks: int = 3, chain: bool = False, given: int = 0) -> None:
         super().__init__()
+        self.groups, self.values, self.chain = groups, values, chain
         axis = torch.linspace(-1.0, 1.0, size)
         self.register_buffer("coords", torch.stack(torch.meshgrid(axis, axis, indexing="ij"))[None], persistent=False)
         self.register_buffer("offsets", torch.arange(context_length) * num_actions, persistent=False)
         self.inp = nn.Conv2d(in_channels + 2, width, 3, padding=1)
         self.actions = nn.Embedding(num_actions * context_length, 2 * width)
+        self.given = nn.Embedding(given, 2 * width) if chain and given else None
+        self.earlier = nn.Embedding(groups * values, 2 * width) if chain and groups > 1 else None
+        if self.earlier is not None:
+            self.register_buffer("group_offsets", torch.arange(groups) * values, persistent=False)
+        for table in (self.given, self.earlier):  # zero: a chained net starts drawing as an unchained one
+            if table is not None:
+                nn.init.zeros_(table.weight)
         # alternate dilation 1 and 2: a receptive field of 11 x 11 latent cells in three blocks
         self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1 + i % 2, dilation=1 + i % 2) for i in range(blocks))
         self.out = nn.Conv2d(width, 2 * width, 1)
-        self.head = nn.Sequential(nn.SiLU(), nn.Linear(2 * width, hidden), nn.SiLU(), nn.Linear(hidden, outputs))
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(2 * width, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
 
-    def forward(self, stacked: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Logits (B, outputs) from the stacked context latents (B, K * C, h, w) and actions (B, K)."""
+    def features(self, stacked: torch.Tensor, actions: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled features (B, 2 * width) of the stacked context latents (B, K * C, h, w), the
+        actions (B, K) and, for a chained net with ``given`` rows, the value drawn before (B,)."""
         h = self.inp(torch.cat([stacked, self.coords.expand(len(stacked), -1, -1, -1)], 1))
-        scale, shift = self.actions(actions + self.offsets).sum(1).chunk(2, -1)
+        film = self.actions(actions + self.offsets).sum(1)
+        if self.given is not None:
+            film = film + self.given(given.long())
+        scale, shift = film.chunk(2, -1)
         h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         for conv in self.blocks:
             h = h + conv(F.silu(h))
-        return self.head(self.out(F.silu(h)).amax((2, 3)))
+        return self.out(F.silu(h)).amax((2, 3))
+
+    def _logits(self, pooled: torch.Tensor, before: torch.Tensor | None, j: int) -> torch.Tensor:
+        """Group ``j``'s logits (B, V) given ``before`` (B, j), the values of the groups before it."""
+        if before is not None:
+            pooled = pooled + self.earlier(before.long() + self.group_offsets[:j]).sum(1)
+        return self.head(pooled).view(-1, self.groups, self.values)[:, j]
+
+    def forward(self, stacked: torch.Tensor, actions: torch.Tensor, given: torch.Tensor | None = None,
+                code: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, groups * V); a chained net's group j given ``code`` (B, groups)'s values before it
+        (training's teacher forcing: the posterior's code)."""
+        pooled = self.features(stacked, actions, given)
+        if self.earlier is None:
+            return self.head(pooled)
+        return torch.cat([self._logits(pooled, code[:, :j] if j else None, j) for j in range(self.groups)], 1)
+
+    def draw(self, stacked: torch.Tensor, actions: torch.Tensor, given: torch.Tensor | None, noise: torch.Tensor,
+             temperature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The code (B, groups), each group drawn (:func:`pick`, with ``noise`` (B, groups, V) and the
+        value ``mask`` (groups, V) added to its logits) given the groups drawn before it."""
+        pooled = self.features(stacked, actions, given)
+        if self.earlier is None:
+            return pick(self.head(pooled).view(-1, self.groups, self.values) + mask, noise, temperature)
+        code: list[torch.Tensor] = []
+        for j in range(self.groups):
+            code.append(pick(self._logits(pooled, torch.stack(code, 1) if code else None, j) + mask[j], noise[:, j], temperature))
+        return torch.stack(code, 1)
 
 
 PRIOR_NETS = ("flat", "local")  # settings.PriorNet's members (a checkpoint's config is checked against these)
@@ -169,18 +214,23 @@ class ChanceCode(ModelMixin, ConfigMixin):
             learnt by the posterior; its values past :data:`EVENT_KINDS` are never drawn.
         prior_net: the prior's net: ``flat`` (the posterior's shape; what a config without this key
             means) or ``local`` (:class:`LocalPrior`, at the latents' resolution).
+        prior_chain: (``local`` only) the groups are drawn one after another, each given those drawn
+            before it (the event first); without it (what a config without this key means) they are
+            drawn independently, and a drawn hit need not agree with the drawn respawn.
     """
 
     @register_to_config
     def __init__(self, num_actions: int, context_length: int = 4, latent_channels: int = 4, latent_size: int = 16,
                  groups: int = 2, values: int = 16, width: int = 32, action_dim: int = 16, hidden: int = 256,
-                 event_group: bool = False, prior_net: str = "flat") -> None:
+                 event_group: bool = False, prior_net: str = "flat", prior_chain: bool = False) -> None:
         super().__init__()
         if event_group and (groups < 1 or values < EVENT_KINDS):
             raise ValueError(f"a chance code with an event group needs >= 1 group of >= {EVENT_KINDS} values, "
                              f"not {groups} x {values}")
         if prior_net not in PRIOR_NETS:
             raise ValueError(f"prior_net is {str(prior_net)[:40]!r}, not one of {', '.join(PRIOR_NETS)}")
+        if prior_chain and prior_net != "local":
+            raise ValueError(f"prior_chain needs prior_net 'local', not {str(prior_net)[:40]!r}")
         mask = torch.zeros(groups, values)
         if event_group:
             mask[0, EVENT_KINDS:] = MASKED
@@ -188,11 +238,12 @@ class ChanceCode(ModelMixin, ConfigMixin):
         k, c = context_length, latent_channels
         flat = prior_net == "flat"  # made in the order of the first checkpoints (the same seed, the same start)
         if not flat:  # the event group foreseen by a net of its own (LocalPrior's docstring says why)
-            def local(n: int) -> LocalPrior:
-                return LocalPrior(c * k, num_actions, k, latent_size, n * values, width, hidden // 4)
+            def local(n: int, **chained) -> LocalPrior:
+                return LocalPrior(c * k, num_actions, k, latent_size, n, values, width, hidden // 4, **chained)
 
             self.prior_event = local(1) if event_group else None
-            self.prior_learnt = local(groups - event_group) if groups > event_group else None
+            learnt = groups - event_group
+            self.prior_learnt = local(learnt, chain=prior_chain, given=values * event_group) if learnt else None
         else:
             self.prior_conv, _ = _encoder(c * k, width, latent_size)
         self.posterior_conv, features = _encoder(c * (k + 1), width, latent_size)
@@ -203,22 +254,55 @@ class ChanceCode(ModelMixin, ConfigMixin):
             self.prior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
         self.posterior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
 
-    def forward(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The prior's logits (B, G, V) from context (B, K, C, h, w) and actions (B, K) (what play runs)."""
+    @property
+    def chained(self) -> bool:
+        """Whether each group is drawn given the groups drawn before it (``prior_chain``)."""
+        return bool(self.config.get("prior_chain", False))
+
+    def prior(self, context: torch.Tensor, actions: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """The prior's logits (B, G, V) from context (B, K, C, h, w) and actions (B, K); a chained
+        prior's group g given the values of ``code`` (B, G) before it (training: the posterior's)."""
+        if self.chained and code is None:
+            raise ValueError("a chained prior's logits need the code its later groups are given")
         if self.config.prior_net == "local":
-            stacked = context.flatten(1, 2)
-            logits = torch.cat([net(stacked, actions) for net in (self.prior_event, self.prior_learnt) if net is not None], 1)
+            stacked, eg = context.flatten(1, 2), int(self.config.event_group)
+            logits = [self.prior_event(stacked, actions)] if eg else []
+            if self.prior_learnt is not None:
+                logits.append(self.prior_learnt(stacked, actions, code[:, 0] if eg else None, code[:, eg:])
+                              if self.chained else self.prior_learnt(stacked, actions))
+            logits = torch.cat(logits, 1)
         else:
             h = self.prior_conv(context.flatten(1, 2))
             logits = self.prior_head(torch.cat([h, self.prior_actions(actions).flatten(1)], 1))
         return logits.view(-1, self.config.groups, self.config.values) + self.mask
 
-    prior = forward
+    def forward(self, context: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor,
+                temperature: torch.Tensor) -> torch.Tensor:
+        """The frame's code (B, G), drawn from the prior given context (B, K, C, h, w) and actions (B, K)
+        with Gumbel ``noise`` (B, G, V) (:func:`code_noise`) at ``temperature`` (a 0-d tensor; 0 = the
+        likeliest code): what play runs, once a frame, on ONNX Runtime where it can."""
+        if not self.chained:
+            return pick(self.prior(context, actions), noise, temperature)
+        stacked, eg = context.flatten(1, 2), int(self.config.event_group)
+        drawn = []
+        if eg:
+            drawn.append(self.prior_event.draw(stacked, actions, None, noise[:, :1], temperature, self.mask[:1]))
+        if self.prior_learnt is not None:
+            drawn.append(self.prior_learnt.draw(stacked, actions, drawn[0][:, 0] if eg else None, noise[:, eg:],
+                                                temperature, self.mask[eg:]))
+        return torch.cat(drawn, 1)
+
+    def likeliest(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The most likely code (B, G) (a chained prior's: each group's likeliest given those before)."""
+        g, v = self.config.groups, self.config.values
+        return self(context, actions, torch.zeros(len(context), g, v, device=context.device), torch.tensor(0.0))
 
     def drawer(self, temperature: float = 1.0):
         """``draw_code(context, actions, generator) -> (B, G)``: this prior's code for each frame, drawn
         (what the reference loop and training's dreams take; play's Sampler draws the same way)."""
-        return lambda context, actions, generator: draw(self(context, actions), generator, temperature)
+        t = torch.tensor(float(temperature))
+        return lambda context, actions, generator: self(context, actions, code_noise(self, len(context), generator,
+                                                                                   context.device, context.dtype), t)
 
     def posterior(self, context: torch.Tensor, actions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The posterior's logits (B, G, V): which outcome the real next latent ``target`` (B, C, h, w) took."""
@@ -256,14 +340,29 @@ def gumbel_like(logits: torch.Tensor, generator: torch.Generator | None) -> torc
     return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7))).to(logits.dtype)
 
 
+def code_noise(chance: ChanceCode, batch: int, generator: torch.Generator | None, device=None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The Gumbel noise (B, G, V) of one frame's draw of ``chance``'s code, drawn from ``generator``
+    (rounded to the model's ``dtype``, as the logits it is added to were). It is drawn at every
+    temperature, so the generator -- and every frame's sampling noise after the code -- does not
+    depend on the temperature."""
+    shape = torch.empty(batch, chance.config.groups, chance.config.values, device=device, dtype=dtype)
+    return gumbel_like(shape, generator).float()
+
+
+def pick(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Each group's value (B, ...) from ``logits`` (B, ..., V): Gumbel-max with ``noise`` at
+    ``temperature`` (a 0-d tensor, a graph input on ONNX Runtime; 1 = the prior's own odds), or the
+    most likely value at 0."""
+    t = torch.as_tensor(temperature, dtype=torch.float32)
+    scores = torch.where(t > 0, logits.float() / t.clamp_min(1e-6) + noise, logits.float())
+    return scores.argmax(-1)
+
+
 def draw(logits: torch.Tensor, generator: torch.Generator | None, temperature: float = 1.0) -> torch.Tensor:
-    """A code (B, G) from the prior's ``logits``: Gumbel-max at ``temperature`` (1 = the prior's own
-    odds), or the most likely value of each group at 0. The noise is drawn at every temperature, so
-    the generator -- and every frame's sampling noise after the code -- does not depend on it."""
-    noise = gumbel_like(logits, generator).float()
-    if temperature <= 0:
-        return logits.argmax(-1)
-    return (logits.float() / temperature + noise).argmax(-1)
+    """A code (B, G) from independent groups' ``logits`` (B, G, V): :func:`pick` with noise drawn
+    from ``generator`` (a chained prior draws with its own ``forward``)."""
+    return pick(logits, gumbel_like(logits, generator).float(), torch.tensor(float(temperature)))
 
 
 def pack(code: list[int], values: int) -> int:

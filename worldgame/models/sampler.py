@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from worldgame.errors import WorldgameError
-from worldgame.models.chance import draw, example_conditions
+from worldgame.models.chance import code_noise, example_conditions
 from worldgame.models.frame_denoiser import ContextGraph, SplitDenoiser, StepGraph, has_context_features
 from worldgame.models.samplers import make_plan
 from worldgame.models.samplers.base import PreparedSampler
@@ -87,7 +87,8 @@ class Sampler:
         # the chance code (models/chance.py): drawn from the prior once per frame, before the steps
         self.chance = model.chance if self.network.config.get("chance_groups", 0) else None
         self.chance_temperature = 1.0  # 1 = the prior's odds, 0 = the most likely code
-        self._prior_fast: dict[int, Callable[..., torch.Tensor]] = {}  # batch size -> the prior on a backend
+        self._temperature = torch.tensor(1.0)  # the same, as the prior's graph takes it
+        self._prior_fast: dict[int, Callable[..., torch.Tensor]] = {}  # batch size -> the prior's draw on a backend
         self._conditions: dict[int, torch.Tensor] = {}  # batch size -> (B, K + G) actions then code, reused
         self.last_code: torch.Tensor | None = None  # (B, G): the code of the last sample
         self._forced: torch.Tensor | None = None  # a recorded code the next sample uses instead of its draw
@@ -102,7 +103,7 @@ class Sampler:
         self._fast[batch_size] = (denoise, decode)
 
     def accelerate_prior(self, batch_size: int, prior: Callable[..., torch.Tensor]) -> None:
-        """Run the chance prior's forward at ``batch_size`` through ``prior`` (an inference backend)."""
+        """Run the chance prior's draw (its forward) at ``batch_size`` through ``prior`` (an inference backend)."""
         self._prior_fast[batch_size] = prior
 
     def force_code(self, code: torch.Tensor | None) -> None:
@@ -120,8 +121,9 @@ class Sampler:
         buf = self._conditions.get(b)
         if buf is None:
             buf = self._conditions[b] = torch.zeros(b, k + self.chance.config.groups, dtype=torch.long, device=actions.device)
-        logits = self._prior_fast.get(b, self.chance)(context, actions)
-        code = draw(logits, generator, self.chance_temperature)
+        noise = code_noise(self.chance, b, generator, actions.device, self.model.dtype)
+        self._temperature.fill_(self.chance_temperature)
+        code = self._prior_fast.get(b, self.chance)(context, actions, noise, self._temperature)
         buf[:, :k] = actions
         buf[:, k:] = code if self._forced is None else self._forced
         self._forced = None

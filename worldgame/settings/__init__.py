@@ -240,6 +240,9 @@ def _train_relations(cfg: Any) -> None:
     if cfg.train.teacher.prior_only and not (den.chance_groups and cfg.train.teacher.init):
         raise SettingError("train.teacher.prior_only", True, "trains only a chance code's prior: it needs "
                            "model.denoiser.chance_groups >= 1 and train.teacher.init= a checkpoint with that code")
+    if cfg.model.chance.prior_chain and cfg.model.chance.prior_net != PriorNet.local:
+        raise SettingError("model.chance.prior_chain", True, "draws each group given the groups before it, which only "
+                           "the local prior can: set model.chance.prior_net=local, or prior_chain=false")
     if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < 6):
         raise SettingError("model.chance.event_group", True, "needs model.denoiser.chance_groups >= 1 and "
                            f"chance_values >= 6 (its six events), not {den.chance_groups} x {den.chance_values}")

@@ -61,6 +61,7 @@ class ChanceShape:  # the chance code's posterior and prior nets (their G x V ar
     action_dim: int = setting(16, ge=1, le=4096)
     hidden: int = setting(256, ge=1, le=65536)  # the layer before the code's logits
     prior_net: PriorNet = PriorNet.local  # the prior's net: local (full resolution, max-pooled) | flat (what checkpoints without the key hold)
+    prior_chain: bool = True  # the prior draws the groups one after another, each given those before (the event first), so a drawn hit and the drawn respawn agree; needs prior_net=local (false: independent groups, what checkpoints without the key hold)
     event_group: bool = False  # chance group 0 is the transition's event named by the data (nothing / point / lost, game over), drawn first at play so the picture and the HUD agree; needs chance_values >= 6
 
 

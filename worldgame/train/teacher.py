@@ -72,7 +72,7 @@ class TeacherObjective:
             posterior = self.chance.posterior(b["context"], b["actions"], z0)
             code = self.chance.code(posterior, b.get("events"), gen if z0.device.type == "cpu" else None,
                                     self.cfg.posterior_noise)  # (B, G, V) one-hot
-            prior = self.chance.prior(b["clean_context"], b["actions"])
+            prior = self.chance.prior(b["clean_context"], b["actions"], code.detach().argmax(-1))
             ce = self._prior_ce(prior, code.detach(), b) + self._prior_loss(None, gen)
             learnt = self.chance.learnt  # the groups the posterior chooses (not the data's event group)
             chance_loss = (self.cfg.prior_weight * ce + self.cfg.usage_weight * diversity_loss(learnt(posterior))
@@ -100,7 +100,7 @@ class TeacherObjective:
         for b in batches:
             with torch.no_grad():
                 code = self.chance.code(self.chance.posterior(b["context"], b["actions"], b["target"]), b.get("events"), None)
-            ce = ce + self._prior_ce(self.chance.prior(b["clean_context"], b["actions"]), code, b)
+            ce = ce + self._prior_ce(self.chance.prior(b["clean_context"], b["actions"], code.argmax(-1)), code, b)
         return ce
 
     def _prior_ce(self, prior: torch.Tensor, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -199,8 +199,10 @@ def _load_part(folder: Path, name: str, cls: Any, hint: str) -> Any:
 def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> None:
     """Continue the chance code of checkpoint ``folder`` (train.teacher.init) where it has one of this
     run's shape: the teacher continued reads the codes its posterior names, so a fresh posterior
-    would make it learn them anew. The prior is continued too if it is the same net; a prior of
-    another net (model.chance.prior_net) starts afresh and learns the continued posterior's code."""
+    would make it learn them anew. The prior's weights are continued where this run's prior has
+    the same (a chained prior continues an unchained one of the same net, its new weights starting
+    at zero, so it first draws as that one did); a prior of another net (model.chance.prior_net)
+    starts afresh and learns the continued posterior's code."""
     part = folder / "chance"
     if not (part / "config.json").is_file():
         if need:
@@ -210,13 +212,14 @@ def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> None:
     hint = "pass a checkpoint folder whose chance/ is whole, or init=null to start afresh"
     init = _load_part(folder, "chance", ChanceCode, hint)
     mine = {k: v for k, v in chance.config.items() if not k.startswith("_")}
-    theirs = {k: init.config.get(k, "flat" if k == "prior_net" else None) for k in mine}
-    if {k: v for k, v in theirs.items() if k != "prior_net"} != {k: v for k, v in mine.items() if k != "prior_net"}:
+    theirs = {k: init.config.get(k, {"prior_net": "flat", "prior_chain": False}.get(k)) for k in mine}
+    prior_keys = ("prior_net", "prior_chain")
+    if {k: v for k, v in theirs.items() if k not in prior_keys} != {k: v for k, v in mine.items() if k not in prior_keys}:
         raise WorldgameError(f"train.teacher.init={folder}: its chance/ draws another code than model= here "
                              f"({theirs['groups']}x{theirs['values']}, event group {theirs['event_group']}); {hint}")
-    same_prior = theirs["prior_net"] == mine["prior_net"]
-    chance.load_state_dict({k: v for k, v in init.state_dict().items() if same_prior or k.startswith("posterior")},
-                           strict=same_prior)
+    state = chance.state_dict()
+    chance.load_state_dict({k: v for k, v in init.state_dict().items() if k in state and state[k].shape == v.shape},
+                           strict=False)
 
 
 def _with_code(init: ActionDenoiser, model: ActionDenoiser) -> ActionDenoiser:
@@ -244,9 +247,9 @@ def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Ten
     denoiser can draw when told the outcome) against the prior's most likely one."""
     c, a = batch["context"], batch["actions"]
     code = chance.code(chance.posterior(c, a, batch["target"]), batch.get("events"), None).argmax(-1)
-    prior = chance.prior(c, a)
+    prior = chance.prior(c, a, code)
     told = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, code], 1), 1)
-    likely = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, prior.argmax(-1)], 1), 1)
+    likely = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, chance.likeliest(c, a)], 1), 1)
     m = {f"code_ppl{g}": float(p) for g, p in enumerate(usage(code, chance.config.values))}
     m["prior_ce"] = F.cross_entropy(prior.flatten(0, 1), code.flatten()).item()
     if chance.config.event_group:  # the event group alone: how well the prior foresees a point or a hit

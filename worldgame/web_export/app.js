@@ -107,9 +107,11 @@ async function main() {
   const chance = meta.chance, chanceTemperature = 1.0;
   async function conditions(context, actions, noiseSource) {
     if (!chance) return actions;
-    const logits = (await sessions["chance.onnx"].run({ context: tensor("float32", context, [1, K, C, h, w]),
-      actions: tensor("int64", actions, [1, K]) })).logits.data;
-    return withCode(actions, logits, chance.groups, chance.values, chanceTemperature, noiseSource);
+    const noise = noiseSource.gumbel(chance.groups * chance.values);
+    const code = (await sessions["chance.onnx"].run({ context: tensor("float32", context, [1, K, C, h, w]),
+      actions: tensor("int64", actions, [1, K]), noise: tensor("float32", noise, [1, chance.groups, chance.values]),
+      temperature: tensor("float32", Float32Array.of(chanceTemperature), []) })).code.data;
+    return withCode(actions, code);
   }
 
   async function agentAction() {

@@ -90,22 +90,15 @@ export class NoiseQueue {
 
 // --- the chance code -------------------------------------------------------------------------------
 /**
- * The frame's chance code (models/chance.py draw), drawn before the frame's other noise as Python
- * draws it: ``logits`` (G*V floats, the prior's), Gumbel-max at ``temperature`` (0: the likeliest
- * value; the noise is drawn at every temperature, so what follows does not depend on it). Returns
- * the K actions followed by the G values, what the denoiser takes.
+ * The K actions followed by the frame's G code values, what the denoiser takes. The code is drawn
+ * by chance.onnx (models/chance.py ChanceCode.forward: Gumbel-max with the noise the page hands it,
+ * drawn before the frame's other noise as Python draws it; a chained prior draws each group given
+ * those before it inside the graph).
  */
-export function withCode(actions, logits, groups, values, temperature, noise) {
-  const g = noise.gumbel(groups * values), out = new BigInt64Array(actions.length + groups);
+export function withCode(actions, code) {
+  const out = new BigInt64Array(actions.length + code.length);
   out.set(actions);
-  for (let j = 0; j < groups; j++) {
-    let best = 0, top = -Infinity;
-    for (let v = 0; v < values; v++) {
-      const i = j * values + v, score = temperature > 0 ? logits[i] / temperature + g[i] : logits[i];
-      if (score > top) { top = score; best = v; }
-    }
-    out[actions.length + j] = BigInt(best);
-  }
+  out.set(code, actions.length);
   return out;
 }
 

@@ -96,12 +96,14 @@ def attach(sampler: Sampler, backend: str = "auto", threads: int | None = None, 
 
 
 def _accelerate_prior(sampler: Sampler, threads: int) -> None:
-    """The chance prior's batch-1 forward on ONNX Runtime (exported in memory, as the heads are),
-    checked against torch on random latents; one that fails keeps torch, with a note."""
+    """The chance prior's batch-1 draw on ONNX Runtime (exported in memory, as the heads are; the
+    noise and temperature are its inputs), checked against torch on random latents; one that fails
+    keeps torch, with a note."""
     model = sampler.model
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
-    runner = _checked_runner("chance prior", sampler.chance, (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long)),
-                             ("logits",), threads)
+    g, v = sampler.chance.config.groups, sampler.chance.config.values
+    runner = _checked_runner("chance prior", sampler.chance, (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long),
+                                                             torch.zeros(1, g, v), torch.tensor(1.0)), ("code",), threads)
     if runner is not None:
         sampler.accelerate_prior(1, runner)
 

@@ -186,13 +186,13 @@ class OnnxRunner:
 
 def _run_bound(session, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
     """Run ``session`` through IO binding: ORT reads the torch ``inputs`` and writes the preallocated
-    ``outputs`` (float32) in place, no copies either way."""
+    ``outputs`` (float32, or the chance prior's int64 code) in place, no copies either way."""
     binding = session.io_binding()
     for name, x in inputs.items():
         x = x.contiguous()
         binding.bind_input(name, "cpu", 0, _NP[x.dtype], tuple(x.shape), x.data_ptr())
     for name, out in outputs.items():
-        binding.bind_output(name, "cpu", 0, np.float32, tuple(out.shape), out.data_ptr())
+        binding.bind_output(name, "cpu", 0, _NP[out.dtype], tuple(out.shape), out.data_ptr())
     session.run_with_iobinding(binding)
 
 
