@@ -137,7 +137,7 @@ class LocalPrior(nn.Module):
     def __init__(self, in_channels: int, num_actions: int, context_length: int, size: int, groups: int, values: int,
                  width: int, hidden: int, blocks: int = 3, chain: bool = False, given: int = 0) -> None:
         super().__init__()
-        self.groups, self.values, self.chain = groups, values, chain
+        self.groups, self.values = groups, values
         axis = torch.linspace(-1.0, 1.0, size)
         self.register_buffer("coords", torch.stack(torch.meshgrid(axis, axis, indexing="ij"))[None], persistent=False)
         self.register_buffer("offsets", torch.arange(context_length) * num_actions, persistent=False)
