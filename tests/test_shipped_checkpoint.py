@@ -141,3 +141,18 @@ def test_pong_keeps_the_ball_one_frame_ahead() -> None:
     bg = median_background(frames)
     ours, copy = small_object_recall(pred, real, bg), small_object_recall(last, real, bg)
     assert ours["objects"] >= 10 and ours["recall"] >= 0.7 and ours["recall"] > copy["recall"] + 0.2, (ours, copy)
+
+
+def test_the_shipped_checkpoints_are_found_in_a_checkout_and_in_a_wheel(tmp_path) -> None:
+    """A checkout keeps them in checkpoints/ beside the package; a wheel in the package's own
+    _checkpoints/ (pyproject.toml's force-include), which `did_you_mean` and the loader must find too."""
+    from worldgame.settings.fields import shipped_checkpoints
+
+    wheel = tmp_path / "site-packages" / "worldgame"
+    (wheel / "_checkpoints" / "bouncer").mkdir(parents=True)
+    assert shipped_checkpoints(wheel) == wheel / "_checkpoints"
+    checkout = tmp_path / "repo" / "worldgame"
+    (checkout / "_checkpoints").mkdir(parents=True)
+    (checkout.parent / "checkpoints").mkdir()
+    assert shipped_checkpoints(checkout) == checkout.parent / "checkpoints"
+    assert shipped_checkpoints(tmp_path / "bare" / "worldgame") == tmp_path / "bare" / "checkpoints"  # named, though absent

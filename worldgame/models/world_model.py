@@ -43,6 +43,7 @@ from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import denoiser_class
 from worldgame.models.events import EventHead
 from worldgame.models.schedulers import lcm_scheduler, play_scheduler, set_timesteps
+from worldgame.settings.fields import SHIPPED_CHECKPOINTS
 from worldgame.vocabulary import PLAY_STEPS
 
 METADATA = "worldgame.json"
@@ -56,12 +57,7 @@ def default_checkpoint(game: str = "bouncer") -> Path:
     ``gym:ALE/Boxing-v5`` looks in checkpoints/boxing)."""
     from worldgame.games.registry import folder_name
 
-    game = folder_name(game)
-    root = Path(__file__).resolve().parents[1]
-    for candidate in (root.parent / "checkpoints" / game, root / "_checkpoints" / game):
-        if candidate.is_dir():
-            return candidate
-    return root.parent / "checkpoints" / game
+    return SHIPPED_CHECKPOINTS / folder_name(game)
 
 
 def play_default(metadata: dict[str, Any]) -> dict[str, Any]:

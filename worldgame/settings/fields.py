@@ -56,7 +56,16 @@ def _path(value: Any) -> str | None:
     return None
 
 
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"  # worldgame/settings/ -> the checkout's checkpoints/
+def shipped_checkpoints(package: Path) -> Path:
+    """The folder of the shipped checkpoints for the ``package`` folder (worldgame/): the checkout's
+    checkpoints/ beside it, or, installed from a wheel, its own _checkpoints/ (pyproject.toml)."""
+    for folder in (package.parent / "checkpoints", package / "_checkpoints"):
+        if folder.is_dir():
+            return folder
+    return package.parent / "checkpoints"
+
+
+SHIPPED_CHECKPOINTS = shipped_checkpoints(Path(__file__).resolve().parents[1])
 
 
 def _checkpoint(value: Any) -> str | None:
