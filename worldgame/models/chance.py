@@ -336,8 +336,12 @@ def straight_through(logits: torch.Tensor, generator: torch.Generator | None, no
 
 def gumbel_like(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Gumbel(0, 1) noise of ``logits``'s shape, drawn from ``generator`` on its device."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
-    return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7))).to(logits.dtype)
+    return _gumbel(logits.shape, generator, logits.device, logits.dtype)
+
+
+def _gumbel(shape: tuple[int, ...], generator: torch.Generator | None, device, dtype: torch.dtype) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
+    return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7))).to(dtype)
 
 
 def code_noise(chance: ChanceCode, batch: int, generator: torch.Generator | None, device=None,
@@ -346,8 +350,7 @@ def code_noise(chance: ChanceCode, batch: int, generator: torch.Generator | None
     (rounded to the model's ``dtype``, as the logits it is added to were). It is drawn at every
     temperature, so the generator -- and every frame's sampling noise after the code -- does not
     depend on the temperature."""
-    shape = torch.empty(batch, chance.config.groups, chance.config.values, device=device, dtype=dtype)
-    return gumbel_like(shape, generator).float()
+    return _gumbel((batch, chance.config.groups, chance.config.values), generator, device, dtype).float()
 
 
 def pick(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
