@@ -213,7 +213,7 @@ def test_a_denoiser_with_a_code_but_no_chance_part_is_one_line(tmp_path, run_cli
     assert "no chance/" in lines[-1] and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("damage", ["nan", "class", "shape", "net", "chain"])
+@pytest.mark.parametrize("damage", ["nan", "class", "shape", "net", "chain", "where", "posterior"])
 def test_a_crafted_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkpoint, damage) -> None:
     import json
     import shutil
@@ -233,7 +233,9 @@ def test_a_crafted_chance_part_is_one_line(tmp_path, run_cli, tiny_chance_checkp
         config = json.loads((part / "config.json").read_text())
         config.update({"class": {"_class_name": "os.system"}, "shape": {"width": 4096},
                        "net": {"prior_net": "os.system"},
-                       "chain": {"prior_chain": True}}[damage])  # a chain the flat net cannot draw
+                       "chain": {"prior_chain": True},  # a chain the flat net cannot draw
+                       "where": {"posterior_net": "where"},  # a place its 2 x 4 code cannot name
+                       "posterior": {"posterior_net": "os.system"}}[damage])
         (part / "config.json").write_text(json.dumps(config))
     r = run_cli("play", f"checkpoint={broken}", "fps=0", "frames=2", timeout=300)
     assert r.returncode != 0

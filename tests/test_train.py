@@ -324,13 +324,17 @@ EVENT_GROUP = ("model.denoiser.chance_values=8", "model.chance.event_group=true"
                "train.teacher.prior_batch=16")
 
 
-@pytest.mark.parametrize("events", [False, True], ids=["learnt", "event_group"])
+WHERE = ("model.denoiser.chance_groups=3", "model.denoiser.chance_values=16", "model.chance.posterior_net=where")
+
+
+@pytest.mark.parametrize("kind", ["learnt", "event_group", "where"])
 def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(trained: tuple[Path, dict],
-                                                                              tmp_path: Path, events: bool) -> None:
+                                                                              tmp_path: Path, kind: str) -> None:
     """The denoiser, posterior and prior train together: the loss falls, the validation reports the
     code's health, an interrupted run resumes to the same weights (EMA included), the checkpoint
     holds chance/ and plays through the Sampler, drawing a code per frame. With an event group (and
-    the prior's extra windows, drawn around events too), the same, and its group 0 is an event."""
+    the prior's extra windows, drawn around events too), the same, and its group 0 is an event; with
+    a ``where`` posterior (an event group and two groups naming a place), the same."""
     import shutil
 
     root, _ = trained
@@ -338,7 +342,9 @@ def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(t
     for out in (straight, resumed):
         out.mkdir()
         shutil.copytree(root / "run" / "vae", out / "vae")
-    common = ("stage=teacher", "train.teacher.val_every=20", "save_every=10", *CHANCE, *(EVENT_GROUP if events else ()))
+    events = kind != "learnt"
+    common = ("stage=teacher", "train.teacher.val_every=20", "save_every=10", *CHANCE, *(EVENT_GROUP if events else ()),
+              *(WHERE if kind == "where" else ()))
     report = loop.run(_cfg(root / "data", straight, *common, "train.teacher.steps=40"))["teacher"]
     assert report["loss_end"] < report["loss_start"]
     assert {"code_ppl0", "code_ppl1", "prior_ce", "psnr1_posterior", "psnr1_likely"} <= set(report["history"][-1])
@@ -353,13 +359,15 @@ def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(t
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert all(torch.equal(x, y) for x, y in zip(a["extra"]["ema"]["shadow_params"], b["extra"]["ema"]["shadow_params"]))
     model = WorldModel.from_pretrained(straight, device="cpu")
-    assert model.chance is not None and model.denoiser.config.chance_groups == 2
+    groups = 3 if kind == "where" else 2
+    assert model.chance is not None and model.denoiser.config.chance_groups == groups
+    assert model.chance.config.get("posterior_net", "flat") == ("where" if kind == "where" else "flat")
     sampler = Sampler(model)
     context = model.encode(Bouncer().reset(3)[None].repeat(2, 0))[None]
     sampler.step(context, torch.zeros(1, 2, dtype=torch.long), steps=1, generator=torch.Generator().manual_seed(0))
-    assert sampler.last_code.shape == (1, 2)
+    assert sampler.last_code.shape == (1, groups)
     assert model.draws_events == events and (int(sampler.last_code[0, 0]) < 6 or not events)
-    if not events:
+    if kind != "event_group":
         return
     # prior_only: a prior of another net learns the settled code; the denoiser and posterior stay as they were
     prior = tmp_path / "prior"

@@ -5,7 +5,9 @@
 A loss is *lasting* when the orb count does not come back within 15 frames. It is put down to a
 **shot** when a bolt was within 6 px of the lost orb in the 3 frames before, to a **hit** when the
 player was that close, to a **merge** when another orb was, and otherwise to **fading**. In the
-real game a shot or hit sends the orb to a random place (a respawn), a merge is temporary.
+real game a shot or hit sends the orb to a random place (a respawn), a merge is temporary. A loss
+where a **coin** was that close is put down to it (the game draws the orb over the coin; a dream
+that blends the two keeps the coin).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from scipy import ndimage
 from worldgame.eval import bouncer_checks as bc
 from worldgame.eval.objects import colour_mask
 from worldgame.eval.rollout import closed_loop, held_out_episode
-from worldgame.games.bouncer import BOLT, ORB
+from worldgame.games.bouncer import BOLT, COIN, ORB
 from worldgame.models import WorldModel
 from worldgame.models.sampler import Sampler
 
@@ -41,7 +43,7 @@ def main(checkpoint: str, frames: int = 1000, dreams: int = 2) -> None:
     sampler.trace(dreams)
     real, actions = held_out_episode({"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64}, 11000, frames + 4)
     made = closed_loop(sampler, real, actions, [4] * dreams, frames, 4, 0).numpy()
-    causes = {"shot": 0, "hit": 0, "merge": 0, "fading": 0}
+    causes = {"shot": 0, "hit": 0, "merge": 0, "coin": 0, "fading": 0}
     for d in made:
         orbs = bc.orbs_per_frame(d)
         track = bc.player_track(d)
@@ -54,8 +56,9 @@ def main(checkpoint: str, frames: int = 1000, dreams: int = 2) -> None:
             bolts = [p for s in range(max(0, t - 3), t) for p in blobs(d[s], BOLT)]
             players = [track[s] for s in range(max(0, t - 3), t + 1) if track[s] is not None]
             others = [p for p in blobs(d[t - 1], ORB) if p != o]
+            coins = [p for s in range(max(0, t - 3), t + 1) for p in blobs(d[s], COIN)]
             cause = ("shot" if _near(o, bolts) else "hit" if _near(o, players) else "merge" if _near(o, others)
-                     else "fading")
+                     else "coin" if _near(o, coins) else "fading")
             causes[cause] += 1
     print({"checkpoint": checkpoint, "frames": frames, "dreams": dreams, "lasting_orb_losses": causes})
 

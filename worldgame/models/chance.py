@@ -197,6 +197,49 @@ class LocalPrior(nn.Module):
 
 
 PRIOR_NETS = ("flat", "local")  # settings.PriorNet's members (a checkpoint's config is checked against these)
+POSTERIOR_NETS = ("flat", "where")  # settings.PosteriorNet's members
+
+
+def where_block(values: int, latent_size: int) -> int:
+    """The side b of a ``where`` code's block: the latent grid (latent_size^2) cut into V blocks of V
+    cells each (a coarse group names the block, a fine group the cell in it); 0 where V and the
+    grid do not divide so (V must be a square s^2 and latent_size = s * b with b^2 = V)."""
+    s = math.isqrt(values)
+    b = latent_size // s if s else 0
+    return b if s * s == values and s * b == latent_size and b * b == values else 0
+
+
+def where_logits(score: torch.Tensor, values: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A score per latent cell (B, n, n) -> the coarse group's logits (B, V), one per block (row-major,
+    each the log-sum-exp of its cells' scores), and every block's fine logits (B, V blocks, V cells),
+    each cell's score (row-major in its block)."""
+    s, b = math.isqrt(values), score.shape[-1] // math.isqrt(values)
+    blocks = score.reshape(-1, s, b, s, b).permute(0, 1, 3, 2, 4).reshape(-1, values, b * b)
+    return blocks.logsumexp(-1), blocks
+
+
+def expectation_code(chance: "ChanceCode", events: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """The code (B, G, V) a ``where`` posterior's expected latent is drawn with: the event named (where
+    the code has an event group: the data's ``events`` (B,)), the learnt groups unknown (each value
+    1 / V, their embeddings' and maps' mean), so the denoiser expects what the event makes certain
+    (the player back in the middle after a hit) and blends what it leaves to chance."""
+    g, v = chance.config.groups, chance.config.values
+    code = torch.full((batch, g, v), 1.0 / v, device=chance.mask.device)
+    if chance.config.event_group:
+        code[:, 0] = F.one_hot(events.long(), v).to(code)
+    return code
+
+
+def where_maps(values: int, latent_size: int, dim: int) -> torch.Tensor:
+    """The denoiser's code maps (:class:`CodeMap`) a ``where`` code starts from: (2 V, dim, n, n), the
+    coarse group's value v lighting block v in channel 0, the fine group's value v its cell v of
+    every block in channel 1, so their sum is brightest at the one cell they name together."""
+    s, b = math.isqrt(values), latent_size // math.isqrt(values)
+    maps = torch.zeros(2 * values, dim, latent_size, latent_size)
+    for v in range(values):
+        maps[v, 0, (v // s) * b:(v // s + 1) * b, (v % s) * b:(v % s + 1) * b] = 1.0
+        maps[values + v, min(1, dim - 1), v // b::b, v % b::b] += 1.0
+    return maps
 
 
 class ChanceCode(ModelMixin, ConfigMixin):
@@ -217,12 +260,26 @@ class ChanceCode(ModelMixin, ConfigMixin):
         prior_chain: (``local`` only) the groups are drawn one after another, each given those drawn
             before it (the event first); without it (what a config without this key means) they are
             drawn independently, and a drawn hit need not agree with the drawn respawn.
+        posterior_net: the posterior: ``flat`` (two stride-2 convolutions and a linear head that learn
+            what the code says; what a config without this key means) or ``where``, a rule with no
+            weights: the learnt groups (exactly two) name the latent cell where the real next latent
+            departs most from what the denoiser expected knowing only the event (``expected``,
+            :func:`expectation_code`), its block then its cell in the block (:func:`where_logits`).
+            Measured on Bouncer, the flat posterior's code said nothing of where a respawned orb
+            appears (the respawns under one code value spread 11.7 px, under any 16.1), so told it
+            the denoiser drew a hit's frame one orb short in 58 % of held-out hits; the most
+            surprising cell is the respawn's in 87 % of them.
+        where_floor: (``where`` only) the surprise (mean square over the latent's channels) a cell
+            must pass to be named; below it the code names cell 0, the grid's corner (nothing new
+            appeared). Bouncer's ordinary frames peak near 0.07 (0.9 quantile 1.2), its events near
+            17 (0.1 quantile 11).
     """
 
     @register_to_config
     def __init__(self, num_actions: int, context_length: int = 4, latent_channels: int = 4, latent_size: int = 16,
                  groups: int = 2, values: int = 16, width: int = 32, action_dim: int = 16, hidden: int = 256,
-                 event_group: bool = False, prior_net: str = "flat", prior_chain: bool = False) -> None:
+                 event_group: bool = False, prior_net: str = "flat", prior_chain: bool = False,
+                 posterior_net: str = "flat", where_floor: float = 3.0) -> None:
         super().__init__()
         if event_group and (groups < 1 or values < EVENT_KINDS):
             raise ValueError(f"a chance code with an event group needs >= 1 group of >= {EVENT_KINDS} values, "
@@ -231,6 +288,11 @@ class ChanceCode(ModelMixin, ConfigMixin):
             raise ValueError(f"prior_net is {str(prior_net)[:40]!r}, not one of {', '.join(PRIOR_NETS)}")
         if prior_chain and prior_net != "local":
             raise ValueError(f"prior_chain needs prior_net 'local', not {str(prior_net)[:40]!r}")
+        if posterior_net not in POSTERIOR_NETS:
+            raise ValueError(f"posterior_net is {str(posterior_net)[:40]!r}, not one of {', '.join(POSTERIOR_NETS)}")
+        if posterior_net == "where" and (groups - event_group != 2 or not where_block(values, latent_size)):
+            raise ValueError(f"a 'where' posterior needs two learnt groups whose {values} values cut the "
+                             f"{latent_size}x{latent_size} latent grid into {values} blocks of {values} cells")
         mask = torch.zeros(groups, values)
         if event_group:
             mask[0, EVENT_KINDS:] = MASKED
@@ -246,13 +308,18 @@ class ChanceCode(ModelMixin, ConfigMixin):
             self.prior_learnt = local(learnt, chain=prior_chain, given=values * event_group) if learnt else None
         else:
             self.prior_conv, _ = _encoder(c * k, width, latent_size)
-        self.posterior_conv, features = _encoder(c * (k + 1), width, latent_size)
+        where = posterior_net == "where"  # a rule without weights (posterior())
+        features = 2 * width * (latent_size // 4) ** 2  # _encoder's output
+        if not where:
+            self.posterior_conv, _ = _encoder(c * (k + 1), width, latent_size)
         if flat:
             self.prior_actions = nn.Embedding(num_actions, action_dim)
-        self.posterior_actions = nn.Embedding(num_actions, action_dim)
+        if not where:
+            self.posterior_actions = nn.Embedding(num_actions, action_dim)
         if flat:
             self.prior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
-        self.posterior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
+        if not where:
+            self.posterior_head = nn.Sequential(nn.Linear(features + k * action_dim, hidden), nn.SiLU(), nn.Linear(hidden, groups * values))
 
     @property
     def chained(self) -> bool:
@@ -304,8 +371,25 @@ class ChanceCode(ModelMixin, ConfigMixin):
         return lambda context, actions, generator: self(context, actions, code_noise(self, len(context), generator,
                                                                                    context.device, context.dtype), t)
 
-    def posterior(self, context: torch.Tensor, actions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The posterior's logits (B, G, V): which outcome the real next latent ``target`` (B, C, h, w) took."""
+    @property
+    def names_places(self) -> bool:
+        """Whether the posterior is the ``where`` rule (its code needs the denoiser's ``expected`` latent)."""
+        return self.config.get("posterior_net", "flat") == "where"
+
+    def posterior(self, context: torch.Tensor, actions: torch.Tensor, target: torch.Tensor,
+                  expected: torch.Tensor | None = None) -> torch.Tensor:
+        """The posterior's logits (B, G, V): which outcome the real next latent ``target`` (B, C, h, w) took.
+        A ``where`` posterior's are the surprise of each cell, ``target`` against ``expected`` (B, C, h, w),
+        the floor at cell 0 (its fine group: the cells of the block its coarse group names)."""
+        if self.names_places:
+            if expected is None:
+                raise ValueError("a 'where' posterior names the place the next latent departs from the expected one: pass expected")
+            score = (target - expected).float().square().mean(1).flatten(1)
+            score = torch.cat([score[:, :1].clamp_min(self.config.where_floor), score[:, 1:]], 1)
+            coarse, fine = where_logits(score.view(-1, *target.shape[-2:]), self.config.values)
+            chosen = fine[torch.arange(len(fine), device=fine.device), coarse.argmax(-1)]
+            groups = [torch.zeros_like(coarse)] * int(self.config.event_group) + [coarse, chosen]
+            return torch.stack(groups, 1)
         h = self.posterior_conv(torch.cat([context.flatten(1, 2), target], 1))
         h = torch.cat([h, self.posterior_actions(actions).flatten(1)], 1)
         return self.posterior_head(h).view(-1, self.config.groups, self.config.values)

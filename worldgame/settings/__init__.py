@@ -21,6 +21,7 @@ One concern a file, each importing only the ones listed before it:
   from ``worldgame.settings``.
 """
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from worldgame.settings.fields import (
     Policy,
     Precision,
     Prediction,
+    PosteriorNet,
     PriorNet,
     Sampler,
     Spacing,
@@ -103,6 +105,7 @@ __all__ = [
     "Policy",
     "Precision",
     "Prediction",
+    "PosteriorNet",
     "PriorNet",
     "Recipe",
     "ReplaySettings",
@@ -243,6 +246,14 @@ def _train_relations(cfg: Any) -> None:
     if cfg.model.chance.prior_chain and cfg.model.chance.prior_net != PriorNet.local:
         raise SettingError("model.chance.prior_chain", True, "draws each group given the groups before it, which only "
                            "the local prior can: set model.chance.prior_net=local, or prior_chain=false")
+    learnt = den.chance_groups - bool(cfg.model.chance.event_group)
+    if cfg.model.chance.posterior_net == PosteriorNet.where and den.chance_groups and \
+            (learnt != 2 or math.isqrt(den.chance_values) ** 2 != den.chance_values or
+             den.latent_size != math.isqrt(den.chance_values) ** 2):
+        raise SettingError("model.chance.posterior_net", "where", "names a place by two learnt groups (block, then cell): "
+                           f"it needs exactly 2 groups besides the event group (not {learnt}) and chance_values "
+                           f"= model.denoiser.latent_size ({den.latent_size}) as a square grid of square blocks "
+                           f"(16 for a 16x16 latent), not {den.chance_values}")
     if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < 6):
         raise SettingError("model.chance.event_group", True, "needs model.denoiser.chance_groups >= 1 and "
                            f"chance_values >= 6 (its six events), not {den.chance_groups} x {den.chance_values}")

@@ -148,6 +148,11 @@ class PriorNet(enum.StrEnum):  # models/chance.py builds each
     local = "local"  # full-resolution convolutions, max-pooled over the frame: foresees Bouncer's events better (LocalPrior)
 
 
+class PosteriorNet(enum.StrEnum):  # models/chance.py builds each
+    flat = "flat"  # two stride-2 convolutions and a linear head: learns what its code says (the first chance codes)
+    where = "where"  # a rule: its two learnt groups name the cell where the next frame departs most from the expected one
+
+
 class Prediction(enum.StrEnum):
     sample = "sample"
     v_prediction = "v_prediction"

@@ -6,7 +6,7 @@ from typing import Any
 from omegaconf import II, ListConfig
 
 from worldgame.schema import setting
-from worldgame.settings.fields import SEED_MAX, DenoiserVariant, Prediction, PriorNet, _device, _path
+from worldgame.settings.fields import SEED_MAX, DenoiserVariant, PosteriorNet, Prediction, PriorNet, _device, _path
 from worldgame.vocabulary import STEP_COUNTS
 
 
@@ -62,6 +62,8 @@ class ChanceShape:  # the chance code's posterior and prior nets (their G x V ar
     hidden: int = setting(256, ge=1, le=65536)  # the layer before the code's logits
     prior_net: PriorNet = PriorNet.local  # the prior's net: local (full resolution, max-pooled) | flat (what checkpoints without the key hold)
     prior_chain: bool = True  # the prior draws the groups one after another, each given those before (the event first), so a drawn hit and the drawn respawn agree; needs prior_net=local (false: independent groups, what checkpoints without the key hold)
+    posterior_net: PosteriorNet = PosteriorNet.flat  # the posterior: flat (a net that learns what its code says; what checkpoints without the key hold) | where (a rule: its two learnt groups name the latent cell where the real next frame departs most from what the denoiser expected knowing the event, block then cell; needs 2 groups besides the event group and chance_values = model.denoiser.latent_size, a square: 16 for the 16x16 grid)
+    where_floor: float = setting(3.0, gt=0.0, le=1e6)  # posterior_net=where: the surprise (mean square over the latent's channels) a cell must pass to be named; below it the code names cell 0, the grid's corner (Bouncer's ordinary frames peak near 0.07, its events near 17)
     event_group: bool = False  # chance group 0 is the transition's event named by the data (nothing / point / lost, game over), drawn first at play so the picture and the HUD agree; needs chance_values >= 6
 
 

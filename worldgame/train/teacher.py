@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 
 from worldgame.errors import WorldgameError
-from worldgame.models.chance import ChanceCode, diversity_loss, rate, usage
+from worldgame.models.chance import ChanceCode, diversity_loss, expectation_code, rate, usage, where_maps
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
-from worldgame.models.schedulers import lcm_scheduler, teacher_scheduler, train_scheduler
+from worldgame.models.schedulers import SCHEDULE, lcm_scheduler, predicted_x0, teacher_scheduler, train_scheduler
 from worldgame.settings import TrainSettings, plain
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, sample
@@ -44,8 +44,11 @@ class TeacherObjective:
         if self.chance is not None and self.chance.config.event_group and (batches.data.rewards is None or batches.data.dones is None):
             raise WorldgameError("model.chance.event_group=true: the data holds no rewards and game ends to name the events "
                                  "from; record it with `worldgame collect`, or set model.chance.event_group=false")
-        if self.cfg.init and self.chance is not None:
+        continued = self.cfg.init and self.chance is not None and \
             _init_chance(Path(self.cfg.init), self.chance, need=self.cfg.prior_only)
+        if self.chance is not None and self.chance.names_places and not continued \
+                and self.model.chance_map_embedding is not None:
+            _start_where_maps(self.model, self.chance)
         if self.cfg.prior_only:  # the code is settled: the denoiser and the posterior that names it stay as they are
             for name, p in [*self.model.named_parameters(), *self.chance.named_parameters()]:
                 p.requires_grad_(name.startswith("prior"))
@@ -69,7 +72,7 @@ class TeacherObjective:
         zt = self.noise.add_noise(z0, eps, t)
         code, chance_loss = None, 0.0
         if self.chance is not None:
-            posterior = self.chance.posterior(b["context"], b["actions"], z0)
+            posterior = self.chance.posterior(b["context"], b["actions"], z0, self._expected(b))
             code = self.chance.code(posterior, b.get("events"), gen if z0.device.type == "cpu" else None,
                                     self.cfg.posterior_noise)  # (B, G, V) one-hot
             prior = self.chance.prior(b["clean_context"], b["actions"], code.detach().argmax(-1))
@@ -99,9 +102,15 @@ class TeacherObjective:
         ce = 0.0
         for b in batches:
             with torch.no_grad():
-                code = self.chance.code(self.chance.posterior(b["context"], b["actions"], b["target"]), b.get("events"), None)
+                code = self.chance.code(self.chance.posterior(b["context"], b["actions"], b["target"], self._expected(b)),
+                                        b.get("events"), None)
             ce = ce + self._prior_ce(self.chance.prior(b["clean_context"], b["actions"], code.argmax(-1)), code, b)
         return ce
+
+    def _expected(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """What the denoiser expects ``batch``'s next latents to be, for a ``where`` posterior (else None)."""
+        return expected_next(self.model, self.chance, batch["context"], batch["actions"], batch.get("events"),
+                             batch["context_noise"], self.noise.config.prediction_type)
 
     def _prior_ce(self, prior: torch.Tensor, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The prior's cross-entropy on ``code`` (B, G, V one-hot) of ``batch``'s windows, each weighted
@@ -110,9 +119,16 @@ class TeacherObjective:
         they are common: invented orbs) while it still learns from every window drawn; but at the
         game's odds (~1 % of Bouncer's frames) the prior learnt nothing of *when* a point or a hit
         comes in 5,500 steps, so ``prior_drawn_odds`` lets it learn from the windows as drawn.
+        A chained prior with an event group learns its event at the game's odds and its later groups
+        from the windows as drawn: they are drawn given the event, and the odds of *where* a respawn
+        goes given a hit are the same in a batch that oversamples hits as in the game.
         No host sync."""
-        ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten(), reduction="none").view(len(code), -1).mean(1)
-        return ce.mean() if self.cfg.prior_drawn_odds else (ce * batch["weight"]).mean()
+        ce = F.cross_entropy(prior.flatten(0, 1), code.argmax(-1).flatten(), reduction="none").view(len(code), -1)
+        if self.cfg.prior_drawn_odds:
+            return ce.mean()
+        if self.chance.chained and self.chance.config.event_group:
+            return ((ce[:, 0] * batch["weight"]).mean() + ce[:, 1:].sum(1).mean()) / ce.shape[1]
+        return (ce.mean(1) * batch["weight"]).mean()
 
     def after_step(self) -> None:
         self.ema.step(self.nets.parameters())
@@ -196,30 +212,47 @@ def _load_part(folder: Path, name: str, cls: Any, hint: str) -> Any:
     return init
 
 
-def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> None:
+def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> bool:
     """Continue the chance code of checkpoint ``folder`` (train.teacher.init) where it has one of this
     run's shape: the teacher continued reads the codes its posterior names, so a fresh posterior
     would make it learn them anew. The prior's weights are continued where this run's prior has
     the same (a chained prior continues an unchained one of the same net, its new weights starting
     at zero, so it first draws as that one did); a prior of another net (model.chance.prior_net)
-    starts afresh and learns the continued posterior's code."""
+    starts afresh and learns the continued posterior's code, and a posterior of another net
+    (model.chance.posterior_net) starts afresh, naming a code of its own that the continued
+    denoiser learns to read. Returns whether the posterior was continued."""
     part = folder / "chance"
     if not (part / "config.json").is_file():
         if need:
             raise WorldgameError(f"train.teacher.prior_only=true: train.teacher.init={folder} has no chance/ whose code the "
                                  "prior could learn; pass a checkpoint trained with a chance code")
-        return  # a teacher without a code: the code starts afresh (_with_code)
+        return False  # a teacher without a code: the code starts afresh (_with_code)
     hint = "pass a checkpoint folder whose chance/ is whole, or init=null to start afresh"
     init = _load_part(folder, "chance", ChanceCode, hint)
     mine = {k: v for k, v in chance.config.items() if not k.startswith("_")}
-    theirs = {k: init.config.get(k, {"prior_net": "flat", "prior_chain": False}.get(k)) for k in mine}
-    prior_keys = ("prior_net", "prior_chain")
-    if {k: v for k, v in theirs.items() if k not in prior_keys} != {k: v for k, v in mine.items() if k not in prior_keys}:
+    theirs = {k: init.config.get(k, {"prior_net": "flat", "prior_chain": False, "posterior_net": "flat"}.get(k)) for k in mine}
+    nets = ("prior_net", "prior_chain", "posterior_net", "where_floor")
+    if {k: v for k, v in theirs.items() if k not in nets} != {k: v for k, v in mine.items() if k not in nets}:
         raise WorldgameError(f"train.teacher.init={folder}: its chance/ draws another code than model= here "
                              f"({theirs['groups']}x{theirs['values']}, event group {theirs['event_group']}); {hint}")
+    if need and theirs["posterior_net"] != mine["posterior_net"]:
+        raise WorldgameError(f"train.teacher.prior_only=true: train.teacher.init={folder} names its code with a "
+                             f"{theirs['posterior_net']} posterior, not the model.chance.posterior_net={mine['posterior_net']} "
+                             "here; set posterior_net as that checkpoint was trained")
     state = chance.state_dict()
     chance.load_state_dict({k: v for k, v in init.state_dict().items() if k in state and state[k].shape == v.shape},
                            strict=False)
+    return theirs["posterior_net"] == mine["posterior_net"]
+
+
+def _start_where_maps(model: ActionDenoiser, chance: ChanceCode) -> None:
+    """A fresh ``where`` code's learnt groups start the denoiser's code maps lighting the place they
+    name (models/chance.py ``where_maps``): the denoiser can read the place before it has learnt to."""
+    maps = model.chance_map_embedding
+    g, v, eg = maps.groups, maps.values, int(chance.config.event_group)
+    with torch.no_grad():
+        weight = maps.weight.view(g, v, *maps.weight.shape[1:])
+        weight[eg:eg + 2] = where_maps(v, maps.size, maps.dim).view(2, v, *maps.weight.shape[1:]).to(weight)
 
 
 def _with_code(init: ActionDenoiser, model: ActionDenoiser) -> ActionDenoiser:
@@ -246,7 +279,8 @@ def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Ten
     log V = knows nothing), and 1-step teacher-forced PSNR given the posterior's code (what the
     denoiser can draw when told the outcome) against the prior's most likely one."""
     c, a = batch["context"], batch["actions"]
-    code = chance.code(chance.posterior(c, a, batch["target"]), batch.get("events"), None).argmax(-1)
+    expected = expected_next(net, chance, c, a, batch.get("events"), batch.get("context_noise"), lcm.config.prediction_type)
+    code = chance.code(chance.posterior(c, a, batch["target"], expected), batch.get("events"), None).argmax(-1)
     prior = chance.prior(c, a, code)
     told = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, code], 1), 1)
     likely = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, chance.likeliest(c, a)], 1), 1)
@@ -257,3 +291,21 @@ def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Ten
     m["psnr1_posterior"] = teacher_forced_psnr(told, vae, batch)
     m["psnr1_likely"] = teacher_forced_psnr(likely, vae, batch)
     return m
+
+
+@torch.no_grad()
+def expected_next(net, chance: ChanceCode, context: torch.Tensor, actions: torch.Tensor, events: torch.Tensor | None,
+                  level: torch.Tensor | None, prediction_type: str) -> torch.Tensor | None:
+    """What denoiser ``net`` expects the next latent to be knowing the event but not the rest of the code
+    (models/chance.py ``expectation_code``): its clean estimate from pure noise (the last timestep,
+    the start latent at the noise's mean), which a ``where`` posterior compares the real next latent
+    with; None for another posterior. ``level``: the context's noise level (None: clean)."""
+    if not chance.names_places:
+        return None
+    b, dev = len(context), context.device
+    start = torch.zeros(b, *context.shape[2:], device=dev, dtype=context.dtype)
+    last = torch.full((b,), SCHEDULE["num_train_timesteps"] - 1, device=dev, dtype=torch.long)
+    level = level if level is not None else torch.zeros(b, device=dev)
+    out = net(start, last, context, actions, level, expectation_code(chance, events, b).to(context.dtype))
+    alphas = train_scheduler(prediction_type).alphas_cumprod.to(dev)
+    return predicted_x0(prediction_type, out, start, alphas[last])
