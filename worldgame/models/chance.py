@@ -218,7 +218,7 @@ def where_logits(score: torch.Tensor, values: int) -> tuple[torch.Tensor, torch.
     return blocks.logsumexp(-1), blocks
 
 
-def expectation_code(chance: "ChanceCode", events: torch.Tensor | None, batch: int) -> torch.Tensor:
+def expectation_code(chance: ChanceCode, events: torch.Tensor | None, batch: int) -> torch.Tensor:
     """The code (B, G, V) a ``where`` posterior's expected latent is drawn with: the event named (where
     the code has an event group: the data's ``events`` (B,)), the learnt groups unknown (each value
     1 / V, their embeddings' and maps' mean), so the denoiser expects what the event makes certain

@@ -6,7 +6,15 @@ from typing import Any
 from omegaconf import II, ListConfig
 
 from worldgame.schema import setting
-from worldgame.settings.fields import SEED_MAX, DenoiserVariant, PosteriorNet, Prediction, PriorNet, _device, _path
+from worldgame.settings.fields import (
+    SEED_MAX,
+    DenoiserVariant,
+    PosteriorNet,
+    Prediction,
+    PriorNet,
+    _device,
+    _path,
+)
 from worldgame.vocabulary import STEP_COUNTS
 
 

@@ -24,7 +24,13 @@ from worldgame.models.chance import ChanceCode, diversity_loss, expectation_code
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
-from worldgame.models.schedulers import SCHEDULE, lcm_scheduler, predicted_x0, teacher_scheduler, train_scheduler
+from worldgame.models.schedulers import (
+    SCHEDULE,
+    lcm_scheduler,
+    predicted_x0,
+    teacher_scheduler,
+    train_scheduler,
+)
 from worldgame.settings import TrainSettings, plain
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, sample
