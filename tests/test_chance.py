@@ -171,10 +171,33 @@ def test_a_session_with_drawn_codes_regenerates_bit_identically(tmp_path, run_cl
     assert result["identical"] and result["max_abs_diff"] == 0
 
 
-@pytest.mark.parametrize(("checkpoint", "net"), [("tiny_chance_checkpoint", "flat"), ("tiny_events_checkpoint", "local")])
+@pytest.fixture(scope="module")
+def tiny_where_checkpoint(tmp_path_factory, tiny_checkpoint):
+    """The tiny checkpoint with a 3 x 16 ``where`` code (an event group, then a place) whose prior
+    draws an event about half the time, so that the place drawn only with an event is exercised."""
+    torch.manual_seed(2)
+    base = WorldModel.from_pretrained(tiny_checkpoint, device="cpu")
+    n = len(base.action_names)
+    denoiser = ActionDenoiser(num_actions=n, context_length=2, block_out_channels=(16, 16), norm_num_groups=8,
+                              chance_groups=3, chance_values=16, chance_map=2)
+    chance = ChanceCode(n, context_length=2, groups=3, values=16, width=8, hidden=32, event_group=True,
+                        prior_net="local", prior_chain=True, posterior_net="where")
+    for p in chance.parameters():
+        p.data.mul_(4)
+    with torch.no_grad():
+        chance.prior_event.head[-1].weight.zero_()
+        chance.prior_event.head[-1].bias.copy_(torch.tensor([1.0] + [-1.0] * 5 + [0.0] * 10))
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny_where"
+    WorldModel(base.vae, denoiser, dict(base.metadata), chance=chance).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(("checkpoint", "net"), [("tiny_chance_checkpoint", "flat"), ("tiny_events_checkpoint", "local"),
+                                                 ("tiny_where_checkpoint", "local")])
 def test_the_prior_on_onnx_equals_torch(request, checkpoint, net) -> None:
     """The prior's draw (its forward: logits, Gumbel noise and temperature in, the code out; the
-    chained prior's groups one after another) on ONNX Runtime draws the codes torch draws."""
+    chained prior's groups one after another; a ``where`` code's place only with an event) on ONNX
+    Runtime draws the codes torch draws."""
     from worldgame.models.backends import attach
     from worldgame.models.chance import code_noise
 

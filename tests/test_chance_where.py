@@ -136,3 +136,29 @@ def test_the_where_code_names_the_corner_when_nothing_passes_the_floor_and_needs
     assert (quiet == 0).all()
     with pytest.raises(ValueError, match="pass expected"):
         chance.posterior(context, actions, target)
+
+
+def test_with_an_event_group_a_place_is_named_and_drawn_only_with_an_event() -> None:
+    """A place drawn on a frame without an event was, on Bouncer, a coin appearing: the draw that
+    landed on an orb turned it into a coin and the coins multiplied. So the rule names, and the prior
+    draws, a place only where the event group names an event; elsewhere the corner."""
+    torch.manual_seed(0)
+    chance = ChanceCode(2, K, C, 16, groups=3, values=16, event_group=True, prior_net="local", prior_chain=True,
+                        posterior_net="where", where_floor=1.0)
+    for p in chance.parameters():  # a prior far from uniform: it draws places everywhere
+        p.data.mul_(4)
+    with torch.no_grad():  # and an event about half the time
+        chance.prior_event.head[-1].weight.zero_()
+        chance.prior_event.head[-1].bias.copy_(torch.tensor([1.0] + [-1.0] * 5 + [0.0] * 10))
+    context, target = torch.zeros(8, K, C, 16, 16) - 1, torch.zeros(8, C, 16, 16) - 1
+    target[:, :, 9, 6] = 1  # something appeared at cell (9, 6): block 9, cell 6
+    actions, events = torch.zeros(8, K, dtype=torch.long), torch.tensor([0, 1, 2, 0, 3, 4, 0, 5])
+    code = chance.code(chance.posterior(context, actions, target, context[:, -1]), events, None).argmax(-1)
+    assert code[:, 0].tolist() == events.tolist()
+    assert code[:, 1:].tolist() == [[0, 0] if e == 0 else [9, 6] for e in events.tolist()]
+    from worldgame.models.chance import code_noise
+
+    drawn = chance(context.repeat(32, 1, 1, 1, 1), actions.repeat(32, 1), code_noise(chance, 256, torch.Generator().manual_seed(1)),
+                   torch.tensor(1.0))
+    quiet = drawn[:, 0] == 0
+    assert quiet.any() and (drawn[quiet, 1:] == 0).all() and (drawn[~quiet, 1:] != 0).any()

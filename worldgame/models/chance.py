@@ -357,7 +357,10 @@ class ChanceCode(ModelMixin, ConfigMixin):
         if self.prior_learnt is not None:
             drawn.append(self.prior_learnt.draw(stacked, actions, drawn[0][:, 0] if eg else None, noise[:, eg:],
                                                 temperature, self.mask[eg:]))
-        return torch.cat(drawn, 1)
+        code = torch.cat(drawn, 1)
+        if self.names_places and eg:  # a place only with an event (code())
+            code = torch.cat([code[:, :1], torch.where(code[:, :1] == 0, 0, code[:, 1:])], 1)
+        return code
 
     def likeliest(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The most likely code (B, G) (a chained prior's: each group's likeliest given those before)."""
@@ -406,7 +409,12 @@ class ChanceCode(ModelMixin, ConfigMixin):
         if not self.config.event_group:
             return code
         named = F.one_hot(events.long(), self.config.values).to(code.dtype)[:, None]
-        return torch.cat([named, code[:, 1:]], 1)
+        learnt = code[:, 1:]
+        if self.names_places:  # a place only with an event: on Bouncer a place drawn on a frame without one
+            # was a coin appearing (an orb the draw landed on turned into a coin, and the coins multiplied)
+            corner = F.one_hot(torch.zeros_like(events.long()), self.config.values).to(code.dtype)[:, None]
+            learnt = torch.where((events == 0)[:, None, None], corner, learnt)
+        return torch.cat([named, learnt], 1)
 
 
 def straight_through(logits: torch.Tensor, generator: torch.Generator | None, noise: bool = True) -> torch.Tensor:
