@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
-from worldgame.models.chance import ChanceCode, straight_through, where_block, where_logits, where_maps
+from worldgame.models.chance import ChanceCode, straight_through
+from worldgame.models.places import where_block, where_logits, where_maps
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import lcm_scheduler, train_scheduler
 from worldgame.settings import SettingError, load
@@ -80,7 +81,7 @@ def model() -> WorldModel:
             context, actions, z0, _ = _batch(32, gen)
             t = torch.randint(0, 1000, (32,), generator=gen)
             zt = noise.add_noise(z0, torch.randn(z0.shape, generator=gen), t)
-            expected = expected_next(net, chance, context, actions, None, torch.zeros(32), "sample")
+            expected = expected_next(net, chance, context, actions, None, torch.zeros(32), noise)
             code = straight_through(chance.posterior(context, actions, z0, expected), gen, noise=False)
             prior = chance.prior(context, actions, code.detach().argmax(-1))
             loss = (net(zt, t, context, actions, torch.zeros(32), code) - z0).square().mean() \
@@ -107,7 +108,7 @@ def _lit_cells(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def test_told_the_where_code_the_denoiser_draws_the_object_in_its_cell(model) -> None:
     context, actions, target, cell = _batch(DRAWS, torch.Generator().manual_seed(1))
-    expected = expected_next(model.denoiser, model.chance, context, actions, None, None, "sample")  # the blend of 16 cells
+    expected = expected_next(model.denoiser, model.chance, context, actions, None, None, lcm_scheduler("sample"))  # the blend of 16 cells
     code = model.chance.posterior(context, actions, target, expected).argmax(-1)  # the block, then the cell in it
     s = S // where_block(V, S)
     y, x = cell // S, cell % S

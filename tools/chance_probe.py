@@ -80,9 +80,9 @@ def respawns(model: WorldModel, net, val, batches: LatentBatches, n: int) -> dic
     hits = val.ends[val.rewards[val.ends] < 0][:n]
     batch = batches.at(hits, None)
     c, a = batch["context"], batch["actions"]
-    expected = expected_next(net, model.chance, c, a, batch.get("events"), None, model.prediction_type)
-    code = model.chance.code(model.chance.posterior(c, a, batch["target"], expected), batch.get("events"), None).argmax(-1)
     ddim = teacher_scheduler(lcm_scheduler(model.prediction_type).config)
+    expected = expected_next(net, model.chance, c, a, batch.get("events"), None, ddim)
+    code = model.chance.code(model.chance.posterior(c, a, batch["target"], expected), batch.get("events"), None).argmax(-1)
     orbs = lambda z: bouncer_checks.orbs_per_frame(to_frames(model.vae.decode(z)).numpy())
     real = bouncer_checks.orbs_per_frame(val.frames[hits].numpy())
     told = orbs(sample(net, ddim, c, torch.cat([a, code], 1), 4, seed=1))

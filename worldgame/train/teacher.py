@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 
 from worldgame.errors import WorldgameError
-from worldgame.models.chance import ChanceCode, diversity_loss, expectation_code, rate, usage, where_maps
+from worldgame.models.chance import ChanceCode, diversity_loss, rate, usage
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
+from worldgame.models.places import expectation_code, where_maps
 from worldgame.models.schedulers import (
     SCHEDULE,
     lcm_scheduler,
@@ -116,7 +117,7 @@ class TeacherObjective:
     def _expected(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """What the denoiser expects ``batch``'s next latents to be, for a ``where`` posterior (else None)."""
         return expected_next(self.model, self.chance, batch["context"], batch["actions"], batch.get("events"),
-                             batch["context_noise"], self.noise.config.prediction_type)
+                             batch["context_noise"], self.noise)
 
     def _prior_ce(self, prior: torch.Tensor, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The prior's cross-entropy on ``code`` (B, G, V one-hot) of ``batch``'s windows, each weighted
@@ -253,7 +254,7 @@ def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> bool:
 
 def _start_where_maps(model: ActionDenoiser, chance: ChanceCode) -> None:
     """A fresh ``where`` code's learnt groups start the denoiser's code maps lighting the place they
-    name (models/chance.py ``where_maps``): the denoiser can read the place before it has learnt to."""
+    name (models/places.py ``where_maps``): the denoiser can read the place before it has learnt to."""
     maps = model.chance_map_embedding
     g, v, eg = maps.groups, maps.values, int(chance.config.event_group)
     with torch.no_grad():
@@ -285,7 +286,7 @@ def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Ten
     log V = knows nothing), and 1-step teacher-forced PSNR given the posterior's code (what the
     denoiser can draw when told the outcome) against the prior's most likely one."""
     c, a = batch["context"], batch["actions"]
-    expected = expected_next(net, chance, c, a, batch.get("events"), batch.get("context_noise"), lcm.config.prediction_type)
+    expected = expected_next(net, chance, c, a, batch.get("events"), batch.get("context_noise"), lcm)
     code = chance.code(chance.posterior(c, a, batch["target"], expected), batch.get("events"), None).argmax(-1)
     prior = chance.prior(c, a, code)
     told = lambda cc, aa: sample(net, lcm, cc, torch.cat([aa, code], 1), 1)
@@ -301,11 +302,12 @@ def chance_figures(net, chance: ChanceCode, lcm, vae, batch: dict[str, torch.Ten
 
 @torch.no_grad()
 def expected_next(net, chance: ChanceCode, context: torch.Tensor, actions: torch.Tensor, events: torch.Tensor | None,
-                  level: torch.Tensor | None, prediction_type: str) -> torch.Tensor | None:
+                  level: torch.Tensor | None, scheduler) -> torch.Tensor | None:
     """What denoiser ``net`` expects the next latent to be knowing the event but not the rest of the code
-    (models/chance.py ``expectation_code``): its clean estimate from pure noise (the last timestep,
+    (models/places.py ``expectation_code``): its clean estimate from pure noise (the last timestep,
     the start latent at the noise's mean), which a ``where`` posterior compares the real next latent
-    with; None for another posterior. ``level``: the context's noise level (None: clean)."""
+    with; None for another posterior. ``level``: the context's noise level (None: clean); ``scheduler``:
+    any of the model's (its prediction type and noise schedule)."""
     if not chance.names_places:
         return None
     b, dev = len(context), context.device
@@ -313,5 +315,5 @@ def expected_next(net, chance: ChanceCode, context: torch.Tensor, actions: torch
     last = torch.full((b,), SCHEDULE["num_train_timesteps"] - 1, device=dev, dtype=torch.long)
     level = level if level is not None else torch.zeros(b, device=dev)
     out = net(start, last, context, actions, level, expectation_code(chance, events, b).to(context.dtype))
-    alphas = train_scheduler(prediction_type).alphas_cumprod.to(dev)
-    return predicted_x0(prediction_type, out, start, alphas[last])
+    alphas = scheduler.alphas_cumprod.to(dev)
+    return predicted_x0(scheduler.config.prediction_type, out, start, alphas[last])
