@@ -217,6 +217,8 @@ def test_the_prior_on_onnx_equals_torch(request, checkpoint, net) -> None:
             assert torch.equal(prior(context, actions, noise, t), code)
             drawn.add(tuple(code[0].tolist()))
     assert len(drawn) > 4  # the draws differ: the comparison is not of one constant code
+    if model.chance.draws_in_two:  # the place's graph run and skipped: frames with an event and without
+        assert type(prior).__name__ == "_TwoStageDraw" and {c[0] > 0 for c in drawn} == {True, False}
     # and the dream draws through it: the same code as the torch prior from the same generator state
     torch_sampler = Sampler(model)
     for s in (sampler, torch_sampler):

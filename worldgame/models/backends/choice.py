@@ -102,10 +102,48 @@ def _accelerate_prior(sampler: Sampler, threads: int) -> None:
     model = sampler.model
     k, c, s = model.context_length, model.denoiser.config.latent_channels, model.denoiser.config.latent_size
     g, v = sampler.chance.config.groups, sampler.chance.config.values
-    runner = _checked_runner("chance prior", sampler.chance, (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long),
-                                                             torch.zeros(1, g, v), torch.tensor(1.0)), ("code",), threads)
+    args = (torch.zeros(1, k, c, s, s), torch.zeros(1, k, dtype=torch.long), torch.zeros(1, g, v), torch.tensor(1.0))
+    if sampler.chance.draws_in_two:
+        event = _checked_runner("chance prior's event", _Method(sampler.chance, "draw_event"), args, ("event",), threads)
+        one = torch.ones(1, 1, dtype=torch.long)  # checked drawing a place (with no event it is not run)
+        places = _checked_runner("chance prior's place", _Method(sampler.chance, "draw_places"),
+                                 args[:2] + (one,) + args[2:], ("places",), threads)
+        runner = _TwoStageDraw(event, places, g) if event is not None and places is not None else None
+    else:
+        runner = _checked_runner("chance prior", sampler.chance, args, ("code",), threads)
     if runner is not None:
         sampler.accelerate_prior(1, runner)
+
+
+class _Method(torch.nn.Module):
+    """One method of ``owner`` as a module of its own: what an export traces."""
+
+    def __init__(self, owner: torch.nn.Module, name: str) -> None:
+        super().__init__()
+        self.owner, self.name = owner, name
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return getattr(self.owner, self.name)(*args)
+
+
+class _TwoStageDraw:
+    """A gated code's batch-1 draw (``ChanceCode.draws_in_two``): the event's graph every frame, the
+    place's only on a frame with an event -- the same code as the prior's forward, at half its cost
+    on most frames. The returned code is a buffer overwritten by the next call."""
+
+    def __init__(self, event: _HeadRunner, places: _HeadRunner, groups: int) -> None:
+        self.event, self.places = event, places
+        self.code = torch.zeros(1, groups, dtype=torch.long)
+
+    def __call__(self, context: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor,
+                 temperature: torch.Tensor) -> torch.Tensor:
+        event = self.event(context, actions, noise, temperature)
+        self.code[:, :1] = event
+        if int(event[0, 0]):
+            self.code[:, 1:] = self.places(context, actions, event, noise, temperature)
+        else:
+            self.code[:, 1:] = 0
+        return self.code
 
 
 def _checked_runner(name: str, net: torch.nn.Module, args: tuple[torch.Tensor, ...], outputs: tuple[str, ...],
