@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from worldgame.models import ActionDenoiser, TinyAutoencoder, WorldModel
 from worldgame.models.chance import ChanceCode, straight_through
-from worldgame.models.places import where_block, where_logits, where_maps
+from worldgame.models.places import PLACE_REACH, where_block, where_logits, where_maps
 from worldgame.models.sampler import Sampler
 from worldgame.models.schedulers import lcm_scheduler, train_scheduler
 from worldgame.settings import SettingError, load
@@ -45,13 +45,35 @@ def test_the_coarse_group_names_the_block_and_the_fine_one_the_cell() -> None:
     assert [where_block(v, n) for v, n in ((16, 16), (4, 4), (9, 9), (16, 12), (12, 16))] == [4, 2, 3, 0, 0]
 
 
-def test_a_where_code_needs_two_learnt_groups_on_a_square_grid_in_one_line() -> None:
-    with pytest.raises(ValueError, match="two learnt groups"):
-        ChanceCode(3, 1, C, 16, groups=4, values=16, event_group=True, posterior_net="where")
+def test_a_where_code_needs_two_or_four_learnt_groups_on_a_square_grid_in_one_line() -> None:
+    for groups in (4, 2):  # 3 or 1 learnt groups: not whole places
+        with pytest.raises(ValueError, match="two or four learnt groups"):
+            ChanceCode(3, 1, C, 16, groups=groups, values=16, event_group=True, posterior_net="where")
     for wrong in (["model.denoiser.chance_groups=2", "model.chance.event_group=true"],
+                  ["model.denoiser.chance_groups=4", "model.chance.event_group=true"],
                   ["model.denoiser.chance_groups=3", "model.denoiser.chance_values=9", "model.chance.event_group=true"]):
-        with pytest.raises(SettingError, match="model.chance.posterior_net=where: names a place by two learnt groups"):
+        with pytest.raises(SettingError, match="model.chance.posterior_net=where: names each place by two learnt groups"):
             load("train", ["data=d", "out=o", "model.chance.posterior_net=where", *wrong])
+    load("train", ["data=d", "out=o", "model.chance.posterior_net=where", "model.denoiser.chance_groups=5",
+                   "model.chance.event_group=true"])  # two places
+
+
+def test_a_second_place_names_the_next_surprise_out_of_the_first_ones_reach() -> None:
+    """Two surprising cells far apart: the code names both, the larger first; a second one within
+    PLACE_REACH of the first, or below the floor: the second place is the corner."""
+    chance = ChanceCode(3, 1, C, 16, groups=5, values=16, event_group=True, posterior_net="where")
+    assert chance.places == 2
+    context, actions = torch.zeros(3, 1, C, 16, 16), torch.zeros(3, 1, dtype=torch.long)
+    target, expected = torch.zeros(3, C, 16, 16), torch.zeros(3, C, 16, 16)
+    target[:, :, 3, 5] = 10.0  # the largest surprise, in every window
+    target[0, :, 12, 9] = 5.0  # far: the second place
+    target[1, :, 4, 6] = 5.0  # inside the first one's reach
+    target[2, :, 12, 9] = 1.0  # below the floor (3)
+    code = chance.posterior(context, actions, target, expected).argmax(-1)
+    cell = lambda block, fine: ((block // 4) * 4 + fine // 4, (block % 4) * 4 + fine % 4)  # noqa: E731
+    assert [cell(int(c[1]), int(c[2])) for c in code] == [(3, 5)] * 3
+    assert [cell(int(c[3]), int(c[4])) for c in code] == [(12, 9), (0, 0), (0, 0)]
+    assert PLACE_REACH >= 1
 
 
 def _batch(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -35,7 +35,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from worldgame.models.places import where_block, where_logits
+from worldgame.models.places import name_places, where_block
 
 # the event group's values: value v is the reward sign EVENT_SIGNS[v % 3], the game ended if v >= 3
 EVENT_SIGNS = (0, 1, -1)
@@ -222,9 +222,10 @@ class ChanceCode(ModelMixin, ConfigMixin):
             drawn independently, and a drawn hit need not agree with the drawn respawn.
         posterior_net: the posterior: ``flat`` (two stride-2 convolutions and a linear head that learn
             what the code says; what a config without this key means) or ``where``, a rule with no
-            weights: the learnt groups (exactly two) name the latent cell where the real next latent
-            departs most from what the denoiser expected knowing only the event (``expected``,
-            models/places.py), its block then its cell in the block.
+            weights: each pair of learnt groups (one or two pairs) names the latent cell where the real
+            next latent departs most from what the denoiser expected knowing only the event
+            (``expected``, models/places.py), its block then its cell in the block; a second pair the
+            next such cell away from the first.
             Measured on Bouncer, the flat posterior's code said nothing of where a respawned orb
             appears (the respawns under one code value spread 11.7 px, under any 16.1), so told it
             the denoiser drew a hit's frame one orb short in 58 % of held-out hits; the most
@@ -250,8 +251,9 @@ class ChanceCode(ModelMixin, ConfigMixin):
             raise ValueError(f"prior_chain needs prior_net 'local', not {str(prior_net)[:40]!r}")
         if posterior_net not in POSTERIOR_NETS:
             raise ValueError(f"posterior_net is {str(posterior_net)[:40]!r}, not one of {', '.join(POSTERIOR_NETS)}")
-        if posterior_net == "where" and (groups - event_group != 2 or not where_block(values, latent_size)):
-            raise ValueError(f"a 'where' posterior needs two learnt groups whose {values} values cut the "
+        learnt = groups - event_group
+        if posterior_net == "where" and (learnt not in (2, 4) or not where_block(values, latent_size)):
+            raise ValueError(f"a 'where' posterior needs two or four learnt groups whose {values} values cut the "
                              f"{latent_size}x{latent_size} latent grid into {values} blocks of {values} cells")
         mask = torch.zeros(groups, values)
         if event_group:
@@ -362,6 +364,11 @@ class ChanceCode(ModelMixin, ConfigMixin):
         """Whether the posterior is the ``where`` rule (its code needs the denoiser's ``expected`` latent)."""
         return self.config.get("posterior_net", "flat") == "where"
 
+    @property
+    def places(self) -> int:
+        """How many places a ``where`` code names (a pair of learnt groups each); 0 for another posterior."""
+        return (self.config.groups - int(self.config.event_group)) // 2 if self.names_places else 0
+
     def posterior(self, context: torch.Tensor, actions: torch.Tensor, target: torch.Tensor,
                   expected: torch.Tensor | None = None) -> torch.Tensor:
         """The posterior's logits (B, G, V): which outcome the real next latent ``target`` (B, C, h, w) took.
@@ -370,11 +377,9 @@ class ChanceCode(ModelMixin, ConfigMixin):
         if self.names_places:
             if expected is None:
                 raise ValueError("a 'where' posterior names the place the next latent departs from the expected one: pass expected")
-            score = (target - expected).float().square().mean(1).flatten(1)
-            score = torch.cat([score[:, :1].clamp_min(self.config.where_floor), score[:, 1:]], 1)
-            coarse, fine = where_logits(score.view(-1, *target.shape[-2:]), self.config.values)
-            chosen = fine[torch.arange(len(fine), device=fine.device), coarse.argmax(-1)]
-            groups = [torch.zeros_like(coarse)] * int(self.config.event_group) + [coarse, chosen]
+            score = (target - expected).float().square().mean(1)
+            named = name_places(score, self.config.values, self.places, self.config.where_floor)
+            groups = [torch.zeros_like(named[0])] * int(self.config.event_group) + named
             return torch.stack(groups, 1)
         h = self.posterior_conv(torch.cat([context.flatten(1, 2), target], 1))
         h = torch.cat([h, self.posterior_actions(actions).flatten(1)], 1)

@@ -248,10 +248,10 @@ def _train_relations(cfg: Any) -> None:
                            "the local prior can: set model.chance.prior_net=local, or prior_chain=false")
     learnt = den.chance_groups - bool(cfg.model.chance.event_group)
     if cfg.model.chance.posterior_net == PosteriorNet.where and den.chance_groups and \
-            (learnt != 2 or math.isqrt(den.chance_values) ** 2 != den.chance_values or
+            (learnt not in (2, 4) or math.isqrt(den.chance_values) ** 2 != den.chance_values or
              den.latent_size != math.isqrt(den.chance_values) ** 2):
-        raise SettingError("model.chance.posterior_net", "where", "names a place by two learnt groups (block, then cell): "
-                           f"it needs exactly 2 groups besides the event group (not {learnt}) and chance_values "
+        raise SettingError("model.chance.posterior_net", "where", "names each place by two learnt groups (block, then cell): "
+                           f"it needs 2 or 4 groups besides the event group (one or two places; not {learnt}) and chance_values "
                            f"= model.denoiser.latent_size ({den.latent_size}) as a square grid of square blocks "
                            f"(16 for a 16x16 latent), not {den.chance_values}")
     if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < 6):

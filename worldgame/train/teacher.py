@@ -259,7 +259,8 @@ def _start_where_maps(model: ActionDenoiser, chance: ChanceCode) -> None:
     g, v, eg = maps.groups, maps.values, int(chance.config.event_group)
     with torch.no_grad():
         weight = maps.weight.view(g, v, *maps.weight.shape[1:])
-        weight[eg:eg + 2] = where_maps(v, maps.size, maps.dim).view(2, v, *maps.weight.shape[1:]).to(weight)
+        n = 2 * chance.places
+        weight[eg:eg + n] = where_maps(v, maps.size, maps.dim, chance.places).view(n, v, *maps.weight.shape[1:]).to(weight)
 
 
 def _with_code(init: ActionDenoiser, model: ActionDenoiser) -> ActionDenoiser:
