@@ -70,7 +70,7 @@ def test_a_second_place_names_the_next_surprise_out_of_the_first_ones_reach() ->
     target[1, :, 4, 6] = 5.0  # inside the first one's reach
     target[2, :, 12, 9] = 1.0  # below the floor (3)
     code = chance.posterior(context, actions, target, expected).argmax(-1)
-    cell = lambda block, fine: ((block // 4) * 4 + fine // 4, (block % 4) * 4 + fine % 4)  # noqa: E731
+    cell = lambda block, fine: ((block // 4) * 4 + fine // 4, (block % 4) * 4 + fine % 4)
     assert [cell(int(c[1]), int(c[2])) for c in code] == [(3, 5)] * 3
     assert [cell(int(c[3]), int(c[4])) for c in code] == [(12, 9), (0, 0), (0, 0)]
     assert PLACE_REACH >= 1
