@@ -53,7 +53,7 @@ def grow_denoiser(old, places_at: int, values: int):
         elif name.endswith("chance_embedding.weight"):  # (G V, dim)
             v = values
             state[name] = torch.cat([value, value[places_at * v:(places_at + 2) * v]], 0)
-        elif name.startswith("cond_proj.0.weight"):  # (emb, inputs): the code's embeddings last
+        elif name == "cond_proj.0.weight":  # (emb, inputs): the code's embeddings last
             state[name] = torch.cat([value, torch.zeros(value.shape[0], target.shape[1] - value.shape[1])], 1)
         else:
             raise SystemExit(f"more_places: {name} is {tuple(value.shape)} in SRC and {tuple(target.shape)} grown")

@@ -345,7 +345,7 @@ class ChanceCode(ModelMixin, ConfigMixin):
         """Whether play may draw the event first and the place only when there is one: a gated code
         whose event and place have nets of their own (a chained local prior). On Bouncer 99 frames
         of 100 have no event, so the place's net -- half the draw's cost -- mostly need not run."""
-        return self.gates_places and self.chained and self.config.prior_net == "local" and self.prior_learnt is not None
+        return self.gates_places and self.chained  # chained: a local prior (the constructor checks)
 
     def likeliest(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The most likely code (B, G) (a chained prior's: each group's likeliest given those before)."""
