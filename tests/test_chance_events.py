@@ -13,6 +13,7 @@ from worldgame.engine.model_engine import ModelEngine
 from worldgame.games.bouncer import Bouncer
 from worldgame.models import WorldModel
 from worldgame.models.chance import (
+    EVENT_APPEARED,
     EVENT_KINDS,
     ChanceCode,
     code_noise,
@@ -39,6 +40,42 @@ def test_each_event_has_one_value_and_back() -> None:
     # a value the data never names says nothing happened (the prior never draws one: below)
     assert event_of(EVENT_KINDS + 1) == (0.0, False)
     assert events_of(torch.tensor([EVENT_KINDS + 1]))[0].item() == 0 and not events_of(torch.tensor([7]))[1].item()
+
+
+def test_an_object_appearing_is_an_event_of_its_own_only_where_the_code_counts_it() -> None:
+    """Bouncer's coin appears by chance with no reward; ``appeared`` gives it the value after the six,
+    only where nothing else happened (a point or a hit on the same frame stays that event)."""
+    rewards, dones = torch.tensor([0.0, 0.0, 1.0, -1.0, 0.0]), torch.tensor([False, False, False, False, True])
+    appeared = torch.tensor([False, True, True, True, True])
+    assert event_values(rewards, dones, appeared).tolist() == [0, EVENT_APPEARED, 1, 2, 3]
+    assert event_values(rewards, dones).tolist() == [0, 0, 1, 2, 3]
+    assert event_of(EVENT_APPEARED) == (0.0, False)  # no point, no end: the HUD does not move
+    gen = torch.Generator().manual_seed(1)
+    context, actions = torch.randn(256, 2, 4, 8, 8, generator=gen), torch.randint(0, 6, (256, 2), generator=gen)
+    counted = _chance(appeared=True, prior_net="local", prior_chain=True)
+    drawn = torch.cat([counted(context, actions, code_noise(counted, 256, gen), torch.tensor(t)) for t in (1.0, 5.0)])
+    assert int(drawn[:, 0].max()) == EVENT_APPEARED  # drawn, and nothing past it
+    with pytest.raises(ValueError, match="appeared .* needs event_group"):
+        _chance(event_group=False, appeared=True)
+    with pytest.raises(ValueError, match=">= 7 values"):
+        ChanceCode(6, groups=2, values=6, event_group=True, appeared=True)
+    with pytest.raises(SettingError, match="model.chance.appeared"):
+        load("train", ["model.chance.appeared=true", "model.denoiser.chance_groups=2"])
+    with pytest.raises(SettingError, match="chance_values >= 7"):
+        load("train", ["model.chance.appeared=true", "model.chance.event_group=true", "model.denoiser.chance_groups=2",
+                       "model.denoiser.chance_values=6"])
+
+
+def test_the_event_net_may_be_narrower_than_the_places_and_draws_the_same_way() -> None:
+    """The event's net runs every frame at play (the place's only with an event): its own width."""
+    narrow = _chance(prior_net="local", prior_chain=True, event_width=4)
+    assert narrow.prior_event.inp.out_channels == 4 and narrow.prior_learnt.inp.out_channels == 8
+    gen = torch.Generator().manual_seed(3)
+    context, actions = torch.randn(64, 2, 4, 8, 8, generator=gen), torch.randint(0, 6, (64, 2), generator=gen)
+    noise = code_noise(narrow, 64, gen)
+    drawn = narrow(context, actions, noise, torch.tensor(1.0))
+    assert torch.equal(drawn[:, :1], narrow.draw_event(context, actions, noise, torch.tensor(1.0)))
+    assert int(drawn[:, 0].max()) < EVENT_KINDS
 
 
 def _chance(event_group: bool = True, loud: bool = True, **prior) -> ChanceCode:

@@ -34,6 +34,30 @@ def test_collect_writes_episodes(tmp_path, run_cli):
     assert "wrote" in r.stdout
 
 
+def test_collect_records_when_a_coin_appeared(tmp_path, run_cli):
+    """No reward says a coin appeared, so collect writes the game's own word for it per row (the
+    ``appeared`` column a chance code's event group names): the same steps replayed say the same, and
+    every such row shows a coin that the row before did not."""
+    from worldgame.eval.bouncer_checks import coins_per_frame
+    from worldgame.games.bouncer import Bouncer
+
+    out = tmp_path / "data"
+    assert run_cli("collect", "episodes=2", "steps=300", f"out={out}", "progress=false").returncode == 0
+    total = 0
+    for f in list_episodes(out):
+        ep = read_episode(f)
+        column = ep.timings_ms["appeared"]
+        game = Bouncer()
+        game.reset(ep.metadata["seed"])
+        said = [float(game.step(int(a))[3]["appeared"]) for a in ep.actions[1:]]
+        assert np.isnan(column[0]) and column[1:].tolist() == said  # row 0 is the reset: no transition
+        rows = np.flatnonzero(column == 1)
+        coins = coins_per_frame(ep.frames)
+        assert (coins[rows] >= coins[rows - 1]).all() and (coins[rows] > coins[rows - 1]).mean() > 0.5
+        total += len(rows)
+    assert total >= 2
+
+
 def test_collect_random_policy(tmp_path, run_cli):
     r = run_cli("collect", "policy=random", "episodes=1", "steps=20", f"out={tmp_path}", "progress=false")
     assert r.returncode == 0, r.stderr

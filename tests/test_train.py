@@ -18,7 +18,9 @@ from worldgame.settings import load
 from worldgame.train import loop
 
 
-def _episodes(folder: Path, n: int = 3, steps: int = 120, first: int = 0) -> None:
+def _episodes(folder: Path, n: int = 3, steps: int = 120, first: int = 0, appeared: bool = False) -> None:
+    """Bouncer episodes written as `worldgame collect` writes them (``appeared``: with the column that says
+    when a coin appeared, which episodes collected before it lack)."""
     game = Bouncer(lives=100)
     for e in range(first, first + n):
         meta = {"game": game.name, "game_config": {"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64},
@@ -28,8 +30,8 @@ def _episodes(folder: Path, n: int = 3, steps: int = 120, first: int = 0) -> Non
             w.add(game.reset(e), 0)
             for _ in range(steps):
                 a = policy()
-                frame, r, d, _ = game.step(a)
-                w.add(frame, a, r, d)
+                frame, r, d, info = game.step(a)
+                w.add(frame, a, r, d, {"appeared": float(info["appeared"])} if appeared else None)
 
 
 def _cfg(data: Path, out: Path, *extra: str):
@@ -383,6 +385,52 @@ def test_the_teacher_stage_with_a_chance_code_learns_resumes_exactly_and_plays(t
         assert torch.equal(x, y)
     posterior = lambda m: {k: v for k, v in m.chance.state_dict().items() if k.startswith("posterior")}
     assert all(torch.equal(v, posterior(after)[k]) for k, v in posterior(before).items())
+
+
+def test_a_where_code_grows_an_event_for_an_object_that_appeared(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    """Bouncer's coin appears by chance with no reward: with model.chance.appeared the event group names
+    it (a value of its own, read from the data's appeared column), so the gated where code names its
+    place. A code trained without it grows it: the new value starts as "nothing happened" in the
+    denoiser (its embedding and map copied) and the prior; data without the column is refused in one line."""
+    import shutil
+
+    from worldgame.models.chance import EVENT_APPEARED
+    from worldgame.train.data import load_frame_data
+    from worldgame.train.latents import LatentBatches
+
+    root, _ = trained
+    data = tmp_path / "data"
+    _episodes(data, n=3, steps=200, appeared=True)
+    code = ("stage=teacher", "train.teacher.val_every=100", *CHANCE, *EVENT_GROUP, *WHERE, "model.denoiser.chance_map=2")
+    train, _ = load_frame_data(data, 2, 0.3)
+    came = train.ends[train.appeared[train.ends] & (train.rewards[train.ends] == 0) & ~train.dones[train.ends]]
+    assert len(came) and int(train.appeared.sum()) < len(train.frames) // 5  # a coin now and then, not always
+    events = LatentBatches(train, torch.zeros(len(train.frames), 4, 16, 16), 2, 0.0, torch.device("cpu"), appeared=True)
+    assert (events.at(came, None)["events"] == EVENT_APPEARED).all()
+    plain = LatentBatches(train, torch.zeros(len(train.frames), 4, 16, 16), 2, 0.0, torch.device("cpu"))
+    assert (plain.at(came, None)["events"] == 0).all()  # without it, "nothing happened" as before
+
+    first, grown = tmp_path / "first", tmp_path / "grown"
+    for out in (first, grown):
+        out.mkdir()
+        shutil.copytree(root / "run" / "vae", out / "vae")
+    with pytest.raises(WorldgameError, match="does not record when an object appeared.*collect them again"):
+        loop.run(_cfg(root / "data", first, *code, "model.chance.appeared=true", "train.teacher.steps=2"))
+    loop.run(_cfg(data, first, *code, "train.teacher.steps=10"))
+    loop.run(_cfg(data, grown, *code, "model.chance.appeared=true", "train.teacher.steps=10", f"train.teacher.init={first}",
+                  "train.teacher.prior_only=true"))
+    before, after = (WorldModel.from_pretrained(p, device="cpu", teacher=True) for p in (first, grown))
+    assert after.chance.config.appeared and not before.chance.config.get("appeared", False)
+    for table in ("chance_embedding", "chance_map_embedding"):
+        new, old = getattr(after.teacher, table).weight, getattr(before.teacher, table).weight
+        assert torch.equal(new[EVENT_APPEARED], old[0]) and not torch.equal(old[EVENT_APPEARED], old[0]), table
+    sampler = Sampler(after)
+    context = after.encode(Bouncer().reset(3)[None].repeat(2, 0))[None]
+    drawn = set()
+    for seed in range(40):
+        sampler.step(context, torch.zeros(1, 2, dtype=torch.long), steps=1, generator=torch.Generator().manual_seed(seed))
+        drawn.add(int(sampler.last_code[0, 0]))
+    assert max(drawn) <= EVENT_APPEARED  # the grown value may be drawn; nothing past it
 
 
 def test_student_stages_refuse_a_chance_model_in_one_line(tmp_path: Path) -> None:

@@ -49,8 +49,12 @@ def main(argv: list[str]) -> int:
         return 2
     n = int(argv[2]) if len(argv) == 3 else 256
     net = model.teacher if model.teacher is not None else model.denoiser
+    appeared = bool(model.chance.config.get("appeared", False))
+    if appeared and val.appeared is None:
+        print(f"chance_probe: {argv[1]} does not record when a coin appeared; collect it again", file=sys.stderr)
+        return 2
     batches = LatentBatches(val, encode_all(model.vae, val.frames, torch.device("cpu")).float(), model.context_length,
-                            0.0, torch.device("cpu"), bool(net.config.noise_per_frame))
+                            0.0, torch.device("cpu"), bool(net.config.noise_per_frame), appeared=appeared)
     lcm, drawer = lcm_scheduler(model.prediction_type), model.chance.drawer()  # the code drawn as play draws it
     ordinary = val.ends[torch.randperm(len(val.ends), generator=torch.Generator().manual_seed(0))[:n]]
     for kind, ends in (("event", val.rare_ends(0)[:n]), ("ordinary", ordinary)):
@@ -64,6 +68,9 @@ def main(argv: list[str]) -> int:
     if model.metadata.get("game") == "bouncer":
         figures = respawns(model, net, val, batches, n)
         print(json.dumps({"windows": "hit", **{k: round(v, 3) for k, v in figures.items()}}), flush=True)
+        if val.appeared is not None:
+            figures = appearances(model, net, val, batches, n)
+            print(json.dumps({"windows": "coin appeared", **{k: round(v, 3) for k, v in figures.items()}}), flush=True)
     return 0
 
 
@@ -103,6 +110,36 @@ def respawns(model: WorldModel, net, val, batches: LatentBatches, n: int) -> dic
             "told_fewer": (told < real).mean(), "drawn_fewer": (drawn < real).mean(), "respawns": len(places),
             "place_spread_per_code": float(np.sqrt(np.mean([((v - v.mean(0)) ** 2).sum(1).mean() for v in shared])))
             if shared else float("nan"), "place_spread": spread(np.array(places))}
+
+
+@torch.no_grad()
+def appearances(model: WorldModel, net, val, batches: LatentBatches, n: int) -> dict[str, float]:
+    """Does the code draw a coin where one appeared (with nothing else happening), and none elsewhere?
+    Coins in the real next frame against the 4-step sample told the posterior's code and drawn from the
+    prior, on the windows where a coin appeared and on as many coinless quiet ones where none did."""
+    from worldgame.eval import bouncer_checks
+    from worldgame.models.schedulers import teacher_scheduler
+    from worldgame.models.world_model import to_frames
+
+    coins = lambda f: bouncer_checks.coins_per_frame(f)
+    quiet = (val.rewards[val.ends] == 0) & ~val.dones[val.ends]
+    came = val.ends[quiet & val.appeared[val.ends]][:n]
+    before = torch.from_numpy(coins(val.frames[val.ends - 1].numpy()) == 0)
+    none = val.ends[quiet & ~val.appeared[val.ends] & before][:len(came)]
+    ddim = teacher_scheduler(lcm_scheduler(model.prediction_type).config)
+    out: dict[str, float] = {"count": len(came)}
+    for kind, ends in (("appeared", came), ("none", none)):
+        batch = batches.at(ends, None)
+        c, a = batch["context"], batch["actions"]
+        expected = expected_next(net, model.chance, c, a, batch.get("events"), None, ddim)
+        code = model.chance.code(model.chance.posterior(c, a, batch["target"], expected), batch.get("events"), None).argmax(-1)
+        told = coins(to_frames(model.vae.decode(sample(net, ddim, c, torch.cat([a, code], 1), 4, seed=1))).numpy())
+        drawn = coins(to_frames(model.vae.decode(sample(net, ddim, c, a, 4, seed=1, draw_code=model.chance.drawer()))).numpy())
+        real = coins(val.frames[ends].numpy())
+        out |= {f"{kind}_coins_real": real.mean(), f"{kind}_coins_told": told.mean(), f"{kind}_coins_drawn": drawn.mean()}
+        if kind == "appeared":
+            out["place_named"] = float((code[:, -2:] != 0).any(1).float().mean())
+    return out
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def run(cfg: CollectSettings) -> dict[str, float]:
                     writer.add(frame, 0)
                     for _ in range(cfg.steps):
                         action = policy()
-                        frame, reward, done, _ = game.step(action)
-                        writer.add(frame, action, reward, done)
+                        frame, reward, done, info = game.step(action)
+                        # an object the game's chance put on the field with no reward (Bouncer's coin): a
+                        # chance code's event group names it (models/chance.py EVENT_APPEARED)
+                        column = {"appeared": float(info["appeared"])} if "appeared" in info else None
+                        writer.add(frame, action, reward, done, column)
                         if done:
                             break
             except WorldgameError as err:

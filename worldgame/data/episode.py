@@ -8,8 +8,9 @@ crc32 of these 12 header bytes (uint32 LE, WGEP2 only) | payload`` (framing: rec
   ("human", "random", "scripted", or "model" for a model session), and for model sessions the
   checkpoint and config.
 * ``CHNK``: a zlib-compressed ``.npz`` holding the next rows of ``frames`` (N,H,W,3 uint8),
-  ``actions`` (N, int16), ``rewards`` (N, float32), ``dones`` (N, bool) and any per-frame timings
-  ``t_<name>`` (N, float32, milliseconds; NaN for a row that had none) -- decoding: chunks.py.
+  ``actions`` (N, int16), ``rewards`` (N, float32), ``dones`` (N, bool) and any per-frame columns
+  ``t_<name>`` (N, float32; NaN for a row that had none): timings in milliseconds, a session's
+  ``event``, collected data's ``appeared`` (the game's chance put an object on the field) -- decoding: chunks.py.
 * ``END `` (last record, only after a clean close): JSON summary, merged into the metadata.
 
 Row i holds frame i and the action that produced it from frame i-1 (row 0, a reset frame, holds

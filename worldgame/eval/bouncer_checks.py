@@ -1,6 +1,6 @@
 """What a player of the built-in game sees, read back from any frame (real or dreamed).
 
-* orbs: red blobs below the HUD strip, per frame;
+* orbs: red blobs below the HUD strip, per frame; coins likewise (yellow);
 * pips: score (yellow, left) and lives (pink, right) in the HUD strip, and whether each change has
   a cause in the same stream (a life lost needs a hit: the player thrown back; a point needs a
   coin picked up or a bolt in flight; nothing else changes them);
@@ -26,6 +26,12 @@ def orbs_per_frame(frames: np.ndarray) -> np.ndarray:
     g = _geometry(frames.shape[1])
     masks = colour_mask(frames[:, g.hud + 1 :], ORB)
     return np.array([count_blobs(m, min_pixels=3) for m in masks])
+
+
+def coins_per_frame(frames: np.ndarray) -> np.ndarray:
+    """Coin-coloured blobs (>= 3 pixels) below the HUD strip, per frame (the game shows at most one)."""
+    g = _geometry(frames.shape[1])
+    return np.array([count_blobs(m, min_pixels=3) for m in colour_mask(frames[:, g.hud + 1 :], COIN)])
 
 
 def pips(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -361,6 +361,8 @@ def _objects(cfg: EvalSettings, dreams: np.ndarray, real: np.ndarray, actions: n
     orbs = np.stack([bouncer_checks.orbs_per_frame(d) for d in dreams])
     real_orbs = bouncer_checks.orbs_per_frame(real)
     n_orbs = int(game_cfg.get("num_orbs", 3))
+    coins = np.stack([bouncer_checks.coins_per_frame(d) for d in dreams])
+    real_coins = bouncer_checks.coins_per_frame(real)
     pips = [bouncer_checks.pip_changes(d) for d in dreams]
     errors = np.concatenate([bouncer_checks.control_errors(d, actions, before) for d in dreams])
     real_errors = bouncer_checks.control_errors(real, actions, before)
@@ -376,6 +378,8 @@ def _objects(cfg: EvalSettings, dreams: np.ndarray, real: np.ndarray, actions: n
         "no_orbs_frac": {"dream": round(float((orbs == 0).mean()), 4), "real": round(float((real_orbs == 0).mean()), 4)},
         # more orbs than the game ever has (num_orbs): objects the dream invented
         "invented_frac": {"dream": round(float((orbs > n_orbs).mean()), 4), "real": round(float((real_orbs > n_orbs).mean()), 4)},
+        # more than one coin: the game never shows two; a dream that averages the coin's chance multiplies them
+        "coins_extra_frac": {"dream": round(float((coins > 1).mean()), 4), "real": round(float((real_coins > 1).mean()), 4)},
         "pip_changes_per_1000": {
             "dream": round(sum(p["changes"] for p in pips) * per_k, 2),
             "dream_uncaused": round(sum(p["uncaused"] for p in pips) * per_k, 2),

@@ -53,7 +53,8 @@ def write_report(result: dict, health: dict, path: Path, strip_at: list[int]) ->
                       (f"* orbs, mean over all dream frames: {b['orbs']['dream_mean']:.2f} (real {b['orbs']['real_mean']:.2f}); "
                       f"missing or invented per frame: {b['orbs'].get('count_error', float('nan')):.2f}; no orb in "
                       f"{100 * b.get('no_orbs_frac', {}).get('dream', 0):.1f}% of frames, more than the game has in "
-                      f"{100 * b.get('invented_frac', {}).get('dream', 0):.1f}%"),
+                      f"{100 * b.get('invented_frac', {}).get('dream', 0):.1f}%; more than one coin in "
+                      f"{100 * b.get('coins_extra_frac', {}).get('dream', 0):.1f}% (the game: never)"),
                       (f"* pip changes per 1,000 frames: {b['pip_changes_per_1000']['dream']:.1f}, of which without a cause "
                       f"{b['pip_changes_per_1000']['dream_uncaused']:.1f} (real game {b['pip_changes_per_1000']['real_uncaused']:.1f})"),
                       (f"* control: the player moved within 1 px of what the key says on "

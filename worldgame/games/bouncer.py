@@ -162,8 +162,10 @@ class Bouncer:
                         events.append("shot")
                         break
 
+        appeared = False  # a coin put on the field by chance this step: no reward says so, so info does
         if self.coin is None:
             if self.rng.random() < self.coin_chance:
+                appeared = True
                 c = self.coin_size
                 self.coin = [int(self.rng.integers(self.lo, self.hi - c)), int(self.rng.integers(self.lo, self.hi - c))]
         elif _overlap(self.player, ps, self.coin, self.coin_size):
@@ -188,7 +190,7 @@ class Bouncer:
                     self.orbs[i] = self._far_orb()
 
         done = self.lives <= 0 or (self.max_steps > 0 and self.t >= self.max_steps)
-        return self.render(), reward, done, {**self.info(), "events": events}
+        return self.render(), reward, done, {**self.info(), "events": events, "appeared": appeared}
 
     def _far_orb(self) -> list[int]:
         """A respawned orb at least half the arena from the player (its centre from the player's),

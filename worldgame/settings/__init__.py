@@ -254,9 +254,13 @@ def _train_relations(cfg: Any) -> None:
                            f"it needs 2 or 4 groups besides the event group (one or two places; not {learnt}) and chance_values "
                            f"= model.denoiser.latent_size ({den.latent_size}) as a square grid of square blocks "
                            f"(16 for a 16x16 latent), not {den.chance_values}")
-    if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < 6):
+    kinds = 6 + bool(cfg.model.chance.appeared)
+    if cfg.model.chance.event_group and (den.chance_groups < 1 or den.chance_values < kinds):
         raise SettingError("model.chance.event_group", True, "needs model.denoiser.chance_groups >= 1 and "
-                           f"chance_values >= 6 (its six events), not {den.chance_groups} x {den.chance_values}")
+                           f"chance_values >= {kinds} (its {kinds} events), not {den.chance_groups} x {den.chance_values}")
+    if cfg.model.chance.appeared and not cfg.model.chance.event_group:
+        raise SettingError("model.chance.appeared", True, "names an object's appearance as one more event: "
+                           "set model.chance.event_group=true too")
 
 
 def _eval_relations(cfg: Any) -> None:

@@ -73,6 +73,8 @@ class ChanceShape:  # the chance code's posterior and prior nets (their G x V ar
     posterior_net: PosteriorNet = PosteriorNet.flat  # the posterior: flat (a net that learns what its code says; what checkpoints without the key hold) | where (a rule: each pair of learnt groups names a latent cell where the real next frame departs most from what the denoiser expected knowing the event, block then cell; needs 2 or 4 groups besides the event group (one or two places) and chance_values = model.denoiser.latent_size, a square: 16 for the 16x16 grid)
     where_floor: float = setting(3.0, gt=0.0, le=1e6)  # posterior_net=where: the surprise (mean square over the latent's channels) a cell must pass to be named; below it the code names cell 0, the grid's corner (Bouncer's ordinary frames peak near 0.07, its events near 17)
     event_group: bool = False  # chance group 0 is the transition's event named by the data (nothing / point / lost, game over), drawn first at play so the picture and the HUD agree; needs chance_values >= 6
+    event_width: int = setting(0, ge=0, le=1024)  # channels of the event group's own net (prior_net=local), which runs every frame at play; 0: width
+    appeared: bool = False  # the event group also names an object the game put on the field by chance with no point (Bouncer's coin: the data's appeared column, written by `worldgame collect`), so a where code names its place too; needs event_group and chance_values >= 7
 
 
 @dataclass

@@ -28,9 +28,12 @@ class FrameData:
     actions: torch.Tensor
     ends: torch.Tensor
     metadata: dict
-    events: torch.Tensor | None = None  # (N,) bool: the game's events (a reward or an end) at frame i
+    events: torch.Tensor | None = None  # (N,) bool: the game's events (a reward, an end, an object appeared) at frame i
     rewards: torch.Tensor | None = None  # (N,) float32: the reward of the transition into frame i
     dones: torch.Tensor | None = None  # (N,) bool: frame i is the last of a game (the game ended there)
+    # (N,) bool: the transition into frame i put an object on the field by the game's chance, with no reward
+    # (Bouncer's coin); None where an episode does not record it (collected before it was)
+    appeared: torch.Tensor | None = None
 
     def rare_ends(self, radius: int) -> torch.Tensor:
         """The ends t with an event within ``radius`` frames of the target t (before or after): the windows
@@ -92,6 +95,7 @@ _SAME = ("game", "frame_size", "action_names", "game_config")
 
 def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
     frames, actions, rewards, dones, ends, offset, first = [], [], [], [], [], 0, files[0]
+    appeared: list[np.ndarray] | None = []
     for f in tqdm(files, desc="read episodes", unit="file", leave=False, disable=None):
         ep = read_episode(f)
         if meta is None:
@@ -116,6 +120,8 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
         actions.append(ep.actions)
         rewards.append(ep.rewards)
         dones.append(ep.dones)
+        column = ep.timings_ms.get("appeared")
+        appeared = None if appeared is None or column is None else [*appeared, np.nan_to_num(column) > 0]
         offset += len(ep)
     if not ends:
         raise WorldgameError(f"{first.parent}: episodes are shorter than the context length {k} + 1")
@@ -124,9 +130,11 @@ def _load(files: list[Path], k: int, meta: dict | None = None) -> FrameData:
         actions=torch.from_numpy(np.concatenate(actions)).long(),
         ends=torch.from_numpy(np.concatenate(ends)).long(),
         metadata=meta or {},
-        events=torch.from_numpy((np.concatenate(rewards) != 0) | np.concatenate(dones)),
+        events=torch.from_numpy((np.concatenate(rewards) != 0) | np.concatenate(dones)
+                                | (np.concatenate(appeared) if appeared else False)),
         rewards=torch.from_numpy(np.concatenate(rewards)),
         dones=torch.from_numpy(np.concatenate(dones)),
+        appeared=torch.from_numpy(np.concatenate(appeared)) if appeared else None,
     )
 
 

@@ -32,8 +32,11 @@ class LatentBatches:
     """
 
     def __init__(self, data: FrameData, latents: torch.Tensor, context_length: int, max_context_noise: float,
-                 device: torch.device, per_frame: bool = False, rare_share: float = 0.0, rare_radius: int = 2) -> None:
+                 device: torch.device, per_frame: bool = False, rare_share: float = 0.0, rare_radius: int = 2,
+                 appeared: bool = False) -> None:
         self.data, self.latents, self.k = data, latents, context_length
+        # the events name an object's appearance too (models/chance.py EVENT_APPEARED): a chance code's choice
+        self.appeared = data.appeared if appeared else None
         # rare_share of every batch comes from the windows around the game's events (FrameData.rare_ends)
         self.rare = data.rare_ends(rare_radius) if rare_share > 0 else data.ends[:0]
         self.rare_share = rare_share if len(self.rare) else 0.0
@@ -87,7 +90,8 @@ class LatentBatches:
             "target": self.latents[ends].float().to(d),
             "context_noise": level.to(d),
             "frames": self.data.frames[ends],
-            **({"events": event_values(self.data.rewards[ends], self.data.dones[ends]).to(d)}
+            **({"events": event_values(self.data.rewards[ends], self.data.dones[ends],
+                                       None if self.appeared is None else self.appeared[ends]).to(d)}
                if self.data.rewards is not None and self.data.dones is not None else {}),
         }
 

@@ -247,10 +247,15 @@ def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.d
     lat_train, lat_val = _latents(vae, train, val, out, device)
     k, noise = cfg.model.denoiser.context_length, cfg.train.teacher.max_context_noise
     per_frame = cfg.model.denoiser.noise_per_frame
-    rare = cfg.train.teacher
+    rare, chance = cfg.train.teacher, cfg.model.chance
+    appeared = bool(chance.appeared and chance.event_group and cfg.model.denoiser.chance_groups)
+    if appeared and (train.appeared is None or val.appeared is None):
+        raise WorldgameError(f"model.chance.appeared=true: {cfg.data} does not record when an object appeared (episodes "
+                             "collected before episodes recorded it); collect them again with `worldgame collect`, or set "
+                             "model.chance.appeared=false")
     batches = LatentBatches(train, lat_train, k, noise, device, per_frame, rare.rare_share,
-                            rare.rare_radius)
-    val_batches = LatentBatches(val, lat_val, k, noise, device, per_frame)
+                            rare.rare_radius, appeared)
+    val_batches = LatentBatches(val, lat_val, k, noise, device, per_frame, appeared=appeared)
     num_actions = len(train.metadata["action_names"])
     if stage == "events":  # its own noise on the latents it sees (a dream's are the denoiser's)
         ev = cfg.train.events.latent_noise

@@ -10,6 +10,7 @@ all three, so the code's meaning the denoiser learnt is the one its prior draws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 
 from worldgame.errors import WorldgameError
-from worldgame.models.chance import ChanceCode, diversity_loss, rate, usage
+from worldgame.models.chance import EVENT_APPEARED, ChanceCode, diversity_loss, rate, usage
 from worldgame.models.checkpoint_checks import check_part
 from worldgame.models.denoiser import ActionDenoiser
 from worldgame.models.denoisers import build_denoiser, denoiser_class
@@ -51,8 +52,10 @@ class TeacherObjective:
         if self.chance is not None and self.chance.config.event_group and (batches.data.rewards is None or batches.data.dones is None):
             raise WorldgameError("model.chance.event_group=true: the data holds no rewards and game ends to name the events "
                                  "from; record it with `worldgame collect`, or set model.chance.event_group=false")
-        continued = self.cfg.init and self.chance is not None and \
-            _init_chance(Path(self.cfg.init), self.chance, need=self.cfg.prior_only)
+        continued, grown = _init_chance(Path(self.cfg.init), self.chance, need=self.cfg.prior_only) \
+            if self.cfg.init and self.chance is not None else (False, False)
+        if grown:
+            _start_appeared(self.model, self.chance)
         if self.chance is not None and self.chance.names_places and not continued \
                 and self.model.chance_map_embedding is not None:
             _start_where_maps(self.model, self.chance)
@@ -219,7 +222,7 @@ def _load_part(folder: Path, name: str, cls: Any, hint: str) -> Any:
     return init
 
 
-def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> bool:
+def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> tuple[bool, bool]:
     """Continue the chance code of checkpoint ``folder`` (train.teacher.init) where it has one of this
     run's shape: the teacher continued reads the codes its posterior names, so a fresh posterior
     would make it learn them anew. The prior's weights are continued where this run's prior has
@@ -227,18 +230,23 @@ def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> bool:
     at zero, so it first draws as that one did); a prior of another net (model.chance.prior_net)
     starts afresh and learns the continued posterior's code, and a posterior of another net
     (model.chance.posterior_net) starts afresh, naming a code of its own that the continued
-    denoiser learns to read. Returns whether the posterior was continued."""
+    denoiser learns to read; an event group grown by the ``appeared`` value (the one value the init's never
+    drew) starts it as _start_appeared says. Returns whether the posterior was continued and whether
+    the code grew so."""
     part = folder / "chance"
     if not (part / "config.json").is_file():
         if need:
             raise WorldgameError(f"train.teacher.prior_only=true: train.teacher.init={folder} has no chance/ whose code the "
                                  "prior could learn; pass a checkpoint trained with a chance code")
-        return False  # a teacher without a code: the code starts afresh (_with_code)
+        return False, False  # a teacher without a code: the code starts afresh (_with_code)
     hint = "pass a checkpoint folder whose chance/ is whole, or init=null to start afresh"
     init = _load_part(folder, "chance", ChanceCode, hint)
     mine = {k: v for k, v in chance.config.items() if not k.startswith("_")}
-    theirs = {k: init.config.get(k, {"prior_net": "flat", "prior_chain": False, "posterior_net": "flat"}.get(k)) for k in mine}
-    nets = ("prior_net", "prior_chain", "posterior_net", "where_floor")
+    theirs = {k: init.config.get(k, {"prior_net": "flat", "prior_chain": False, "posterior_net": "flat",
+                                     "appeared": False, "event_width": 0}.get(k)) for k in mine}
+    # a code may grow: a value more for the event group (appeared) starts as _start_appeared says, and a
+    # net of another shape (event_width) afresh
+    nets = ("prior_net", "prior_chain", "posterior_net", "where_floor", "appeared", "event_width")
     if {k: v for k, v in theirs.items() if k not in nets} != {k: v for k, v in mine.items() if k not in nets}:
         raise WorldgameError(f"train.teacher.init={folder}: its chance/ draws another code than model= here "
                              f"({theirs['groups']}x{theirs['values']}, event group {theirs['event_group']}); {hint}")
@@ -249,7 +257,26 @@ def _init_chance(folder: Path, chance: ChanceCode, need: bool = False) -> bool:
     state = chance.state_dict()
     chance.load_state_dict({k: v for k, v in init.state_dict().items() if k in state and state[k].shape == v.shape},
                            strict=False)
-    return theirs["posterior_net"] == mine["posterior_net"]
+    return theirs["posterior_net"] == mine["posterior_net"], bool(mine["appeared"] and not theirs["appeared"])
+
+
+# the odds a grown appeared value starts at against "nothing happened": Bouncer's coin appears in ~1 % of frames
+APPEARED_START_ODDS = 0.01
+
+
+def _start_appeared(model: ActionDenoiser, chance: ChanceCode) -> None:
+    """A code grown by the event value ``appeared`` (models/chance.py EVENT_APPEARED) starts it as "nothing
+    happened" -- the denoiser's embedding and map of it, the prior's logit of it at
+    :data:`APPEARED_START_ODDS` of nothing's -- so the expected latent the ``where`` rule compares with is
+    the quiet frame's, and the appeared object is the surprise; the rest is learnt."""
+    new = EVENT_APPEARED  # group 0's rows come first in each table
+    head = chance.prior_event.head[-1] if chance.config.prior_net == "local" else chance.prior_head[-1]
+    with torch.no_grad():
+        for table in (model.chance_embedding, model.chance_map_embedding):
+            if table is not None:
+                table.weight[new] = table.weight[0]
+        head.weight[new] = head.weight[0]
+        head.bias[new] = head.bias[0] + math.log(APPEARED_START_ODDS)
 
 
 def _start_where_maps(model: ActionDenoiser, chance: ChanceCode) -> None:
