@@ -9,6 +9,9 @@ player): the orbs in the real next frame against those in the 4-step sample (DDI
 posterior's code and drawn from the prior, and how far apart the respawned orbs of the training
 data's hits lie under one value of the code against under any (``place_spread_per_code`` against
 ``place_spread``, rms px): a code that says where the respawn goes gathers its places.
+And a line for the windows where a coin appeared with nothing else happening (data collected with the
+``appeared`` column): coins in the real next frame, told and drawn, there and on as many quiet
+coinless windows where none appeared (a dream that averages the coin's chance draws none, or many).
 
     python tools/chance_probe.py CHECKPOINT DATA [WINDOWS]     # e.g. runs/bouncer_map_last data/bouncer 256
 
@@ -138,7 +141,7 @@ def appearances(model: WorldModel, net, val, batches: LatentBatches, n: int) -> 
         real = coins(val.frames[ends].numpy())
         out |= {f"{kind}_coins_real": real.mean(), f"{kind}_coins_told": told.mean(), f"{kind}_coins_drawn": drawn.mean()}
         if kind == "appeared":
-            out["place_named"] = float((code[:, -2:] != 0).any(1).float().mean())
+            out["place_named"] = float((code[:, int(model.chance.config.event_group):] != 0).any(1).float().mean())
     return out
 
 
