@@ -250,8 +250,8 @@ def build(stage: str, cfg: TrainSettings, train, val, out: Path, device: torch.d
     rare, chance = cfg.train.teacher, cfg.model.chance
     appeared = bool(chance.appeared and chance.event_group and cfg.model.denoiser.chance_groups)
     if appeared and (train.appeared is None or val.appeared is None):
-        raise WorldgameError(f"model.chance.appeared=true: {cfg.data} does not record when an object appeared (episodes "
-                             "collected before episodes recorded it); collect them again with `worldgame collect`, or set "
+        raise WorldgameError(f"model.chance.appeared=true: {cfg.data} does not record when an object appeared (collected "
+                             "before episodes carried the appeared column); collect them again with `worldgame collect`, or set "
                              "model.chance.appeared=false")
     batches = LatentBatches(train, lat_train, k, noise, device, per_frame, rare.rare_share,
                             rare.rare_radius, appeared)
