@@ -79,7 +79,7 @@ def test_real_play_moves_player_and_records(tmp_path, play_config):
     np.testing.assert_array_equal(first.actions[1:13], [4] * 12)
     np.testing.assert_array_equal(first.frames[12], shown[11][2])
     assert first.timings_ms["event"][0] == EVENT_START and set(first.timings_ms["event"][1:]) == {EVENT_STEP}
-    assert {"input", "game", "present", "latency"} <= set(first.timings_ms)
+    assert {"input", "game", "present", "latency", "appeared"} <= set(first.timings_ms)
     assert len(second) == 1 + 1 + 4 and list(second.actions[1:]) == [0] + [3] * 4
     assert sorted(map(str, list_episodes(tmp_path))) == sorted(summary.sessions)
 
@@ -155,3 +155,24 @@ def test_hud_warns_when_slower_than_the_tick_and_stats_are_bounded():
     assert run.fps() == pytest.approx(1 / 0.045) and run.latency_percentile(50) == pytest.approx(44.5, abs=0.6)
     fine, _ = hud_lines(stats, HudState(engine="model", target_fps=20, action="NOOP", score="0", frame_index=1))
     assert fine[0].startswith("FPS 22.2")
+
+
+def test_real_play_records_when_a_coin_appeared(tmp_path, play_config):
+    """A recorded real game is training data (`train data=sessions`): it says when a coin appeared, as
+    `collect` does (the column a chance code's event group names); the game replayed on the recorded
+    actions says the same, and every such row shows a coin the row before did not have."""
+    from worldgame.eval.bouncer_checks import coins_per_frame
+    from worldgame.games.bouncer import Bouncer
+
+    summary = play(play_config("engine=real", "fps=0", "seed=4", "record=true", f"sessions={tmp_path}"),
+                   script=[{"left"}] * 100 + [{"up"}] * 100 + [set()] * 100)
+    (path,) = summary.sessions
+    ep = read_episode(path)
+    column = ep.timings_ms["appeared"]
+    game = Bouncer(**{k: v for k, v in ep.metadata["game_config"].items() if not k.startswith("_")})
+    game.reset(ep.metadata["seed"])
+    said = [float(game.step(int(a))[3]["appeared"]) for a in ep.actions[1:]]
+    assert np.isnan(column[0]) and column[1:].tolist() == said  # row 0 is where recording started: no transition
+    rows = np.flatnonzero(column == 1)
+    coins = coins_per_frame(ep.frames)
+    assert len(rows) >= 1 and (coins[rows] > coins[rows - 1]).mean() > 0.5

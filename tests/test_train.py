@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -436,3 +437,52 @@ def test_a_where_code_grows_an_event_for_an_object_that_appeared(trained: tuple[
 def test_student_stages_refuse_a_chance_model_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(WorldgameError, match="train.distill.steps=10: the distill stage does not train a model with a chance code"):
         loop.run(_cfg(tmp_path / "data", tmp_path / "run", "stage=all", *CHANCE))
+
+
+def test_the_teacher_learns_from_its_own_dream(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    """train.teacher.own_share: that share of a batch's windows gets the model's own dream of the last
+    ``unroll`` frames as its context (the frames before them real, slid along), as play makes it;
+    the other windows and those too near their episode's start keep the real one, and the noise the
+    loss reads is laid over the dream. A run with it trains and resumes exactly."""
+    import shutil
+
+    from worldgame.train.data import load_frame_data
+
+    root, _ = trained
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for out in (straight, resumed):
+        out.mkdir()
+        shutil.copytree(root / "run" / "vae", out / "vae")
+    common = ("stage=teacher", "save_every=5", "train.teacher.val_every=100", *CHANCE, *EVENT_GROUP, *WHERE,
+              "train.teacher.own_share=0.5", "train.teacher.unroll=2", "train.teacher.unroll_steps=1")
+    cfg = _cfg(root / "data", straight, *common, "train.teacher.unroll=1")
+    train, val = load_frame_data(root / "data", cfg.model.denoiser.context_length, cfg.val_fraction)
+    objective = loop.build("teacher", cfg, train, val, straight, torch.device("cpu"))
+    batch = objective.batches.sample(16, torch.Generator().manual_seed(0))
+    real = {k: v.clone() for k, v in batch.items() if k in ("context", "clean_context")}
+    objective._own_context(batch, torch.Generator().manual_seed(1))
+    dreamed = (batch["clean_context"] != real["clean_context"]).flatten(1).any(1)
+    assert 0 < int(dreamed.sum()) <= 8  # at most half the windows
+    k = batch["clean_context"].shape[1]
+    near_start = ~objective.batches.has_room(batch["ends"], 1)
+    assert not dreamed[near_start].any()
+    ends = batch["ends"][dreamed]
+    # one frame dreamed: the real frames before it slide along, the dream is the newest frame and not the real one
+    assert torch.equal(batch["clean_context"][dreamed, :-1], objective.batches.latents[ends[:, None] + torch.arange(-k, -1)].float())
+    assert not torch.equal(batch["clean_context"][dreamed, -1], objective.batches.latents[ends - 1].float())
+    assert torch.isfinite(batch["clean_context"]).all()
+    level = batch["context_noise"][dreamed]
+    level = (level if level.dim() == 2 else level[:, None].expand(-1, k))[:, :, None, None, None]
+    offset = (batch["context"][dreamed] - batch["clean_context"][dreamed]).flatten(2).std(2)  # (rows, K)
+    assert torch.allclose(offset, level.flatten(1), rtol=0.2, atol=1e-6)  # training's context noise, over the dream
+    assert torch.equal(batch["context"][~dreamed], real["context"][~dreamed])
+
+    report = loop.run(_cfg(root / "data", straight, *common, "train.teacher.steps=10"))["teacher"]
+    assert math.isfinite(report["loss_end"])
+    loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=5"))
+    loop.run(_cfg(root / "data", resumed, *common, "train.teacher.steps=10", "resume=true"))
+    a = torch.load(straight / "state_teacher.pt", weights_only=True)
+    b = torch.load(resumed / "state_teacher.pt", weights_only=True)
+    assert a["step"] == b["step"] == 10
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

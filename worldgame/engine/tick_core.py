@@ -149,6 +149,8 @@ class TickCore:
             self.say("game over: a new game starts")
         if self.recorder is not None and self.recorder.active:
             columns = {**stages, **({} if latency_ms is None else {"latency": latency_ms}), **self.engine.status().columns}
+            if self.engine.kind == "real" and "appeared" in result.info:  # as `collect` writes it: training data
+                columns["appeared"] = float(result.info["appeared"])
             self.recorder.add(result.frame, action, result.reward, result.done, columns, event)
 
     def panels(self, result: StepResult | None = None, status: EngineStatus | None = None) -> list[Panel]:

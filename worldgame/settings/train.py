@@ -12,6 +12,7 @@ from worldgame.settings.fields import (
     PosteriorNet,
     Prediction,
     PriorNet,
+    Sampler,
     _device,
     _path,
 )
@@ -128,6 +129,10 @@ class TeacherStage(Stage):
     prior_drawn_odds: bool = False  # chance code: the prior learns from the windows as drawn (rare_share oversamples events: far more to learn from; its odds of them a little high) instead of weighted to the game's own odds
     prior_only: bool = False  # chance code: train only the prior, on the code of the teacher and posterior it continues (init=, frozen): the prior learns after the code is settled, at its own pace (its gradient is not clipped with the denoiser's)
     prior_batch: int = setting(0, ge=0, le=65536)  # chance code: more windows each step that train only the prior (its targets: the posterior's code, the data's event), drawn as the batch is; the prior is small and events rare, so it learns from many more windows than the denoiser can afford
+    own_share: float = setting(0.0, ge=0.0, le=1.0)  # share of each batch whose context is the model's own dream of 1..unroll frames (with the recorded actions and, with a chance code, the real frames' codes, so it follows the recorded game), as play makes it: it learns to draw the real next frame from its own fading orbs
+    unroll: int = setting(3, ge=1, le=64)  # own_share: the longest own dream, frames (drawn 1..unroll per batch)
+    unroll_sampler: Sampler = Sampler.dpmsolver  # own_share: the sampler that dreams (leading spacing; the play default's), at unroll_steps
+    unroll_steps: int = setting(4, choices=list(STEP_COUNTS))
 
 
 @dataclass

@@ -54,11 +54,14 @@ class LatentBatches:
 
     def ends_for_unroll(self, unroll: int) -> torch.Tensor:
         """Targets t whose frames t-K-unroll..t lie in one game episode (room to unroll ``unroll`` frames)."""
-        ends = self.data.ends
+        return self.data.ends[self.has_room(self.data.ends, unroll)]
+
+    def has_room(self, ends: torch.Tensor, unroll: int) -> torch.Tensor:
+        """Whether each target t in ``ends`` has frames t-K-unroll..t in one game episode (bool, like ``ends``)."""
         ok = torch.ones(len(ends), dtype=torch.bool)
         for j in range(1, unroll + 1):
             ok &= self.valid[(ends - j).clamp_min(0)] & (ends - j >= 0)
-        return ends[ok]
+        return ok
 
     def sample(self, batch_size: int, gen: torch.Generator, noisy_context: bool = True) -> dict[str, torch.Tensor]:
         ends = self.data.ends[torch.randint(len(self.data.ends), (batch_size,), generator=gen)]
@@ -90,6 +93,7 @@ class LatentBatches:
             "target": self.latents[ends].float().to(d),
             "context_noise": level.to(d),
             "frames": self.data.frames[ends],
+            "ends": ends,  # each window's target frame (a teacher's own rollout starts before it)
             **({"events": event_values(self.data.rewards[ends], self.data.dones[ends],
                                        None if self.appeared is None else self.appeared[ends]).to(d)}
                if self.data.rewards is not None and self.data.dones is not None else {}),

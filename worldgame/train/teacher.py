@@ -29,6 +29,7 @@ from worldgame.models.places import expectation_code, where_maps
 from worldgame.models.schedulers import (
     SCHEDULE,
     lcm_scheduler,
+    play_scheduler,
     predicted_x0,
     teacher_scheduler,
     train_scheduler,
@@ -67,6 +68,8 @@ class TeacherObjective:
         self.noise = train_scheduler(cfg.model.prediction_type)
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
         self.ddim = teacher_scheduler(self.lcm.config)
+        self.unroll_sampler = play_scheduler(str(self.cfg.unroll_sampler), "leading", cfg.model.prediction_type) \
+            if self.cfg.unroll_sampler != "lcm" else self.lcm
         self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
 
     def trainable(self) -> torch.nn.Module:
@@ -76,6 +79,8 @@ class TeacherObjective:
         b = self.batches.sample(self.cfg.batch_size, gen)
         if self.cfg.prior_only:
             return self.cfg.prior_weight * self._prior_loss(b, gen)
+        if self.cfg.own_share:
+            self._own_context(b, gen)
         z0 = b["target"]
         eps = torch.randn(z0.shape, generator=gen).to(z0.device)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (len(z0),), generator=gen).to(z0.device)
@@ -116,6 +121,42 @@ class TeacherObjective:
                                         b.get("events"), None)
             ce = ce + self._prior_ce(self.chance.prior(b["clean_context"], b["actions"], code.argmax(-1)), code, b)
         return ce
+
+    @torch.no_grad()
+    def _own_context(self, b: dict[str, torch.Tensor], gen: torch.Generator) -> None:
+        """Replace the context of ``own_share`` of batch ``b``'s windows by the model's own dream, as play
+        makes it: from the real context ``n`` frames earlier (n drawn from 1..unroll), the unroll sampler
+        draws each frame with the recorded actions, told the code the posterior names for the real one
+        where the model has a chance code (so the dream keeps to the
+        recorded game and its events, and the real target stays the right answer), each sliding into the
+        context. The window's target and actions stay the real ones: the denoiser learns to draw the game's
+        next frame from its own drifted frames -- a dimmer orb brought back, not faded further. Windows too
+        near their episode's start keep the real context. No host sync beyond the batch's indices."""
+        rows = torch.randperm(len(b["ends"]), generator=gen)[:round(len(b["ends"]) * self.cfg.own_share)]
+        n = int(torch.randint(1, self.cfg.unroll + 1, (1,), generator=gen))
+        rows = rows[self.batches.has_room(b["ends"][rows], n)]
+        if not len(rows):
+            return
+        dev = b["target"].device
+        dgen = torch.Generator(device=dev).manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+        first = b["ends"][rows] - n  # the first frame the model dreams
+        context = self.batches.at(first, None)["context"]  # the real, clean context before it
+        for j in range(n):
+            real = self.batches.at(first + j, None)
+            real["context"] = real["clean_context"] = context
+            told = real["actions"]
+            if self.chance is not None:
+                code = self.chance.posterior(context, told, real["target"], self._expected(real))
+                told = torch.cat([told, self.chance.code(code, real.get("events"), None).argmax(-1)], 1)
+            frame = sample(self.model, self.unroll_sampler, context, told, self.cfg.unroll_steps,
+                           context_noise=self.play_noise, generator=dgen)
+            context = torch.cat([context[:, 1:], frame[:, None]], 1)
+        level = b["context_noise"][rows]
+        level = (level if level.dim() == 2 else level[:, None].expand(-1, context.shape[1]))[:, :, None, None, None]
+        b["clean_context"] = b["clean_context"].clone()
+        b["clean_context"][rows] = context
+        b["context"] = b["context"].clone()
+        b["context"][rows] = context + level * torch.randn(context.shape, generator=dgen, device=dev)
 
     def _expected(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """What the denoiser expects ``batch``'s next latents to be, for a ``where`` posterior (else None)."""
