@@ -1,6 +1,8 @@
 """Why do dreamed orbs disappear? Classify each lasting orb loss in a few Bouncer dreams.
 
-    python tools/orb_losses.py CHECKPOINT [frames] [dreams]
+    python tools/orb_losses.py CHECKPOINT [frames] [dreams] [sampler] [spacing]
+
+(sampler and spacing: the play sampler the dreams are drawn with; by default the checkpoint's play default)
 
 A loss is *lasting* when the orb count does not come back within 15 frames. It is put down to a
 **shot** when a bolt was within 6 px of the lost orb in the 3 frames before, to a **hit** when the
@@ -36,10 +38,11 @@ def _near(o: tuple[float, float], points: list, reach: float = 6) -> bool:
     return any(np.hypot(o[0] - p[0], o[1] - p[1]) <= reach for p in points)
 
 
-def main(checkpoint: str, frames: int = 1000, dreams: int = 2) -> None:
+def main(checkpoint: str, frames: int = 1000, dreams: int = 2, sampler_name: str | None = None,
+         spacing: str | None = None) -> None:
     torch.set_num_threads(1)
     model = WorldModel.from_pretrained(checkpoint, device="cpu")
-    sampler = Sampler(model)
+    sampler = Sampler(model, sampler_name, spacing)
     sampler.trace(dreams)
     real, actions = held_out_episode({"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64}, 11000, frames + 4)
     made = closed_loop(sampler, real, actions, [4] * dreams, frames, 4, 0).numpy()
@@ -60,8 +63,8 @@ def main(checkpoint: str, frames: int = 1000, dreams: int = 2) -> None:
             cause = ("shot" if _near(o, bolts) else "hit" if _near(o, players) else "merge" if _near(o, others)
                      else "coin" if _near(o, coins) else "fading")
             causes[cause] += 1
-    print({"checkpoint": checkpoint, "frames": frames, "dreams": dreams, "lasting_orb_losses": causes})
+    print({"checkpoint": checkpoint, "frames": frames, "dreams": dreams, "sampler": sampler.name, "lasting_orb_losses": causes})
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *(int(a) for a in sys.argv[2:]))
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:4]), *sys.argv[4:6])
