@@ -34,11 +34,12 @@ def _bare_sampler(net, scheduler, steps: int, context_noise: float, generator: t
 
 @torch.no_grad()
 def own_rollout(net, scheduler, batches, ends: torch.Tensor, n: int, steps: int, context_noise: float,
-                generator: torch.Generator) -> torch.Tensor:
+                generator: torch.Generator, draw_code=None) -> torch.Tensor:
     """The context the model makes for itself at play time: from the real context ``n`` frames
     before each target in ``ends``, dream ``n`` frames with the recorded actions (each sliding into
     the context; the closed-loop rollout play runs). Returns (B, K, C, h, w) on the model's device;
-    ``n`` = 0 gives the real context."""
+    ``n`` = 0 gives the real context. ``draw_code``: a chance code's, once per dreamed frame, as
+    :func:`sample` takes it."""
     k, lat = batches.k, batches.latents
     dev = next(net.parameters()).device
     first = ends - n  # the first frame the model dreams
@@ -46,7 +47,7 @@ def own_rollout(net, scheduler, batches, ends: torch.Tensor, n: int, steps: int,
     before, ahead = recorded_windows(batches.data.actions, first, k, n)
     rollout = Rollout.of(context, before.to(dev))
     for j in range(n):
-        rollout.advance(_bare_sampler(net, scheduler, steps, context_noise, generator), ahead[:, j].to(dev))
+        rollout.advance(_bare_sampler(net, scheduler, steps, context_noise, generator, draw_code), ahead[:, j].to(dev))
     return rollout.context
 
 

@@ -36,7 +36,7 @@ from worldgame.models.schedulers import (
 )
 from worldgame.settings import TrainSettings, plain
 from worldgame.train.latents import LatentBatches, teacher_forced_psnr
-from worldgame.train.sampling import closed_loop_check, object_score, sample
+from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
 
 
 class TeacherObjective:
@@ -68,8 +68,7 @@ class TeacherObjective:
         self.noise = train_scheduler(cfg.model.prediction_type)
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
         self.ddim = teacher_scheduler(self.lcm.config)
-        self.unroll_sampler = play_scheduler(str(self.cfg.unroll_sampler), "leading", cfg.model.prediction_type) \
-            if self.cfg.unroll_sampler != "lcm" else self.lcm
+        self.unroll_sampler = play_scheduler(str(self.cfg.unroll_sampler), "leading", cfg.model.prediction_type)
         self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
 
     def trainable(self) -> torch.nn.Module:
@@ -140,17 +139,17 @@ class TeacherObjective:
         dev = b["target"].device
         dgen = torch.Generator(device=dev).manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
         first = b["ends"][rows] - n  # the first frame the model dreams
-        context = self.batches.at(first, None)["context"]  # the real, clean context before it
-        for j in range(n):
-            real = self.batches.at(first + j, None)
-            real["context"] = real["clean_context"] = context
-            told = real["actions"]
-            if self.chance is not None:
-                code = self.chance.posterior(context, told, real["target"], self._expected(real))
-                told = torch.cat([told, self.chance.code(code, real.get("events"), None).argmax(-1)], 1)
-            frame = sample(self.model, self.unroll_sampler, context, told, self.cfg.unroll_steps,
-                           context_noise=self.play_noise, generator=dgen)
-            context = torch.cat([context[:, 1:], frame[:, None]], 1)
+        frames = iter(range(n))
+
+        def told(context: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+            """The code the posterior names for the real frame being dreamed, given the dream so far."""
+            real = self.batches.at(first + next(frames), None)
+            real["context"] = context
+            posterior = self.chance.posterior(context, actions, real["target"], self._expected(real))
+            return self.chance.code(posterior, real.get("events"), None).argmax(-1)
+
+        context = own_rollout(self.model, self.unroll_sampler, self.batches, b["ends"][rows], n, self.cfg.unroll_steps,
+                              self.play_noise, dgen, told if self.chance is not None else None)
         level = b["context_noise"][rows]
         level = (level if level.dim() == 2 else level[:, None].expand(-1, context.shape[1]))[:, :, None, None, None]
         b["clean_context"] = b["clean_context"].clone()
