@@ -443,7 +443,8 @@ def test_the_teacher_learns_from_its_own_dream(trained: tuple[Path, dict], tmp_p
     """train.teacher.own_share: that share of a batch's windows gets the model's own dream of the last
     ``unroll`` frames as its context (the frames before them real, slid along), as play makes it;
     the other windows and those too near their episode's start keep the real one, and the noise the
-    loss reads is laid over the dream. A run with it trains and resumes exactly."""
+    loss reads is laid over the dream, while the prior keeps the real context. A run with it trains
+    and resumes exactly."""
     import shutil
 
     from worldgame.train.data import load_frame_data
@@ -460,20 +461,24 @@ def test_the_teacher_learns_from_its_own_dream(trained: tuple[Path, dict], tmp_p
     objective = loop.build("teacher", cfg, train, val, straight, torch.device("cpu"))
     batch = objective.batches.sample(16, torch.Generator().manual_seed(0))
     real = {k: v.clone() for k, v in batch.items() if k in ("context", "clean_context")}
+    clean = {**batch, "context_noise": torch.zeros_like(batch["context_noise"])}  # the same dream, no noise over it
     objective._own_context(batch, torch.Generator().manual_seed(1))
-    dreamed = (batch["clean_context"] != real["clean_context"]).flatten(1).any(1)
+    objective._own_context(clean, torch.Generator().manual_seed(1))
+    dreamed = (clean["context"] != real["context"]).flatten(1).any(1)
     assert 0 < int(dreamed.sum()) <= 8  # at most half the windows
-    k = batch["clean_context"].shape[1]
+    assert torch.equal(batch["clean_context"], real["clean_context"])  # the prior learns on the real context
+    k = batch["context"].shape[1]
     near_start = ~objective.batches.has_room(batch["ends"], 1)
     assert not dreamed[near_start].any()
     ends = batch["ends"][dreamed]
+    dream = clean["context"][dreamed]
     # one frame dreamed: the real frames before it slide along, the dream is the newest frame and not the real one
-    assert torch.equal(batch["clean_context"][dreamed, :-1], objective.batches.latents[ends[:, None] + torch.arange(-k, -1)].float())
-    assert not torch.equal(batch["clean_context"][dreamed, -1], objective.batches.latents[ends - 1].float())
-    assert torch.isfinite(batch["clean_context"]).all()
+    assert torch.equal(dream[:, :-1], objective.batches.latents[ends[:, None] + torch.arange(-k, -1)].float())
+    assert not torch.equal(dream[:, -1], objective.batches.latents[ends - 1].float())
+    assert torch.isfinite(dream).all()
     level = batch["context_noise"][dreamed]
     level = (level if level.dim() == 2 else level[:, None].expand(-1, k))[:, :, None, None, None]
-    offset = (batch["context"][dreamed] - batch["clean_context"][dreamed]).flatten(2).std(2)  # (rows, K)
+    offset = (batch["context"][dreamed] - dream).flatten(2).std(2)  # (rows, K)
     assert torch.allclose(offset, level.flatten(1), rtol=0.2, atol=1e-6)  # training's context noise, over the dream
     assert torch.equal(batch["context"][~dreamed], real["context"][~dreamed])
 
