@@ -13,23 +13,16 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import torch
+from orb_losses import held_out_dreams  # tools/ is on the path when a tool runs
 from PIL import Image
 
 from worldgame.eval import bouncer_checks as bc
-from worldgame.eval.rollout import closed_loop, held_out_episode
-from worldgame.models import WorldModel
-from worldgame.models.sampler import Sampler
 
 
 def main(checkpoint: str, frames: int = 120, dreams: int = 8, sampler_name: str | None = None,
          spacing: str | None = None, strip: str = "dream_start.png") -> None:
-    torch.set_num_threads(1)
-    sampler = Sampler(WorldModel.from_pretrained(checkpoint, device="cpu"), sampler_name, spacing)
-    sampler.trace(dreams)
-    real, actions = held_out_episode({"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64}, 11000, frames + 4)
-    made = closed_loop(sampler, real, actions, [4] * dreams, frames, 4, 0).numpy()
-    game = np.asarray(real[4 : 4 + frames])
+    _, real, made = held_out_dreams(checkpoint, frames, dreams, sampler_name, spacing)
+    game = real[4 : 4 + frames]
     print("game ", bc.orbs_per_frame(game)[:40].tolist())
     first = []
     for i, dream in enumerate(made):

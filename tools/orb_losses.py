@@ -38,14 +38,21 @@ def _near(o: tuple[float, float], points: list, reach: float = 6) -> bool:
     return any(np.hypot(o[0] - p[0], o[1] - p[1]) <= reach for p in points)
 
 
-def main(checkpoint: str, frames: int = 1000, dreams: int = 2, sampler_name: str | None = None,
-         spacing: str | None = None) -> None:
+def held_out_dreams(checkpoint: str, frames: int, dreams: int, sampler_name: str | None = None,
+                    spacing: str | None = None) -> tuple[Sampler, np.ndarray, np.ndarray]:
+    """``dreams`` dreams of ``frames`` frames from the held-out Bouncer episode eval's long dreams start
+    from (its first 4 frames, then its actions), each with its own sampling noise, on one thread.
+    Returns the sampler, the episode's frames and the dreams (dreams, frames, H, W, 3)."""
     torch.set_num_threads(1)
-    model = WorldModel.from_pretrained(checkpoint, device="cpu")
-    sampler = Sampler(model, sampler_name, spacing)
+    sampler = Sampler(WorldModel.from_pretrained(checkpoint, device="cpu"), sampler_name, spacing)
     sampler.trace(dreams)
     real, actions = held_out_episode({"_target_": "worldgame.games.bouncer.Bouncer", "frame_size": 64}, 11000, frames + 4)
-    made = closed_loop(sampler, real, actions, [4] * dreams, frames, 4, 0).numpy()
+    return sampler, np.asarray(real), closed_loop(sampler, real, actions, [4] * dreams, frames, 4, 0).numpy()
+
+
+def main(checkpoint: str, frames: int = 1000, dreams: int = 2, sampler_name: str | None = None,
+         spacing: str | None = None) -> None:
+    sampler, _, made = held_out_dreams(checkpoint, frames, dreams, sampler_name, spacing)
     causes = {"shot": 0, "hit": 0, "merge": 0, "coin": 0, "fading": 0}
     for d in made:
         orbs = bc.orbs_per_frame(d)
