@@ -491,3 +491,35 @@ def test_the_teacher_learns_from_its_own_dream(trained: tuple[Path, dict], tmp_p
     assert a["step"] == b["step"] == 10
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_the_teacher_weighs_the_cells_that_hold_objects(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    """train.teacher.foreground_weight: the denoiser's loss weighs the latent cells where the next or the
+    last frame departs from the game's background (and their neighbours) that many times the rest,
+    each frame's weights averaging 1; the cell that changed most from the last frame to the next (a
+    moving object) is among them. A run with it trains."""
+    import shutil
+
+    from worldgame.train.data import load_frame_data
+    root, _ = trained
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copytree(root / "run" / "vae", out / "vae")
+    common = ("stage=teacher", "train.teacher.val_every=100", "train.teacher.foreground_weight=10")
+    cfg = _cfg(root / "data", out, *common)
+    train, val = load_frame_data(root / "data", cfg.model.denoiser.context_length, cfg.val_fraction)
+    objective = loop.build("teacher", cfg, train, val, out, torch.device("cpu"))
+    b = objective.batches.sample(32, torch.Generator().manual_seed(0))
+    last = b["clean_context"][:, -1]
+    weight = objective._cell_weights(b["target"], last)
+    assert weight.shape == (32, 1, *b["target"].shape[2:])
+    assert torch.allclose(weight.mean((2, 3)), torch.ones(32, 1))
+    flat = weight.flatten(1)
+    assert torch.allclose(flat.amax(1) / flat.amin(1), torch.full((32,), 10.0))  # objects and background in every frame
+    away = (b["target"] - objective.background).square().mean(1) > objective.departure
+    assert away.any() and (away.flatten(1).float().mean(1) < 0.5).all()  # objects, not the whole frame
+    assert (weight[:, 0][away] == flat.amax(1)[:, None, None].expand_as(away)[away]).all()
+    change = (b["target"] - last).square().mean(1).flatten(1)
+    assert (flat.gather(1, change.argmax(1)[:, None])[:, 0] == flat.amax(1)).all()
+    report = loop.run(_cfg(root / "data", out, *common, "train.teacher.steps=10"))["teacher"]
+    assert math.isfinite(report["loss_end"])

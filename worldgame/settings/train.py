@@ -133,6 +133,7 @@ class TeacherStage(Stage):
     unroll: int = setting(3, ge=1, le=64)  # own_share: the longest own dream, frames (drawn 1..unroll per batch)
     unroll_sampler: Sampler = Sampler.dpmsolver  # own_share: the sampler that dreams (leading spacing; the play default's), at unroll_steps
     unroll_steps: int = setting(4, choices=list(STEP_COUNTS))
+    foreground_weight: float = setting(1.0, ge=1.0, le=1000.0)  # the denoiser's loss weight on latent cells where the next or the last frame departs from the game's background (objects) against the rest, normalised per frame: an orb is 2-4 of 256 cells (1: the plain mean)
 
 
 @dataclass

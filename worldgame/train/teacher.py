@@ -39,6 +39,12 @@ from worldgame.train.latents import LatentBatches, teacher_forced_psnr
 from worldgame.train.sampling import closed_loop_check, object_score, own_rollout, sample
 
 
+# a latent cell whose mean square departure (over channels) from the background's passes this many
+# times the training latents' mean holds part of an object (Bouncer: 1.0, ~20 of 256 cells a frame,
+# its HUD included; relative, as an autoencoder's latents have a scale of their own)
+FOREGROUND_DEPARTURE = 1.35
+
+
 class TeacherObjective:
     def __init__(self, cfg: TrainSettings, batches: LatentBatches, val: LatentBatches, vae, num_actions: int,
                  device: torch.device) -> None:
@@ -69,6 +75,8 @@ class TeacherObjective:
         self.lcm = lcm_scheduler(cfg.model.prediction_type)
         self.ddim = teacher_scheduler(self.lcm.config)
         self.unroll_sampler = play_scheduler(str(self.cfg.unroll_sampler), "leading", cfg.model.prediction_type)
+        self.background, self.departure = _background(batches.latents, device) \
+            if self.cfg.foreground_weight != 1 else (None, 0.0)
         self.val_batch = val.at(val.data.ends[torch.randperm(len(val.data.ends), generator=torch.Generator().manual_seed(0))[:256]], None)
 
     def trainable(self) -> torch.nn.Module:
@@ -102,9 +110,24 @@ class TeacherObjective:
         else:
             target = eps
         error = (out - target).square()
+        if self.background is not None:
+            error = error * self._cell_weights(z0, b["clean_context"][:, -1])
         if self.cfg.rare_unbiased:  # the uniform data's loss, though a rare_share of the batch is drawn around events
             return (error.flatten(1).mean(1) * b["weight"]).mean() + chance_loss
         return error.mean() + chance_loss
+
+    def _cell_weights(self, target: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) loss weights: ``foreground_weight`` on the latent cells where the next frame or the
+        last real one departs from the game's background (an object there, or one that just left) and
+        their neighbours (where it moves to, its blurred edge), 1 elsewhere, scaled to a mean of 1 per
+        frame so the loss keeps its size. An orb is 2-4 of 256 cells: by the plain mean its intensity is
+        a rounding error against the background the net already draws, and in a dream the small
+        shortfall each frame compounds into a fade."""
+        def away(z: torch.Tensor) -> torch.Tensor:
+            return (z - self.background).square().mean(1, keepdim=True) > self.departure
+        near = F.max_pool2d((away(target) | away(last)).float(), 3, stride=1, padding=1)
+        weight = 1 + (self.cfg.foreground_weight - 1) * near
+        return weight / weight.mean((2, 3), keepdim=True)
 
     def _prior_loss(self, batch: dict[str, torch.Tensor] | None, gen: torch.Generator) -> torch.Tensor | float:
         """The prior's cross-entropy on the code the posterior names for ``batch`` (None: none) and for
@@ -224,6 +247,16 @@ class TeacherObjective:
         # also the playable denoiser/ (a 1-4 step x0 sampler) until distillation has started writing its own
         parts = ("teacher",) if (out / "state_distill.pt").exists() else ("teacher", "denoiser")
         return parts if self.chance is None else (*parts, "chance")
+
+
+def _background(latents: torch.Tensor, device: torch.device, frames: int = 4096) -> tuple[torch.Tensor, float]:
+    """The game's background in latent space, (1, C, h, w): each element's median over ``frames`` training
+    latents drawn with a fixed seed (the same on a resume); and the departure from it (mean square over
+    channels) past which a cell holds an object: FOREGROUND_DEPARTURE times its mean over those latents."""
+    pick = torch.randperm(len(latents), generator=torch.Generator().manual_seed(0))[:frames]
+    sample = latents[pick].float()
+    background = sample.median(0).values[None]
+    return background.to(device), FOREGROUND_DEPARTURE * float((sample - background).square().mean())
 
 
 def _init_weights(folder: Path, model: ActionDenoiser) -> ActionDenoiser:
