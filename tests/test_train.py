@@ -501,6 +501,7 @@ def test_the_teacher_weighs_the_cells_that_hold_objects(trained: tuple[Path, dic
     import shutil
 
     from worldgame.train.data import load_frame_data
+
     root, _ = trained
     out = tmp_path / "run"
     out.mkdir()
